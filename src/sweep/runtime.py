@@ -1,0 +1,107 @@
+"""Where and how a run executes: device, precision, threads, distributed ranks and stop signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from .config import ConfigError, TrainConfig
+
+# Exit code of a run that checkpointed because it was asked to stop (SIGTERM/SIGUSR1/SIGUSR2): relaunch to resume.
+EXIT_STOPPED = 75  # EX_TEMPFAIL
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+
+
+@dataclass(frozen=True)
+class Runtime:
+    device: torch.device
+    dtype: torch.dtype  # autocast dtype; float32 means no autocast
+    compile: bool
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def autocast(self):
+        if self.dtype == torch.float32:
+            return nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.dtype)
+
+
+def resolve(device: str, train: TrainConfig, parallel_jobs: int = 1) -> Runtime:
+    """Choose device, precision and compile from the config, with a clear error for what the machine lacks."""
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device=cuda but no CUDA GPU is visible; use device=cpu or device=auto")
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if use_cuda:
+        local_rank = int(os.environ.get("LOCAL_RANK", 0))
+        torch.cuda.set_device(local_rank)
+        dev = torch.device("cuda", local_rank)
+        torch.backends.cuda.matmul.allow_tf32 = True  # TF32 matmuls on Ampere+: ~free speed, fp32 master weights
+        torch.backends.cudnn.allow_tf32 = True
+    else:
+        dev = torch.device("cpu")
+        torch.set_num_threads(train.threads or max(1, (os.cpu_count() or 1) // max(1, parallel_jobs * world)))
+    if train.dtype == "bfloat16" or (train.dtype == "auto" and use_cuda):
+        if use_cuda and not torch.cuda.is_bf16_supported():
+            raise ConfigError("train.dtype=bfloat16 but this GPU has no bf16 support; use train.dtype=float32")
+        dtype = torch.bfloat16
+    else:
+        dtype = torch.float32
+    compile_flag = str(train.compile).lower()
+    use_compile = compile_flag == "true" or (compile_flag == "auto" and use_cuda)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return Runtime(device=dev, dtype=dtype, compile=use_compile, rank=rank, world_size=world)
+
+
+class StopRequest:
+    """Turns stop signals into a flag the loop checks at step boundaries.
+
+    After the run has checkpointed, `forward()` hands the signal to whoever handled it before us (submitit's
+    requeue handler under SLURM), so preemption still requeues the job.
+    """
+
+    def __init__(self):
+        self.signum: int | None = None
+        self._previous: dict[int, object] = {}
+
+    def install(self) -> "StopRequest":
+        for sig in STOP_SIGNALS:
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: signals stay with the host process
+                pass
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.signum = signum
+
+    def requested(self, runtime: Runtime) -> bool:
+        if runtime.world_size == 1:
+            return self.signum is not None
+        flag = torch.tensor([1.0 if self.signum is not None else 0.0], device=runtime.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)  # every rank stops at the same step
+        return bool(flag.item())
+
+    def uninstall(self) -> None:
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+        self._previous.clear()
+
+    def forward(self) -> bool:
+        """Restore the previous handlers; re-deliver the signal if one of them is a real handler."""
+        previous = self._previous.get(self.signum)
+        self.uninstall()
+        if callable(previous):
+            previous(self.signum, None)
+            return True
+        return False

@@ -1,0 +1,313 @@
+"""One training run: plan the horizon, train with AdamW, evaluate, checkpoint, resume, write the run directory."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from omegaconf import OmegaConf
+from tqdm import tqdm
+
+from . import accounting, checkpoint
+from .config import ConfigError, RunConfig, ScheduleConfig
+from .data import PreparedData, TokenBatches, open_tokens, prepare, val_windows
+from .model import GPT, GPTConfig
+from .runtime import EXIT_STOPPED, Runtime, StopRequest
+from .tracking import Tracker, write_json_atomic
+
+log = logging.getLogger("sweep.train")
+CPU_ACTIVATION_BUDGET = 1.5e9  # bytes of activations per micro-batch on CPU
+GPU_MEMORY_FRACTION = 0.7  # of what the weights and optimizer leave free
+
+
+class NonFiniteLoss(RuntimeError):
+    pass
+
+
+class Stopped(SystemExit):
+    """Raised after a signal-triggered checkpoint; exits with runtime.EXIT_STOPPED."""
+
+    def __init__(self):
+        super().__init__(EXIT_STOPPED)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything derived from the config and the model size; written into config.yaml and summary.json."""
+    n_params: dict
+    flops_per_token: float
+    horizon: str
+    flops_budget: float | None
+    steps: int
+    tokens: int
+    batch_tokens: int
+    micro_batch: int
+    accum: int
+    lr: float
+    warmup_steps: int
+
+    @property
+    def flops(self) -> float:
+        return self.tokens * self.flops_per_token
+
+
+def make_plan(run: RunConfig, vocab_size: int, runtime: Runtime) -> Plan:
+    m, t = run.model, run.train
+    counts = accounting.param_counts(m.n_layer, m.d_model, vocab_size, m.seq_len, m.tie_embeddings)
+    per_token = accounting.flops_per_token(m.n_layer, m.d_model, vocab_size, m.seq_len)
+    try:
+        horizon, source = accounting.horizon_tokens(t.tokens, t.flops, t.tokens_per_param,
+                                                    counts["non_embedding"], per_token)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    batch_tokens = int(t.batch_tokens or accounting.default_batch_tokens(counts["matmul"], m.seq_len))
+    sequences, rest = divmod(batch_tokens, m.seq_len)
+    if rest or sequences % runtime.world_size:
+        raise ConfigError(f"train.batch_tokens={batch_tokens} must be a multiple of model.seq_len={m.seq_len} × "
+                          f"{runtime.world_size} process(es); try {max(1, sequences) * m.seq_len}")
+    local_sequences = sequences // runtime.world_size
+    if t.micro_batch is None:
+        per_token_bytes = accounting.activation_bytes_per_token(
+            m.n_layer, m.d_model, m.n_head, m.seq_len, vocab_size,
+            flash_attention=runtime.device.type == "cuda")
+        if runtime.device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(runtime.device)
+            budget = GPU_MEMORY_FRACTION * (free - accounting.training_state_bytes(counts["total"]))
+        else:
+            budget = CPU_ACTIVATION_BUDGET
+        micro = accounting.default_micro_batch(local_sequences, m.seq_len, per_token_bytes, budget)
+    else:
+        micro = t.micro_batch
+    if local_sequences % micro:
+        raise ConfigError(f"train.batch_tokens={batch_tokens} is not a multiple of train.micro_batch={micro} × "
+                          f"model.seq_len={m.seq_len} × {runtime.world_size} process(es)")
+    steps = accounting.steps_for(horizon, batch_tokens)
+    lr = t.lr or accounting.default_lr(counts["matmul"])
+    warmup = t.warmup_tokens if t.warmup_tokens is not None else accounting.default_warmup_tokens(
+        counts["matmul"], horizon)
+    return Plan(n_params=counts, flops_per_token=per_token, horizon=source,
+                flops_budget=float(t.flops) if t.flops is not None else None, steps=steps,
+                tokens=steps * batch_tokens, batch_tokens=batch_tokens, micro_batch=micro,
+                accum=local_sequences // micro, lr=lr, warmup_steps=min(steps, round(warmup / batch_tokens)))
+
+
+def lr_at(step: int, plan: Plan, schedule: ScheduleConfig) -> float:
+    """lr for optimizer step `step` (0-based): linear warmup, then cosine / WSD / constant."""
+    if step < plan.warmup_steps:
+        return plan.lr * (step + 1) / plan.warmup_steps
+    floor = plan.lr * schedule.min_lr_ratio
+    if schedule.name == "constant":
+        return plan.lr
+    if schedule.name == "wsd":
+        decay_steps = max(1, round(schedule.decay_fraction * plan.steps))
+        decay_start = plan.steps - decay_steps
+        if step < decay_start:
+            return plan.lr
+        return plan.lr + (floor - plan.lr) * (step + 1 - decay_start) / decay_steps
+    progress = (step + 1 - plan.warmup_steps) / max(1, plan.steps - plan.warmup_steps)
+    return floor + 0.5 * (plan.lr - floor) * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+@torch.no_grad()
+def evaluate(model: GPT, windows: torch.Tensor, target_bytes: int, micro_batch: int, runtime: Runtime) -> tuple:
+    """(val_loss in nats/token, val_bpb) over this rank's share of the fixed validation windows, summed over ranks."""
+    model.eval()
+    nats = torch.zeros((), dtype=torch.float64, device=runtime.device)
+    for chunk in windows[runtime.rank::runtime.world_size].split(micro_batch):
+        chunk = chunk.to(runtime.device, non_blocking=True)
+        with runtime.autocast():
+            _, loss_sum = model(chunk[:, :-1], chunk[:, 1:], reduction="sum")
+        nats += loss_sum.double()
+    if runtime.world_size > 1:
+        dist.all_reduce(nats)
+    model.train()
+    total = nats.item()
+    n_targets = windows.shape[0] * (windows.shape[1] - 1)
+    return total / n_targets, total / math.log(2) / target_bytes
+
+
+def _config_record(run: RunConfig, plan: Plan, vocab_size: int) -> dict:
+    """The fully resolved config: per-size defaults filled in with the values the run uses."""
+    record = OmegaConf.to_container(OmegaConf.structured(run), resolve=True)
+    record["model"]["vocab_size"] = vocab_size
+    record["train"].update(batch_tokens=plan.batch_tokens, micro_batch=plan.micro_batch, lr=plan.lr,
+                           warmup_tokens=plan.warmup_steps * plan.batch_tokens)
+    record["plan"] = {**asdict(plan), "flops": plan.flops}
+    return record
+
+
+def build(run: RunConfig, vocab_size: int, runtime: Runtime, plan: Plan) -> tuple[GPT, torch.optim.Optimizer]:
+    torch.manual_seed(run.seed)
+    m = run.model
+    model = GPT(GPTConfig(m.n_layer, m.d_model, m.n_head, m.seq_len, vocab_size, m.tie_embeddings))
+    model.to(runtime.device)
+    fused = runtime.device.type == "cuda"
+    optimizer = torch.optim.AdamW(model.param_groups(run.train.weight_decay), lr=plan.lr,
+                                  betas=(run.train.beta1, run.train.beta2), fused=fused, foreach=not fused)
+    return model, optimizer
+
+
+def summary_path(run_dir: Path) -> Path:
+    return run_dir / "summary.json"
+
+
+def is_completed(run_dir: Path) -> bool:
+    path = summary_path(run_dir)
+    try:
+        return path.exists() and json.loads(path.read_text()).get("status") == "completed"
+    except json.JSONDecodeError:
+        return False
+
+
+def train(run: RunConfig, run_dir: Path, runtime: Runtime, data: PreparedData | None = None) -> dict:
+    """Train one cell into run_dir (resuming from its checkpoint if any); returns summary.json's content."""
+    if is_completed(run_dir):
+        log.info("%s is already completed; nothing to train", run_dir)
+        return json.loads(summary_path(run_dir).read_text())
+    started = time.time()
+    data = data or prepare(run.data, Path(run.out_dir) / run.data.cache_dir)
+    vocab_size = run.model.vocab_size or data.vocab_size
+    plan = make_plan(run, vocab_size, runtime)
+    model, optimizer = build(run, vocab_size, runtime, plan)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    state = checkpoint.load(run_dir, warn=log.warning)
+    step, skipped, wall_before = 0, 0, 0.0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        checkpoint.set_rng_state(state["rng"])
+        step, skipped, wall_before = state["step"], state["skipped"], state["wall_s"]
+        log.info("resuming %s at step %d/%d", run.run_name, step, plan.steps)
+    record = _config_record(run, plan, vocab_size)
+    tracker = None
+    if runtime.is_main:
+        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(record))
+        tracker = Tracker(run_dir, run.logger, run.run_name, run.sweep.name, record,
+                          wandb_id=state and state.get("wandb_id"),
+                          resume_offset=state and state["metrics_offset"])
+
+    train_model = torch.compile(model) if runtime.compile else model
+    if runtime.world_size > 1:
+        train_model = torch.nn.parallel.DistributedDataParallel(train_model)
+    batches = TokenBatches(open_tokens(data.train_path), run.model.seq_len, plan.micro_batch, run.seed)
+    windows = val_windows(open_tokens(data.val_path), run.model.seq_len)
+    target_bytes = int(data.token_bytes()[windows[:, 1:].numpy()].sum())
+    stop = StopRequest().install()
+    bad_steps = torch.zeros(plan.steps, dtype=torch.bool, device=runtime.device)  # checked lazily: no per-step sync
+    loss_sum = torch.zeros((), device=runtime.device)
+    interval_start, interval_steps = time.perf_counter(), 0
+    t = run.train
+    val_loss = val_bpb = None
+
+    def save() -> None:
+        check_finite(step)
+        if runtime.is_main:
+            checkpoint.save(run_dir, {
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                "tokens": step * plan.batch_tokens, "skipped": skipped, "rng": checkpoint.rng_state(),
+                "wandb_id": tracker.wandb_id, "metrics_offset": tracker.offset(),
+                "wall_s": wall_before + time.time() - started})
+
+    def check_finite(upto: int) -> None:
+        if t.nonfinite == "stop" and bool(bad_steps[:upto].any()):
+            first = int(bad_steps[:upto].nonzero()[0])
+            raise NonFiniteLoss(f"{run.run_name}: non-finite loss or gradient at step {first + 1}; no checkpoint "
+                                f"was written after it. Lower train.lr, or set train.nonfinite=skip")
+
+    def event() -> dict:
+        return {"step": step, "tokens": step * plan.batch_tokens, "flops": step * plan.batch_tokens * plan.flops_per_token}
+
+    bar = tqdm(total=plan.steps, initial=step, desc=run.run_name, unit="step", disable=not runtime.is_main,
+               dynamic_ncols=True, leave=False)
+    try:
+        while step < plan.steps:
+            lr = lr_at(step, plan, run.schedule)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            for micro in range(plan.accum):
+                x, y = batches.get(step, micro * runtime.world_size + runtime.rank)
+                x, y = x.to(runtime.device, non_blocking=True), y.to(runtime.device, non_blocking=True)
+                # DDP all-reduces gradients only on the last micro-batch of the step.
+                skip_sync = runtime.world_size > 1 and micro < plan.accum - 1
+                with (train_model.no_sync() if skip_sync else nullcontext()), runtime.autocast():
+                    _, loss = train_model(x, y)
+                    (loss / plan.accum).backward()
+                loss_sum += loss.detach() / plan.accum
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+            finite = torch.isfinite(grad_norm)
+            if t.nonfinite == "skip":
+                if not bool(finite):  # the host sync is the price of skipping
+                    skipped += 1
+                    log.warning("%s: skipped step %d (non-finite gradient), %d/%d", run.run_name, step + 1,
+                                skipped, t.max_skipped_steps)
+                    if skipped > t.max_skipped_steps:
+                        raise NonFiniteLoss(f"{run.run_name}: more than train.max_skipped_steps="
+                                            f"{t.max_skipped_steps} non-finite steps (last at step {step + 1})")
+                    optimizer.zero_grad(set_to_none=True)
+                    loss_sum.zero_()
+                else:
+                    optimizer.step()
+            else:
+                bad_steps[step] = ~finite
+                optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            interval_steps += 1
+            bar.update(1)
+            last = step == plan.steps
+            if step % t.log_every == 0 or last:
+                check_finite(step)
+                elapsed = time.perf_counter() - interval_start
+                train_loss = loss_sum.item() / interval_steps
+                tok_per_s = interval_steps * plan.batch_tokens / elapsed
+                if tracker:
+                    tracker.log({**event(), "train_loss": train_loss, "lr": lr, "tok_per_s": tok_per_s})
+                bar.set_postfix(loss=f"{train_loss:.3f}", tok_s=f"{tok_per_s:,.0f}",
+                                tokens=f"{step * plan.batch_tokens:.3g}")
+                loss_sum.zero_()
+                interval_start, interval_steps = time.perf_counter(), 0
+            if step % t.eval_every == 0 or last:
+                val_loss, val_bpb = evaluate(model, windows, target_bytes, plan.micro_batch, runtime)
+                if tracker:
+                    tracker.log({**event(), "val_loss": val_loss, "val_bpb": val_bpb})
+                interval_start = time.perf_counter()  # eval time is not training throughput
+            if step % t.checkpoint_every == 0 or last:
+                save()
+            if not last and stop.requested(runtime):
+                save()
+                log.warning("%s: signal %d received; checkpointed at step %d, exiting with code %d",
+                            run.run_name, stop.signum, step, EXIT_STOPPED)
+                if tracker:
+                    tracker.finish()
+                    tracker = None
+                if not stop.forward():
+                    raise Stopped()
+                return {"status": "stopped", "step": step}
+        if val_loss is None:  # resumed from the final checkpoint: its eval is logged already, recompute the value
+            val_loss, val_bpb = evaluate(model, windows, target_bytes, plan.micro_batch, runtime)
+        summary = {
+            "run_name": run.run_name, "status": "completed", "sweep": run.sweep.name, "model": run.model.name,
+            "data": run.data.name, "seed": run.seed, "n_params": plan.n_params, "flops_per_token": plan.flops_per_token,
+            "flops_budget": plan.flops_budget, "tokens_per_param": plan.tokens / plan.n_params["non_embedding"],
+            "tokens": plan.tokens, "flops": plan.flops, "val_loss": val_loss, "val_bpb": val_bpb, "lr": plan.lr,
+            "batch_tokens": plan.batch_tokens, "steps": plan.steps, "skipped_steps": skipped,
+            "data_fingerprint": data.fingerprint, "wall_s": wall_before + time.time() - started,
+        }
+        if tracker:
+            tracker.finish(summary)
+            tracker = None
+            write_json_atomic(summary_path(run_dir), summary)  # last: its presence means the cell is done
+        return summary
+    finally:
+        bar.close()
+        stop.uninstall()
+        if tracker:
+            tracker.finish()
