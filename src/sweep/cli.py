@@ -122,7 +122,7 @@ def _hydra_run(task, argv: list[str]) -> None:
     _register_resolvers()
     app = hydra.main(config_path=f"pkg://{CONFIG_MODULE}", config_name="train", version_base="1.3")(task)
     saved = sys.argv
-    sys.argv = [f"sweep {task.__name__}", *argv]
+    sys.argv = ["sweep", *argv]
     try:
         app()
     finally:
@@ -153,6 +153,16 @@ def cmd_train(argv: list[str]) -> int:
 
 
 def _launch(argv: list[str], multirun: bool) -> int:
+    if multirun:  # parallel cells share one corpus: tokenize it once, up front, with a progress bar
+        base = _base_overrides(argv)
+        try:
+            run = compose(base)
+        except Exception:  # a grid over a group (e.g. data=a,b) does not compose without its values: cells prepare
+            run = None
+        if run is not None:
+            from .data import prepare
+
+            prepare(run.data, Path(run.out_dir) / run.data.cache_dir)
     try:
         _hydra_run(_train_task, argv)
     except SystemExit as exc:
@@ -164,7 +174,7 @@ def _launch(argv: list[str], multirun: bool) -> int:
     else:
         code = 0
     if multirun:
-        sweep_dir = _sweep_dir([a for a in argv if a not in ("-m", "--multirun")])
+        sweep_dir = _sweep_dir(argv)
         failed = failed_cells(sweep_dir) if sweep_dir and sweep_dir.exists() else []
         if failed:
             print(f"{len(failed)} cell(s) of {sweep_dir} failed:", file=sys.stderr)
@@ -174,14 +184,33 @@ def _launch(argv: list[str], multirun: bool) -> int:
     return code
 
 
-def _sweep_dir(overrides: list[str]) -> Path | None:
-    """<out_dir>/<sweep name> for these overrides (grid values stripped: they do not change it)."""
-    base = [o for o in overrides if "," not in o.split("=", 1)[-1] and not o.startswith("hydra")]
+def _base_overrides(argv: list[str]) -> list[str]:
+    """The overrides shared by every cell: flags, grid values (a,b,c) and launcher choices left out."""
+    return [o for o in argv if not o.startswith("-") and "," not in o.split("=", 1)[-1]
+            and not o.startswith(("hydra", "+hydra"))]
+
+
+def _sweep_dir(argv: list[str]) -> Path | None:
+    """<out_dir>/<sweep name> for these arguments (grid values do not change it)."""
     try:
-        run = compose(base)
+        run = compose(_base_overrides(argv))
     except Exception:
         return None
     return Path(run.out_dir) / run.sweep.name
+
+
+def cmd_demo(argv: list[str]) -> int:
+    """The `cpu` isoFLOP grid on the embedded corpus, cells in parallel, then the analysis."""
+    overrides = ["sweep=cpu", "hydra/launcher=joblib", *argv]
+    sweep_dir = _sweep_dir(overrides)
+    code = _launch(["-m", *overrides], multirun=True)
+    if code != 0:
+        return code
+    from .analyze import run as analyze
+
+    report = analyze(sweep_dir=sweep_dir)
+    print(f"\nsweep demo: {sweep_dir} analysed; report: {report}")
+    return 0
 
 
 def cmd_sizes(argv: list[str]) -> int:
@@ -236,7 +265,7 @@ def cmd_analyze(argv: list[str]) -> int:
     return analyze_main(argv)
 
 
-COMMANDS = {"train": cmd_train, "sizes": cmd_sizes, "prepare": cmd_prepare, "analyze": cmd_analyze}
+COMMANDS = {"train": cmd_train, "demo": cmd_demo, "sizes": cmd_sizes, "prepare": cmd_prepare, "analyze": cmd_analyze}
 
 
 def main(argv: list[str] | None = None) -> int:
