@@ -38,11 +38,22 @@ def horizon_tag(tokens, flops, tokens_per_param) -> str:
     return "tpp" + _format_number(float(tokens_per_param if tokens_per_param is not None else 20))
 
 
-def run_suffix(override_dirname: str) -> str:
-    """Other defining overrides (hydra's override_dirname with non-defining keys excluded), path-safe."""
-    if not override_dirname:
-        return ""
-    return "_" + "".join(c if c.isalnum() or c in "-_.=+" else "-" for c in override_dirname)
+def run_suffix(grid) -> str:
+    """Other defining overrides of this cell, path-safe: in a grid only the swept keys (`sweep.grid`), since
+    what all cells share is the sweep's, not the cell's; keys in hydra's override_dirname exclude list never."""
+    from hydra.core.hydra_config import HydraConfig
+
+    hydra_cfg = HydraConfig.get()
+    excluded = set(hydra_cfg.job.config.override_dirname.exclude_keys)
+    items = []
+    for override in hydra_cfg.overrides.task:
+        key, _, value = override.partition("=")
+        key = key.lstrip("+~")
+        if key in excluded or (grid and key not in grid):
+            continue
+        items.append(f"{key}-{value}")
+    safe = "".join(c if c.isalnum() or c in "-_.=+" else "-" for c in "_".join(sorted(items)))
+    return "_" + safe if safe else ""
 
 
 def _register_resolvers() -> None:
@@ -152,11 +163,30 @@ def cmd_train(argv: list[str]) -> int:
     return _launch(argv, multirun)
 
 
+def grid_keys(argv: list[str]) -> list[str]:
+    """The keys a multirun sweeps: comma lists / range() / choice() on the command line, and the preset's params."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    overrides = [a for a in argv if not a.startswith("-")]
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    keys = {o.get_key_element().lstrip("+~") for o in parsed if o.is_sweep_override()}
+    preset = [o for o in overrides if o.startswith("sweep=")]
+    if preset:
+        from hydra import compose as hydra_compose, initialize_config_module
+        from hydra.core.global_hydra import GlobalHydra
+
+        GlobalHydra.instance().clear()
+        with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
+            cfg = hydra_compose("train", overrides=preset, return_hydra_config=True)
+        keys |= set(cfg.hydra.sweeper.params or {})
+    return sorted(keys)
+
+
 def _launch(argv: list[str], multirun: bool) -> int:
-    if multirun:  # parallel cells share one corpus: tokenize it once, up front, with a progress bar
-        base = _base_overrides(argv)
-        try:
-            run = compose(base)
+    if multirun:
+        argv = [*argv, f"sweep.grid=[{','.join(grid_keys(argv))}]"]
+        try:  # parallel cells share one corpus: tokenize it once, up front, with a progress bar
+            run = compose(_base_overrides(argv))
         except Exception:  # a grid over a group (e.g. data=a,b) does not compose without its values: cells prepare
             run = None
         if run is not None:
@@ -185,9 +215,13 @@ def _launch(argv: list[str], multirun: bool) -> int:
 
 
 def _base_overrides(argv: list[str]) -> list[str]:
-    """The overrides shared by every cell: flags, grid values (a,b,c) and launcher choices left out."""
-    return [o for o in argv if not o.startswith("-") and "," not in o.split("=", 1)[-1]
-            and not o.startswith(("hydra", "+hydra"))]
+    """The overrides shared by every cell: flags, swept keys and hydra's own settings left out."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    overrides = [o for o in argv if not o.startswith("-")]
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    return [text for text, o in zip(overrides, parsed)
+            if not o.is_sweep_override() and not o.get_key_element().lstrip("+~").startswith("hydra")]
 
 
 def _sweep_dir(argv: list[str]) -> Path | None:

@@ -86,6 +86,7 @@ class LoggerConfig:
 @dataclass
 class SweepConfig:
     name: str = "single"
+    grid: list = field(default_factory=list)  # the keys a multirun sweeps (set by `sweep train -m`)
 
 
 @dataclass
@@ -104,10 +105,11 @@ class RunConfig:
 
 def load(cfg: DictConfig) -> RunConfig:
     """Hydra's composed config → a validated RunConfig (hydra's own node is dropped)."""
-    plain = OmegaConf.to_container(cfg, resolve=True)
-    plain.pop("hydra", None)
+    plain = OmegaConf.to_container(cfg, resolve=False)
+    plain.pop("hydra", None)  # hydra's node needs runtime values; `${hydra:...}` resolvers still work without it
     try:
         merged = OmegaConf.merge(OmegaConf.structured(RunConfig), plain)
+        OmegaConf.resolve(merged)
     except Exception as err:  # omegaconf's errors name the key; keep that, drop the traceback
         raise ConfigError(f"invalid config: {err}") from None
     run = OmegaConf.to_object(merged)

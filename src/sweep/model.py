@@ -91,7 +91,7 @@ class GPT(nn.Module):
         if targets is None:
             return logits, None
         # The loss in fp32 even under autocast: the softmax over the vocabulary is where bf16 hurts.
-        loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.view(-1), reduction=reduction)
+        loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1), reduction=reduction)
         return logits, loss
 
     def param_groups(self, weight_decay: float) -> list[dict]:

@@ -167,8 +167,36 @@ def is_completed(run_dir: Path) -> bool:
         return False
 
 
+# Keys that may change between launches of one cell without changing what it computes.
+_NON_DEFINING = {"train": {"eval_every", "checkpoint_every", "log_every", "compile", "threads", "micro_batch",
+                           "nonfinite", "max_skipped_steps"},
+                 "data": {"cache_dir"}}
+
+
+def check_same_cell(run: RunConfig, run_dir: Path) -> None:
+    """A re-launch must mean the same cell: refuse to resume or skip a directory trained with other settings."""
+    path = run_dir / "config.yaml"
+    if not path.exists():
+        return
+    saved = OmegaConf.to_container(OmegaConf.load(path))
+    current = OmegaConf.to_container(OmegaConf.structured(run))
+    differ = []
+    for section in ("model", "data", "train", "schedule"):
+        for key, value in current[section].items():
+            if value is None or key in _NON_DEFINING.get(section, ()):
+                continue  # None: a per-size default, filled in the saved file
+            if saved.get(section, {}).get(key) != value:
+                differ.append(f"{section}.{key}: {saved.get(section, {}).get(key)!r} there, {value!r} now")
+    if saved.get("seed") != run.seed:
+        differ.append(f"seed: {saved.get('seed')!r} there, {run.seed!r} now")
+    if differ:
+        raise ConfigError(f"{run_dir} holds a run with other settings ({'; '.join(differ)}); use another "
+                          f"out_dir or sweep.name, or delete that directory to retrain it")
+
+
 def train(run: RunConfig, run_dir: Path, runtime: Runtime, data: PreparedData | None = None) -> dict:
     """Train one cell into run_dir (resuming from its checkpoint if any); returns summary.json's content."""
+    check_same_cell(run, run_dir)
     if is_completed(run_dir):
         log.info("%s is already completed; nothing to train", run_dir)
         return json.loads(summary_path(run_dir).read_text())

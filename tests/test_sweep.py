@@ -1,0 +1,117 @@
+"""Grids through real Hydra launches: stable cells, skip on re-launch, resume after a kill, launchers, wandb."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+SWEEP = [sys.executable, "-m", "sweep.cli"]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    import sysconfig
+
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    text = "".join((stdlib / name).read_text() for name in ("argparse.py", "json/decoder.py", "textwrap.py",
+                                                               "dataclasses.py", "functools.py", "string.py"))
+    path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
+    path.write_text(text)
+    return path
+
+
+def tiny(out: Path, corpus: Path, *extra: str) -> list[str]:
+    return ["data=local", f"data.path={corpus}", "data.vocab_size=512", "data.val_tokens=2048", f"out_dir={out}",
+            "model.seq_len=64", "train.batch_tokens=512", "train.eval_every=10", "train.checkpoint_every=5",
+            "device=cpu", "train.threads=1", *extra]
+
+
+def sweep_cmd(*args: str, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*SWEEP, *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def summaries(sweep_dir: Path) -> dict[str, dict]:
+    return {p.parent.name: json.loads(p.read_text()) for p in sorted(sweep_dir.glob("*/summary.json"))}
+
+
+GRID = ["model=gpt-25k,gpt-50k", "train.flops=2e10,4e10", "sweep.name=grid"]
+
+
+@pytest.mark.slow
+def test_grid_runs_every_cell_and_relaunch_trains_nothing(tmp_path, corpus):
+    first = sweep_cmd("train", "-m", *tiny(tmp_path, corpus), *GRID)
+    assert first.returncode == 0, first.stderr[-3000:]
+    cells = summaries(tmp_path / "grid")
+    assert sorted(cells) == ["gpt-25k_f2e10_s0", "gpt-25k_f4e10_s0", "gpt-50k_f2e10_s0", "gpt-50k_f4e10_s0"]
+    assert all(c["status"] == "completed" and c["flops_budget"] in (2e10, 4e10) for c in cells.values())
+    # Every cell of the sweep saw one corpus, tokenizer and validation set.
+    assert len({json.dumps(c["data_fingerprint"], sort_keys=True) for c in cells.values()}) == 1
+    mtimes = {p: p.stat().st_mtime_ns for p in (tmp_path / "grid").glob("*/metrics.jsonl")}
+
+    again = sweep_cmd("train", "-m", *tiny(tmp_path, corpus), *GRID)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "already completed" in again.stderr + again.stdout
+    assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes
+
+
+@pytest.mark.slow
+def test_grid_killed_midway_completes_on_relaunch(tmp_path, corpus):
+    args = ["train", "-m", *tiny(tmp_path, corpus, "train.checkpoint_every=2"), "model=gpt-25k,gpt-50k",
+            "train.flops=1.5e11", "sweep.name=killed"]
+    proc = subprocess.Popen([*SWEEP, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    second = tmp_path / "killed" / "gpt-50k_f1.5e11_s0" / "checkpoint.pt"
+    deadline = time.time() + 240
+    while not second.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert second.exists(), "the second cell never checkpointed"
+    done = summaries(tmp_path / "killed")
+    assert "gpt-50k_f1.5e11_s0" not in done  # killed mid-cell
+
+    relaunch = sweep_cmd(*args)
+    assert relaunch.returncode == 0, relaunch.stderr[-3000:]
+    assert "resuming gpt-50k_f1.5e11_s0" in relaunch.stderr + relaunch.stdout
+    assert all(c["status"] == "completed" for c in summaries(tmp_path / "killed").values())
+    assert len(summaries(tmp_path / "killed")) == 2
+
+
+@pytest.mark.slow
+def test_failing_cell_does_not_lose_the_others_and_is_named(tmp_path, corpus):
+    # n_head=3 does not divide d_model=32 of gpt-25k: that cell fails, the n_head=2 cell completes.
+    result = sweep_cmd("train", "-m", *tiny(tmp_path, corpus), "model=gpt-25k", "model.n_head=2,3",
+                       "train.tokens=2048", "sweep.name=failing")
+    assert result.returncode != 0
+    assert "model.n_head=3" in result.stderr and "failed" in result.stderr
+    cells = summaries(tmp_path / "failing")
+    assert [c["status"] for c in cells.values()].count("completed") == 1
+    assert [c["status"] for c in cells.values()].count("failed") == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
+def test_parallel_launchers(tmp_path, corpus, launcher):
+    extra = ["hydra.launcher.n_jobs=2"] if launcher == "joblib" else ["hydra.launcher.timeout_min=10"]
+    result = sweep_cmd("train", "-m", *tiny(tmp_path, corpus), "model=gpt-25k,gpt-50k", "train.tokens=5120",
+                       f"sweep.name={launcher}", f"hydra/launcher={launcher}", *extra)
+    assert result.returncode == 0, result.stderr[-3000:]
+    cells = summaries(tmp_path / launcher)
+    assert len(cells) == 2 and all(c["status"] == "completed" for c in cells.values())
+
+
+@pytest.mark.slow
+def test_wandb_offline_one_run_per_cell(tmp_path, corpus):
+    result = sweep_cmd("train", "-m", *tiny(tmp_path, corpus), "model=gpt-25k,gpt-50k", "train.tokens=2048",
+                       "sweep.name=wb", "logger=wandb", env={"WANDB_MODE": "offline"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    for cell in ("gpt-25k_t2.05e3_s0", "gpt-50k_t2.05e3_s0"):
+        runs = list((tmp_path / "wb" / cell / "wandb").glob("offline-run-*"))
+        assert len(runs) == 1, runs
+        assert list(runs[0].glob("*.wandb"))

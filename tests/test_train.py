@@ -1,0 +1,120 @@
+"""The trainer end to end on real data: loss falls, the run directory holds the contract, re-launch skips."""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from sweep import checkpoint, runtime
+from sweep.cli import compose
+from sweep.data import prepare
+from sweep.train import lr_at, make_plan, train
+
+CONTRACT_SUMMARY = {"run_name", "status", "model", "data", "seed", "n_params", "tokens", "flops", "val_loss",
+                    "val_bpb", "wall_s"}
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory) -> Path:
+    """A small local corpus (Python source, like the default) that tokenizes in a second."""
+    import sysconfig
+
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    text = "".join((stdlib / name).read_text() for name in ("argparse.py", "json/decoder.py", "textwrap.py",
+                                                               "dataclasses.py", "functools.py", "string.py"))
+    path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
+    path.write_text(text)
+    return path
+
+
+def small_run(tmp_path: Path, corpus: Path, *overrides: str):
+    return compose(["data=local", f"data.path={corpus}", "data.vocab_size=512", "data.val_tokens=4096",
+                    f"out_dir={tmp_path}", "model=gpt-50k", "model.seq_len=64", "train.batch_tokens=1024",
+                    "device=cpu", "train.threads=1", *overrides])
+
+
+def run_cell(run, tmp_path: Path):
+    rt = runtime.resolve(run.device, run.train)
+    run_dir = tmp_path / run.sweep.name / run.run_name
+    return train(run, run_dir, rt), run_dir
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_loss_falls_and_run_directory_holds_the_contract(tmp_path, corpus):
+    run = small_run(tmp_path, corpus, "train.tokens=307200", "train.eval_every=100", "train.lr=0.01")
+    summary, run_dir = run_cell(run, tmp_path)
+    assert summary["status"] == "completed" and CONTRACT_SUMMARY <= set(summary)
+    assert set(summary["n_params"]) >= {"total", "non_embedding", "embedding", "matmul"}
+    events = read_metrics(run_dir)
+    assert all({"step", "tokens", "flops"} <= set(e) for e in events)
+    evals = [e for e in events if "val_loss" in e]
+    trains = [e for e in events if "train_loss" in e]
+    assert [e["step"] for e in evals] == [100, 200, 300]
+    assert all({"train_loss", "lr", "tok_per_s"} <= set(e) for e in trains)
+    # 300 steps take a 512-token BPE model from ln(512) ≈ 6.2 nats far down.
+    assert evals[-1]["val_loss"] < math.log(512) - 2.0
+    assert trains[-1]["train_loss"] < trains[0]["train_loss"] - 1.5
+    assert summary["val_loss"] == pytest.approx(evals[-1]["val_loss"])
+    assert summary["tokens"] == 307200 and summary["flops"] == pytest.approx(307200 * summary["flops_per_token"])
+    assert 0.2 < summary["val_bpb"] < summary["val_loss"] / math.log(2)  # tokens hold > 1 byte on average
+    config = (run_dir / "config.yaml").read_text()
+    assert "lr: 0.01" in config and "vocab_size: 512" in config
+    assert (run_dir / checkpoint.LATEST).exists()
+
+    again, _ = run_cell(run, tmp_path)  # completed: skipped, same summary
+    assert again == json.loads((run_dir / "summary.json").read_text())
+    assert len(read_metrics(run_dir)) == len(events)
+
+
+def test_conflicting_horizons_raise(tmp_path, corpus):
+    from sweep.config import ConfigError
+
+    run = small_run(tmp_path, corpus, "train.tokens=1e6", "train.flops=1e9")
+    with pytest.raises(ConfigError, match="conflicting horizons"):
+        make_plan(run, 512, runtime.resolve("cpu", run.train))
+
+
+def test_batch_not_multiple_of_micro_batch_is_rejected(tmp_path, corpus):
+    from sweep.config import ConfigError
+
+    run = small_run(tmp_path, corpus, "train.tokens=1e5", "train.micro_batch=5")
+    with pytest.raises(ConfigError, match="not a multiple of train.micro_batch=5"):
+        make_plan(run, 512, runtime.resolve("cpu", run.train))
+
+
+def test_gradient_accumulation_matches_one_big_batch(tmp_path, corpus):
+    whole, _ = run_cell(small_run(tmp_path / "a", corpus, "train.tokens=20480"), tmp_path / "a")
+    accum, run_dir = run_cell(small_run(tmp_path / "b", corpus, "train.tokens=20480", "train.micro_batch=4"),
+                              tmp_path / "b")
+    assert "micro_batch: 4" in (run_dir / "config.yaml").read_text()
+    assert accum["val_loss"] == pytest.approx(whole["val_loss"], abs=2e-3)
+
+
+def test_schedules_warm_up_then_decay():
+    from sweep.config import ScheduleConfig
+    from sweep.train import Plan
+
+    plan = Plan(n_params={}, flops_per_token=1.0, horizon="", flops_budget=None, steps=100, tokens=100,
+                batch_tokens=1, micro_batch=1, accum=1, lr=1.0, warmup_steps=10)
+    cosine = [lr_at(s, plan, ScheduleConfig("cosine", 0.1)) for s in range(100)]
+    assert cosine[0] == pytest.approx(0.1) and cosine[9] == pytest.approx(1.0)
+    assert cosine[-1] == pytest.approx(0.1) and all(a >= b for a, b in zip(cosine[9:], cosine[10:]))
+    wsd = [lr_at(s, plan, ScheduleConfig("wsd", 0.0, 0.2)) for s in range(100)]
+    assert wsd[50] == 1.0 and wsd[79] == 1.0 and wsd[-1] == pytest.approx(0.0)
+
+
+def test_pystdlib_default_corpus_trains(tmp_path):
+    """The embedded default: loss falls clearly within a few hundred steps on the standard library."""
+    run = compose([f"out_dir={tmp_path}", "data.vocab_size=1024", "data.val_tokens=16384", "data.max_tokens=2000000",
+                   "model=gpt-100k", "model.seq_len=128", "train.batch_tokens=2048", "train.tokens=409600",
+                   "train.eval_every=50", "device=cpu"])
+    summary, run_dir = run_cell(run, tmp_path)
+    evals = [e["val_loss"] for e in read_metrics(run_dir) if "val_loss" in e]
+    assert evals[0] > evals[-1] + 1.0
+    assert summary["val_loss"] < math.log(1024) - 2.5
+    assert torch.isfinite(torch.tensor(summary["val_bpb"]))
