@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from wandb_records import config_keys, history_keys, run_record
 
 SWEEP = [sys.executable, "-m", "sweep.cli"]
 
@@ -111,7 +112,13 @@ def test_wandb_offline_one_run_per_cell(tmp_path, corpus):
     result = sweep_cmd("train", "-m", *tiny(tmp_path, corpus), "model=gpt-25k,gpt-50k", "train.tokens=2048",
                        "sweep.name=wb", "logger=wandb", env={"WANDB_MODE": "offline"})
     assert result.returncode == 0, result.stderr[-3000:]
+    ids = set()
     for cell in ("gpt-25k_t2.05e3_s0", "gpt-50k_t2.05e3_s0"):
         runs = list((tmp_path / "wb" / cell / "wandb").glob("offline-run-*"))
-        assert len(runs) == 1, runs
-        assert list(runs[0].glob("*.wandb"))
+        assert len(runs) == 1, runs  # one run per cell: finish() ended it, nothing merged
+        run = run_record(runs[0])
+        assert (run.run_group, run.job_type, run.display_name) == ("wb", "train", cell)
+        assert {"model", "train", "plan"} <= config_keys(run)  # plan carries n_params, tokens, flops, lr, batch
+        assert {"val_loss", "val_bpb", "train_loss", "tokens", "flops"} <= history_keys(runs[0])
+        ids.add(run.run_id)
+    assert len(ids) == 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import uuid
 from pathlib import Path
 
 from .config import LoggerConfig
@@ -47,7 +48,7 @@ class Tracker:
         if cfg.name == "wandb" and cfg.mode != "disabled":
             import wandb
 
-            self.wandb_id = wandb_id or wandb.util.generate_id()
+            self.wandb_id = wandb_id or uuid.uuid4().hex[:12]
             self.wandb_run = wandb.init(
                 project=cfg.project, entity=cfg.entity, group=group, job_type="train", name=run_name,
                 id=self.wandb_id, resume="allow", dir=str(run_dir), mode=cfg.mode, config=config,
