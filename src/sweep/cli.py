@@ -63,20 +63,32 @@ def _register_resolvers() -> None:
     OmegaConf.register_new_resolver("sweep_suffix", run_suffix, replace=True)
 
 
-def compose(overrides: list[str]):
-    """The composed, validated RunConfig for these overrides, without launching anything or creating a directory."""
+def _compose_raw(overrides: list[str]):
+    """Hydra's composed config (hydra node included); composition errors become ConfigError with Hydra's words."""
     from hydra import compose as hydra_compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+
+    from .config import ConfigError
+
+    _register_resolvers()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
+            return hydra_compose("train", overrides=overrides, return_hydra_config=True)
+    except HydraException as err:  # unknown group option, bad override syntax, missing key
+        raise ConfigError(str(err).strip()) from None
+
+
+def compose(overrides: list[str]):
+    """The composed, validated RunConfig for these overrides, without launching anything or creating a directory."""
     from hydra.core.hydra_config import HydraConfig
 
     from . import config
 
-    _register_resolvers()
-    GlobalHydra.instance().clear()
-    with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
-        cfg = hydra_compose("train", overrides=overrides, return_hydra_config=True)
-        HydraConfig.instance().set_config(cfg)
-        return config.load(cfg)
+    cfg = _compose_raw(overrides)
+    HydraConfig.instance().set_config(cfg)
+    return config.load(cfg)
 
 
 def _parallel_jobs() -> int:
@@ -156,7 +168,9 @@ def cmd_train(argv: list[str]) -> int:
     multirun = "-m" in argv or "--multirun" in argv
     if not multirun and not any(a.startswith("-") for a in argv):
         try:  # validate before Hydra creates the run directory: a rejected config leaves nothing behind
-            compose(argv)
+            from .train import check_plan
+
+            check_plan(compose(argv))
         except (ConfigError, DataError) as err:
             print(f"error: {err}", file=sys.stderr)
             return EXIT_INPUT_ERROR
@@ -172,13 +186,7 @@ def grid_keys(argv: list[str]) -> list[str]:
     keys = {o.get_key_element().lstrip("+~") for o in parsed if o.is_sweep_override()}
     preset = [o for o in overrides if o.startswith("sweep=")]
     if preset:
-        from hydra import compose as hydra_compose, initialize_config_module
-        from hydra.core.global_hydra import GlobalHydra
-
-        GlobalHydra.instance().clear()
-        with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
-            cfg = hydra_compose("train", overrides=preset, return_hydra_config=True)
-        keys |= set(cfg.hydra.sweeper.params or {})
+        keys |= set(_compose_raw(preset).hydra.sweeper.params or {})
     return sorted(keys)
 
 

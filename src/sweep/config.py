@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Optional
 
 from omegaconf import DictConfig, OmegaConf
@@ -152,6 +153,9 @@ def validate(run: RunConfig) -> None:
     _choice("data.source", run.data.source, ("pystdlib", "local", "hub"))
     if run.data.source == "local" and not run.data.path:
         raise ConfigError("data=local needs data.path=FILE_OR_DIR (.txt, .jsonl/.json or .parquet)")
+    if run.data.source == "local" and not Path(run.data.path).expanduser().exists():
+        raise ConfigError(f"data.path={run.data.path} does not exist; point it at a file or a directory of "
+                          f".txt, .jsonl/.json or .parquet files")
     if run.data.source == "hub" and not run.data.hub_path:
         raise ConfigError(f"data={run.data.name} needs data.hub_path (a datasets repo id)")
     if not 0 <= run.schedule.min_lr_ratio <= 1:

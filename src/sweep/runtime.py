@@ -35,21 +35,14 @@ class Runtime:
         return torch.autocast(device_type=self.device.type, dtype=self.dtype)
 
 
-def resolve(device: str, train: TrainConfig, parallel_jobs: int = 1) -> Runtime:
-    """Choose device, precision and compile from the config, with a clear error for what the machine lacks."""
+def select(device: str, train: TrainConfig) -> Runtime:
+    """Device, precision and compile for this config on this machine, without side effects; a clear error for
+    what the machine lacks."""
     if device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device=cuda but no CUDA GPU is visible; use device=cpu or device=auto")
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
-    if use_cuda:
-        local_rank = int(os.environ.get("LOCAL_RANK", 0))
-        torch.cuda.set_device(local_rank)
-        dev = torch.device("cuda", local_rank)
-        torch.backends.cuda.matmul.allow_tf32 = True  # TF32 matmuls on Ampere+: ~free speed, fp32 master weights
-        torch.backends.cudnn.allow_tf32 = True
-    else:
-        dev = torch.device("cpu")
-        torch.set_num_threads(train.threads or max(1, (os.cpu_count() or 1) // max(1, parallel_jobs * world)))
+    dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if use_cuda else torch.device("cpu")
     if train.dtype == "bfloat16" or (train.dtype == "auto" and use_cuda):
         if use_cuda and not torch.cuda.is_bf16_supported():
             raise ConfigError("train.dtype=bfloat16 but this GPU has no bf16 support; use train.dtype=float32")
@@ -58,9 +51,21 @@ def resolve(device: str, train: TrainConfig, parallel_jobs: int = 1) -> Runtime:
         dtype = torch.float32
     compile_flag = str(train.compile).lower()
     use_compile = compile_flag == "true" or (compile_flag == "auto" and use_cuda)
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
     return Runtime(device=dev, dtype=dtype, compile=use_compile, rank=rank, world_size=world)
+
+
+def resolve(device: str, train: TrainConfig, parallel_jobs: int = 1) -> Runtime:
+    """select(), then set the process up for it: CUDA device and TF32, torch threads, the process group."""
+    rt = select(device, train)
+    if rt.device.type == "cuda":
+        torch.cuda.set_device(rt.device)
+        torch.backends.cuda.matmul.allow_tf32 = True  # TF32 matmuls on Ampere+: ~free speed, fp32 master weights
+        torch.backends.cudnn.allow_tf32 = True
+    else:
+        torch.set_num_threads(train.threads or max(1, (os.cpu_count() or 1) // max(1, parallel_jobs * rt.world_size)))
+    if rt.world_size > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if rt.device.type == "cuda" else "gloo")
+    return rt
 
 
 class StopRequest:

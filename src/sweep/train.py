@@ -21,7 +21,7 @@ from .config import ConfigError, RunConfig, ScheduleConfig
 from .data import PreparedData, TokenBatches, open_tokens, prepare, val_windows
 from .model import GPT, GPTConfig
 from .runtime import EXIT_STOPPED, Runtime, StopRequest
-from .tracking import Tracker, write_json_atomic
+from .tracking import Tracker, write_json_atomic, write_text_atomic
 
 log = logging.getLogger("sweep.train")
 CPU_ACTIVATION_BUDGET = 1.5e9  # bytes of activations per micro-batch on CPU
@@ -97,6 +97,14 @@ def make_plan(run: RunConfig, vocab_size: int, runtime: Runtime) -> Plan:
                 flops_budget=float(t.flops) if t.flops is not None else None, steps=steps,
                 tokens=steps * batch_tokens, batch_tokens=batch_tokens, micro_batch=micro,
                 accum=local_sequences // micro, lr=lr, warmup_steps=min(steps, round(warmup / batch_tokens)))
+
+
+def check_plan(run: RunConfig) -> Plan:
+    """Everything checkable before any data or model work (horizon, batch arithmetic, device), for a fast, clean
+    rejection; the tokenizer's real vocabulary can only be smaller than data.vocab_size, which changes nothing here."""
+    from .runtime import select
+
+    return make_plan(run, run.model.vocab_size or run.data.vocab_size, select(run.device, run.train))
 
 
 def lr_at(step: int, plan: Plan, schedule: ScheduleConfig) -> float:
@@ -217,7 +225,7 @@ def train(run: RunConfig, run_dir: Path, runtime: Runtime, data: PreparedData | 
     record = _config_record(run, plan, vocab_size)
     tracker = None
     if runtime.is_main:
-        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(record))
+        write_text_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(record))
         tracker = Tracker(run_dir, run.logger, run.run_name, run.sweep.name, record,
                           wandb_id=state and state.get("wandb_id"),
                           resume_offset=state and state["metrics_offset"])
