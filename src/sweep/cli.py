@@ -57,10 +57,15 @@ def run_suffix(grid) -> str:
 
 
 def _register_resolvers() -> None:
+    """Resolvers used by train.yaml, and the typed schema it starts from (so every key exists and is typed)."""
+    from hydra.core.config_store import ConfigStore
     from omegaconf import OmegaConf
+
+    from .config import RunConfig
 
     OmegaConf.register_new_resolver("sweep_horizon_tag", horizon_tag, replace=True)
     OmegaConf.register_new_resolver("sweep_suffix", run_suffix, replace=True)
+    ConfigStore.instance().store(name="run_schema", node=RunConfig)
 
 
 def _compose_raw(overrides: list[str]):

@@ -240,6 +240,9 @@ def train(run: RunConfig, run_dir: Path, runtime: Runtime, data: PreparedData | 
     bad_steps = torch.zeros(plan.steps, dtype=torch.bool, device=runtime.device)  # checked lazily: no per-step sync
     loss_sum = torch.zeros((), device=runtime.device)
     interval_start, interval_steps = time.perf_counter(), 0
+    if state is not None:
+        loss_sum.fill_(state["loss_interval"][0])
+        interval_steps = state["loss_interval"][1]
     t = run.train
     val_loss = val_bpb = None
 
@@ -250,6 +253,7 @@ def train(run: RunConfig, run_dir: Path, runtime: Runtime, data: PreparedData | 
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
                 "tokens": step * plan.batch_tokens, "skipped": skipped, "rng": checkpoint.rng_state(),
                 "wandb_id": tracker.wandb_id, "metrics_offset": tracker.offset(),
+                "loss_interval": (loss_sum.item(), interval_steps),  # a stop between log steps resumes the mean
                 "wall_s": wall_before + time.time() - started})
 
     def check_finite(upto: int) -> None:
