@@ -54,8 +54,17 @@ def select(device: str, train: TrainConfig) -> Runtime:
     return Runtime(device=dev, dtype=dtype, compile=use_compile, rank=rank, world_size=world)
 
 
+def _export_slurm_ranks() -> None:
+    """Under a submitit SLURM job with several tasks, each task is a DDP rank: set torchrun's variables."""
+    if "RANK" not in os.environ and int(os.environ.get("SLURM_NTASKS", "1")) > 1 and os.environ.get("SUBMITIT_EXECUTOR") == "slurm":
+        import submitit
+
+        submitit.helpers.TorchDistributedEnvironment().export()
+
+
 def resolve(device: str, train: TrainConfig, parallel_jobs: int = 1) -> Runtime:
     """select(), then set the process up for it: CUDA device and TF32, torch threads, the process group."""
+    _export_slurm_ranks()
     rt = select(device, train)
     if rt.device.type == "cuda":
         torch.cuda.set_device(rt.device)
