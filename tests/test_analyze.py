@@ -1,0 +1,196 @@
+"""`sweep analyze` end to end on a synthetic sweep directory in the trainer's format, bad CSVs, wandb offline."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sweep import analyze
+
+# Ground truth of the synthetic sweep: sizes bracket each budget's optimum (N* ≈ 9e4, 1.4e5, 2.4e5).
+TRUE = {"E": 1.8, "A": 60.0, "B": 120.0, "alpha": 0.34, "beta": 0.30}
+SIZES = [5e4, 1e5, 2e5, 4e5]
+BUDGETS = [1e12, 3e12, 1e13]
+EMBED = 2e5  # embedding parameters: only `total` counts them
+HEAD = 2e4  # output head: `matmul` counts it, and so do the runs' FLOPs per token (not 6N)
+
+
+def true_loss(N, D):
+    return TRUE["E"] + TRUE["A"] / N ** TRUE["alpha"] + TRUE["B"] / D ** TRUE["beta"]
+
+
+def true_optimum(C):
+    """N* of the true law under the runs' own FLOPs per token, 6·(N + HEAD), by brute force."""
+    n = np.logspace(3, 8, 100_001)
+    return n[np.argmin(true_loss(n, C / (6 * (n + HEAD))))]
+
+
+def write_run(root: Path, name: str, N: float, budget: float, rng, status="completed", wandb=False, evals=8):
+    d = root / name
+    d.mkdir(parents=True)
+    logger = "name: wandb\n  mode: offline\n  project: sweep-test" if wandb else "name: none\n  mode: disabled"
+    (d / "config.yaml").write_text(f"model:\n  name: {name}\nlogger:\n  {logger}\n  entity: null\n"
+                                   f"sweep:\n  name: synth\ntrain:\n  flops: {budget}\n  tokens_per_param: null\n")
+    fpt = 6 * (N + HEAD)
+    tokens = budget / fpt
+    with open(d / "metrics.jsonl", "w") as f:
+        for i, frac in enumerate(np.linspace(1 / evals, 1, evals)):
+            t = frac * tokens
+            f.write(json.dumps({"step": i * 10, "tokens": t, "flops": t * fpt, "train_loss": 5.0, "lr": 1e-3,
+                                "tok_per_s": 1e4}) + "\n")
+            loss = true_loss(N, t) * np.exp(rng.normal(0, 0.003))
+            f.write(json.dumps({"step": i * 10, "tokens": t, "flops": t * fpt, "val_loss": loss,
+                                "val_bpb": loss / 2}) + "\n")
+    if status is None:
+        return d
+    summary = {"run_name": name, "status": status, "sweep": "synth", "model": name, "data": "pystdlib", "seed": 0}
+    if status == "completed":
+        summary.update(n_params={"total": N + EMBED + HEAD, "non_embedding": N, "embedding": EMBED,
+                                 "matmul": N + HEAD}, flops_per_token=fpt, flops_budget=budget,
+                       tokens_per_param=tokens / N, tokens=tokens, flops=budget, val_loss=loss, val_bpb=loss / 2,
+                       lr=1e-3, batch_tokens=1024, steps=evals * 10, wall_s=1.0)
+    else:
+        summary["error"] = "RuntimeError: loss became NaN"
+    (d / "summary.json").write_text(json.dumps(summary))
+    return d
+
+
+def write_sweep(root: Path, wandb=False) -> Path:
+    rng = np.random.default_rng(1)
+    for N in SIZES:
+        for C in BUDGETS:
+            write_run(root, f"gpt-{N:.0e}_f{C:.0e}_s0", N, C, rng, wandb=wandb)
+    write_run(root, "gpt-8e5_f1e13_s0", 8e5, 1e13, rng, status=None)  # still running: no summary.json
+    write_run(root, "gpt-2e4_f1e12_s0", 2e4, 1e12, rng, status="failed")
+    (root / ".hydra").mkdir()
+    (root / "cache").mkdir()
+    (root / "notes").mkdir()  # not a run: ignored silently
+    return root
+
+
+@pytest.fixture(scope="module")
+def analysed(tmp_path_factory):
+    root = write_sweep(tmp_path_factory.mktemp("sweep") / "synth")
+    report = analyze.run(sweep_dir=root, bootstrap=60, wandb_mode="auto")
+    return root, report
+
+
+def test_end_to_end_outputs(analysed):
+    root, report = analysed
+    out = root / "analysis"
+    assert report == out / "report.md"
+    fits = json.loads((out / "fits.json").read_text())
+    for key in ("E", "A", "B", "alpha", "beta", "ci"):
+        assert key in fits["approach3"]
+    assert {"a", "b", "budgets", "ci"} <= set(fits["approach2"])
+    assert len(fits["approach2"]["budgets"]) == 3
+    assert {"a", "b", "envelope"} <= set(fits["approach1"])
+    assert {"G", "a", "b"} <= set(fits["allocation"])
+    assert fits["params"] == "non_embedding"
+    assert fits["runs"]["used"] == 12
+    assert fits["holdout"]["approach3"]["n_test"] == 3
+    assert abs(fits["holdout"]["approach3"]["mean_rel_error"]) < 0.02
+    assert fits["kaplan"]["fits"] and fits["recipe"] and "warnings" in fits
+    assert fits["wandb"] == {"mode": "off"}  # the runs logged with logger=none
+    # Approach 2 recovers each budget's true optimum, and the exponent of N*(C) (under the runs' FLOPs/token)
+    for row in fits["approach2"]["budgets"]:
+        assert abs(np.log(row["N_opt"] / true_optimum(row["C"]))) < 0.15, row
+    true_a = np.polyfit(np.log(BUDGETS), np.log([true_optimum(c) for c in BUDGETS]), 1)[0]
+    lo, hi = fits["approach2"]["ci"]["a"]
+    assert abs(fits["approach2"]["a"] - true_a) < 0.05 and lo - 0.02 < true_a < hi + 0.02
+    reasons = {e["run_name"]: e["reason"] for e in fits["runs"]["excluded"]}
+    assert set(reasons) == {"gpt-8e5_f1e13_s0", "gpt-2e4_f1e12_s0"}
+    text = report.read_text()
+    assert "gpt-8e5_f1e13_s0" in text and "gpt-2e4_f1e12_s0" in text and "loss became NaN" in text
+    assert "non_embedding" in text
+    for name in ("isoflop", "fit_nd", "compute_optimal", "loss_curves"):
+        png = out / f"{name}.png"
+        assert png.stat().st_size > 20_000, name
+        assert f"]({name}.png)" in text
+        from matplotlib.image import imread
+
+        assert imread(png).std() > 0.05  # not a blank canvas
+
+
+def test_params_convention_changes_n(analysed, tmp_path):
+    root, _ = analysed
+    report = analyze.run(sweep_dir=root, out=tmp_path, params="total", bootstrap=0, wandb_mode="off")
+    fits = json.loads((tmp_path / "fits.json").read_text())
+    assert fits["params"] == "total" and "**total**" in report.read_text()
+    assert fits["approach3"].get("ci") is None  # no bootstrap asked for
+
+
+def test_main_prints_summary(analysed, tmp_path, capsys):
+    root, _ = analysed
+    assert analyze.main([str(root), "--out", str(tmp_path), "--bootstrap", "20", "--wandb", "off"]) == 0
+    out = capsys.readouterr().out
+    assert "Approach 3" in out and "alpha=" in out and "Approach 2" in out and "report:" in out
+
+
+def write_csv(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+GOOD = "n_params,tokens,loss\n" + "".join(f"{n},{d},{true_loss(n, d):.4f}\n" for n in (1e6, 2e6, 4e6)
+                                          for d in (1e8, 3e8))
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("n_params,loss\n1,2\n", "no column 'tokens'"),
+    (GOOD.replace("\n2000000.0,100000000.0,", "\n2000000.0,-5,", 1), "column 'tokens'"),
+    (GOOD + "1e6,1e8,nan\n", "column 'loss'"),
+    (GOOD + "0,1e8,3.0\n", "row 7 (line 8), column 'n_params'"),
+    ("n_params,tokens,loss\n" + "".join(f"1e6,{d},3.{i}\n" for i, d in enumerate((1e8, 2e8, 4e8, 8e8, 9e8))),
+     "one model size"),
+])
+def test_bad_csv_errors(tmp_path, text, needle):
+    path = write_csv(tmp_path / "bad.csv", text)
+    with pytest.raises(analyze.AnalysisError, match=needle.replace("(", r"\(").replace(")", r"\)")):
+        analyze.run(csv=path, out=tmp_path / "o", bootstrap=0)
+
+
+def test_unreadable_inputs(tmp_path, capsys):
+    with pytest.raises(analyze.AnalysisError, match="cannot read CSV"):
+        analyze.run(csv=tmp_path / "missing.csv", bootstrap=0)
+    (tmp_path / "bin.csv").write_bytes(b"\xff\xfe\x00\x01garbage\x00")
+    with pytest.raises(analyze.AnalysisError):
+        analyze.run(csv=tmp_path / "bin.csv", bootstrap=0)
+    empty = tmp_path / "empty_sweep"
+    empty.mkdir()
+    with pytest.raises(analyze.AnalysisError, match="no completed runs"):
+        analyze.run(sweep_dir=empty, bootstrap=0)
+    # main turns it into one line on stderr and exit code 2
+    assert analyze.main(["--csv", str(tmp_path / "missing.csv")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("sweep analyze: cannot read CSV")
+
+
+def test_csv_with_groups(tmp_path):
+    rows = ["n_params,tokens,loss,group"]
+    for C in (1e15, 1e16):
+        for N in (1e5, 3e5, 1e6, 3e6):
+            D = C / (6 * N)
+            rows.append(f"{N},{D},{true_loss(N, D):.5f},C{C:.0e}")
+    report = analyze.run(csv=write_csv(tmp_path / "g.csv", "\n".join(rows) + "\n"), out=tmp_path / "o", bootstrap=0)
+    fits = json.loads((tmp_path / "o" / "fits.json").read_text())
+    assert fits["budget_basis"] == "group column" and len(fits["approach2"]["budgets"]) == 2
+    assert report.exists()
+
+
+def test_wandb_offline_analysis_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    root = write_sweep(tmp_path / "synth", wandb=True)  # runs logged with logger=wandb → auto means offline
+    analyze.run(sweep_dir=root, bootstrap=0)
+    fits = json.loads((root / "analysis" / "fits.json").read_text())
+    assert fits["wandb"]["mode"] == "offline" and "error" not in fits["wandb"], fits["wandb"]
+    runs = list((root / "analysis" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    record = next(runs[0].glob("run-*.wandb")).read_bytes()
+    # The run record as protobuf: field 6 (group) = "synth", field 7 (job_type) = "analysis".
+    assert b"\x32\x05synth" in record and b"\x3a\x08analysis" in record
+    assert b"approach3/alpha" in record  # the fitted values are in its summary
+    assert len(list(runs[0].glob("files/media/images/**/*.png"))) >= 3
