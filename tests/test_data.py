@@ -57,8 +57,8 @@ def write_corpus(path: Path, docs: list[str], fmt: str, field="text") -> Path:
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
     root = tmp_path_factory.mktemp("corpus")
-    docs = make_docs()
-    cfg = small_cfg(write_corpus(root / "c.jsonl", docs, "jsonl"))
+    docs = make_docs(800)
+    cfg = small_cfg(write_corpus(root / "c.jsonl", docs, "jsonl"), val_tokens=1600)  # ≤ 100 tokens per val doc
     return prepare(cfg, root / "cache"), docs
 
 
@@ -89,17 +89,24 @@ def test_val_bytes_match_the_text(prepared):
     p, docs = prepared
     manifest = json.loads((p.dir / "manifest.json").read_text())
     val, tb = open_tokens(p.val_path), p.token_bytes()
-    assert len(val) == manifest["val_tokens"] == 400
+    assert len(val) == manifest["val_tokens"] == 1600
     assert tb[val].sum() == manifest["val_bytes"]
-    # Independently: the held-out segments between separators are corpus documents, byte for byte.
+    # Independently: each held-out segment is a whole corpus document (counted from its text) or, capped at
+    # val_tokens/16 tokens, the beginning of one (counted from its tokens).
     tok, eot = data.load_tokenizer(p.tokenizer_path), manifest["eot_id"]
-    cuts = np.flatnonzero(val == eot)
-    segments = np.split(np.asarray(val), cuts + 1)
-    full, last = segments[:-1], segments[-1]
-    assert len(full) == manifest["val_docs"] - (len(last) > 0)
-    texts = [tok.decode(s[:-1].tolist()) for s in full]
-    assert all(t in docs for t in texts)
-    assert sum(len(t.encode()) for t in texts) + tb[last].sum() == manifest["val_bytes"]
+    segments = np.split(np.asarray(val), np.flatnonzero(val == eot) + 1)
+    assert segments[-1].size == 0 and len(segments) - 1 == manifest["val_docs"]
+    whole = prefix = 0
+    for k, seg in enumerate(segments[:-1]):
+        assert len(seg) <= 100
+        text = tok.decode(seg[:-1].tolist())
+        if text in docs:
+            whole += len(text.encode())
+        else:
+            assert len(seg) == 100 or k == len(segments) - 2  # capped, or trimmed to val_tokens at the end
+            assert any(d.startswith(text.rstrip("\ufffd")) for d in docs)
+            prefix += tb[seg].sum()
+    assert whole and prefix and whole + prefix == manifest["val_bytes"]
 
 
 # ---------------------------------------------------------------- sources
@@ -109,7 +116,7 @@ def test_txt_jsonl_parquet_give_the_same_tokens(tmp_path):
     out = {}
     for fmt in ("txt", "jsonl", "parquet"):
         p = prepare(small_cfg(write_corpus(tmp_path / f"c.{fmt}", docs, fmt), name=fmt), tmp_path / "cache")
-        out[fmt] = (p.tokenizer_path.read_text(), np.asarray(open_tokens(p.train_path)), np.asarray(open_tokens(p.val_path)))
+        out[fmt] = (p.tokenizer_path.read_text(), open_tokens(p.train_path), open_tokens(p.val_path))
     for fmt in ("jsonl", "parquet"):
         assert out[fmt][0] == out["txt"][0]
         assert np.array_equal(out[fmt][1], out["txt"][1]) and np.array_equal(out[fmt][2], out["txt"][2])
@@ -299,9 +306,9 @@ def test_error_corpus_too_small(tmp_path):
     path = write_corpus(tmp_path / "c.jsonl", make_docs(100), "jsonl")
     with pytest.raises(DataError, match=r"c.jsonl is too small for data.val_tokens=100000"):
         prepare(small_cfg(path, val_tokens=100_000), tmp_path / "cache")
-    # The first held-out document is long, every other one short: val fills, train stays under 2× val_tokens.
-    first = next(i for i in range(100) if data._is_val(i))
-    lopsided = [" ".join(make_docs(30, seed=3)) if i == first else "short" for i in range(200)]
+    # The first 16 held-out documents are long, all others short: val fills, train stays under 2× val_tokens.
+    held_out = [i for i in range(400) if data._is_val(i)][:16]
+    lopsided = [" ".join(make_docs(30, seed=i)) if i in held_out else "short" for i in range(400)]
     path = write_corpus(tmp_path / "lop.jsonl", lopsided, "jsonl")
     with pytest.raises(DataError, match="lop.jsonl leaves only .* training tokens"):
         prepare(small_cfg(path, val_tokens=1000), tmp_path / "cache")
@@ -337,6 +344,10 @@ def test_token_batches_are_deterministic_and_shifted():
     assert torch.equal(y[:, :-1], x[:, 1:]) and torch.equal(y, x + 1)  # contiguous windows, shifted by one
     assert not torch.equal(x, a.get(8, 1)[0]) and not torch.equal(x, a.get(7, 0)[0])
     assert not torch.equal(x, TokenBatches(tokens, 16, 4, seed=1).get(7, 1)[0])
+    # A step's windows do not depend on how it is split into micro batches.
+    whole = TokenBatches(tokens, 16, 8, seed=3).get(5, 0)[0]
+    halves = TokenBatches(tokens, 16, 4, seed=3)
+    assert torch.equal(whole, torch.cat([halves.get(5, 0)[0], halves.get(5, 1)[0]]))
     ends = torch.cat([a.get(s, 0)[1][:, -1] for s in range(200)])
     assert ends.max() <= 4999 and ends.min() >= 16
     with pytest.raises(DataError, match="seq_len"):

@@ -3,6 +3,11 @@
 A cache entry `<cache_root>/<name>-v<vocab>-<key>/` holds tokenizer.json, train.bin, val.bin and manifest.json.
 It is built in a hidden tmp directory under a file lock and renamed into place when complete, so readers
 only ever see finished entries and the manifest's presence means "done".
+
+Split: a document whose index hashes into 1 of VAL_EVERY buckets is a held-out candidate. Candidates fill the
+val shard in stream order (each gives at most val_tokens/VAL_MIN_DOCS tokens; the shard is trimmed to exactly
+val_tokens); everything else, surplus candidates included, is train (capped by max_tokens). The tokenizer is
+trained on non-candidates only, so it never sees validation text.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ log = logging.getLogger(__name__)
 EOT = "<|endoftext|>"
 FORMAT = 1  # bump when the shard layout, the split scheme or the tokenizer recipe changes
 VAL_EVERY = 16  # one document in 16 (by a hash of its index) may be held out for validation
+VAL_MIN_DOCS = 16  # no held-out document gives more than val_tokens/16 tokens: the val set spans many documents
 MIN_TRAIN_OVER_VAL = 2  # the train split must hold at least this many times val_tokens
 MANIFEST = "manifest.json"
 _MAGIC = b"SWEEPTOK"
@@ -337,7 +343,8 @@ def prepare(cfg: DataConfig, cache_root: Path) -> PreparedData:
     src = sources[cfg.source](cfg)
     settings = {"tokenizer": {"kind": "byte-level BPE", "vocab_size": cfg.vocab_size, "min_frequency": 2,
                               "train_bytes": cfg.tokenizer_train_bytes, "special": [EOT]},
-                "split": {"val_tokens": cfg.val_tokens, "val_every": VAL_EVERY, "by": "blake2b(doc index)"},
+                "split": {"val_tokens": cfg.val_tokens, "val_every": VAL_EVERY, "val_min_docs": VAL_MIN_DOCS,
+                          "by": "blake2b(doc index)"},
                 "max_tokens": cfg.max_tokens}
     blob = json.dumps({"format": FORMAT, "fingerprint": src.fingerprint, **settings}, sort_keys=True)
     key = hashlib.sha256(blob.encode()).hexdigest()
@@ -401,11 +408,12 @@ def _build(cfg: DataConfig, src: _Source, out: Path) -> dict:
     t0, facts = time.time(), src.check()
     log.info("training a %d-token BPE on up to %d bytes of %s", cfg.vocab_size, cfg.tokenizer_train_bytes,
              src.describe)
-    _train_tokenizer(_tokenizer_texts(src, cfg.tokenizer_train_bytes), cfg.vocab_size).save(str(out / "tokenizer.json"))
-    tok = load_tokenizer(out / "tokenizer.json")
+    tok = _train_tokenizer(_tokenizer_texts(src, cfg.tokenizer_train_bytes), cfg.vocab_size)
+    tok.save(str(out / "tokenizer.json"))
+    tok, t_tok = load_tokenizer(out / "tokenizer.json"), time.time() - t0
     vocab, eot, tb = tok.get_vocab_size(), tok.token_to_id(EOT), _token_bytes(tok)
     encode = getattr(tok, "encode_batch_fast", tok.encode_batch)  # no offsets: faster, same ids
-    train_cap = cfg.max_tokens or float("inf")
+    train_cap, per_doc = cfg.max_tokens or float("inf"), -(-cfg.val_tokens // VAL_MIN_DOCS)
     n = {"train_tokens": 0, "val_tokens": 0, "train_docs": 0, "val_docs": 0, "val_bytes": 0, "docs_read": 0}
     dtype = np.uint16 if vocab <= 1 << 16 else np.uint32
 
@@ -413,14 +421,16 @@ def _build(cfg: DataConfig, src: _Source, out: Path) -> dict:
         for (i, doc), enc in zip(batch, encode([d for _, d in batch])):
             ids = np.append(np.asarray(enc.ids, np.int64), eot)
             if _is_val(i) and n["val_tokens"] < cfg.val_tokens:
-                keep = ids[: cfg.val_tokens - n["val_tokens"]]
+                # A long document gives its beginning, still closed by EOT; the rest is dropped, not trained on.
+                limit = min(per_doc, cfg.val_tokens - n["val_tokens"])
+                keep = ids if len(ids) <= limit else np.append(ids[: limit - 1], eot)
                 nbytes = int(tb[keep].sum())
-                if len(keep) >= len(enc.ids) and nbytes != len(doc.encode("utf-8")):
+                if keep is ids and nbytes != len(doc.encode("utf-8")):
                     raise RuntimeError(f"bits-per-byte bookkeeping is off for document {i}")  # a bug, not input
                 val.write(keep)
                 n["val_tokens"] += len(keep)
                 n["val_docs"] += 1
-                n["val_bytes"] += nbytes  # a trimmed last document counts exactly the bytes of its kept tokens
+                n["val_bytes"] += nbytes  # a cut document counts exactly the bytes of its kept tokens
             elif n["train_tokens"] < train_cap:  # held-out candidates past the val quota are training text
                 keep = ids[: int(min(len(ids), train_cap - n["train_tokens"]))]
                 train.write(keep)
@@ -453,14 +463,15 @@ def _build(cfg: DataConfig, src: _Source, out: Path) -> dict:
     log.info("prepared %s: %d train / %d val tokens in %.0f s", out.name, n["train_tokens"], n["val_tokens"],
              time.time() - t0)
     return {"vocab_size": vocab, "eot_id": eot, "dtype": np.dtype(dtype).name, **n,
-            "seconds": round(time.time() - t0, 2), **facts}
+            "tokenizer_seconds": round(t_tok, 2), "seconds": round(time.time() - t0, 2), **facts}
 
 
 # ---------------------------------------------------------------- batches
 
 class TokenBatches:
     """Deterministic random windows: batch (step, micro) is a pure function of (seed, step, micro), so resume
-    needs no data state."""
+    needs no data state. Each window depends on (seed, step, its row in the step's batch) only, so splitting a
+    step into more, smaller micro batches (or across ranks) changes nothing in what the step trains on."""
 
     def __init__(self, tokens: np.ndarray, seq_len: int, micro_batch: int, seed: int):
         if len(tokens) < seq_len + 1:
@@ -470,10 +481,19 @@ class TokenBatches:
         self._span = np.arange(seq_len + 1)
 
     def get(self, step: int, micro: int) -> tuple[torch.Tensor, torch.Tensor]:
-        rng = np.random.default_rng([0x5EED, self.seed, step, micro])  # a salt keeps it apart from model init
-        starts = rng.integers(0, len(self.tokens) - self.seq_len, size=self.micro_batch)
-        rows = torch.from_numpy(self.tokens[starts[:, None] + self._span].astype(np.int64))
-        return rows[:, :-1].contiguous(), rows[:, 1:].contiguous()
+        rows = np.arange(micro * self.micro_batch, (micro + 1) * self.micro_batch, dtype=np.uint64)
+        key = _mix64(_mix64(np.full_like(rows, self.seed % 2**64) ^ np.uint64(0x5EED)) + np.uint64(step))
+        starts = (_mix64(key + rows) % np.uint64(len(self.tokens) - self.seq_len)).astype(np.int64)
+        windows = torch.from_numpy(self.tokens[starts[:, None] + self._span].astype(np.int64))
+        return windows[:, :-1].contiguous(), windows[:, 1:].contiguous()
+
+
+def _mix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finalizer: maps counters to well-spread 64-bit values (uint64 arrays wrap, never warn)."""
+    x = x + np.uint64(0x9E3779B97F4A7C15)
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
 
 
 def val_windows(tokens: np.ndarray, seq_len: int) -> torch.Tensor:
