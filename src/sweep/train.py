@@ -246,14 +246,22 @@ def train(run: RunConfig, run_dir: Path, runtime: Runtime, data: PreparedData | 
     t = run.train
     val_loss = val_bpb = None
 
+    def mean_over_ranks(value: torch.Tensor) -> float:
+        if runtime.world_size > 1:
+            value = value.clone()
+            dist.all_reduce(value)
+            value /= runtime.world_size
+        return value.item()
+
     def save() -> None:
         check_finite(step)
+        interval_loss = mean_over_ranks(loss_sum)  # every rank restores this; their later sums average onto it
         if runtime.is_main:
             checkpoint.save(run_dir, {
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
                 "tokens": step * plan.batch_tokens, "skipped": skipped, "rng": checkpoint.rng_state(),
                 "wandb_id": tracker.wandb_id, "metrics_offset": tracker.offset(),
-                "loss_interval": (loss_sum.item(), interval_steps),  # a stop between log steps resumes the mean
+                "loss_interval": (interval_loss, interval_steps),  # a stop between log steps resumes the mean
                 "wall_s": wall_before + time.time() - started})
 
     def check_finite(upto: int) -> None:
@@ -306,7 +314,7 @@ def train(run: RunConfig, run_dir: Path, runtime: Runtime, data: PreparedData | 
             if step % t.log_every == 0 or last:
                 check_finite(step)
                 elapsed = time.perf_counter() - interval_start
-                train_loss = loss_sum.item() / interval_steps
+                train_loss = mean_over_ranks(loss_sum) / interval_steps
                 tok_per_s = interval_steps * plan.batch_tokens / elapsed
                 if tracker:
                     tracker.log({**event(), "train_loss": train_loss, "lr": lr, "tok_per_s": tok_per_s})
