@@ -93,7 +93,8 @@ def test_end_to_end_outputs(analysed):
     assert fits["runs"]["used"] == 12
     assert fits["holdout"]["approach3"]["n_test"] == 3
     assert abs(fits["holdout"]["approach3"]["mean_rel_error"]) < 0.02
-    assert fits["kaplan"]["fits"] and fits["recipe"] and "warnings" in fits
+    assert fits["recipe"] and "warnings" in fits
+    assert fits["kaplan"]["skipped"]  # an isoFLOP grid: no tokens/param shared by 3 sizes
     assert fits["wandb"] == {"mode": "off"}  # the runs logged with logger=none
     # Approach 2 recovers each budget's true optimum, and the exponent of N*(C) (under the runs' FLOPs/token)
     for row in fits["approach2"]["budgets"]:
@@ -128,6 +129,26 @@ def test_main_prints_summary(analysed, tmp_path, capsys):
     assert analyze.main([str(root), "--out", str(tmp_path), "--bootstrap", "20", "--wandb", "off"]) == 0
     out = capsys.readouterr().out
     assert "Approach 3" in out and "alpha=" in out and "Approach 2" in out and "report:" in out
+
+
+def test_ladder_sweep_fits_l_of_n(tmp_path):
+    """A ladder (train.tokens_per_param set, no FLOP budgets): L(N) at that tokens/param, no Approach 2."""
+    rng = np.random.default_rng(2)
+    root = tmp_path / "ladder"
+    for N in (3e4, 1e5, 3e5, 1e6, 3e6):
+        d = write_run(root, f"gpt-{N:.0e}_tpp20_s0", N, 20 * N * 6 * (N + HEAD), rng)
+        cfg = (d / "config.yaml").read_text().replace("tokens_per_param: null", "tokens_per_param: 20")
+        (d / "config.yaml").write_text(cfg)
+        summary = json.loads((d / "summary.json").read_text())
+        (d / "summary.json").write_text(json.dumps({**summary, "flops_budget": None}))
+    analyze.run(sweep_dir=root, bootstrap=40, wandb_mode="off")
+    fits = json.loads((root / "analysis" / "fits.json").read_text())
+    (ln,) = fits["kaplan"]["fits"]
+    assert ln["key"] == "tokens/param 20" and ln["n_sizes"] == 5 and "ci" in ln
+    n = np.array([3e4, 1e5, 3e5, 1e6, 3e6])  # the fitted L(N) follows the true loss along the ladder
+    pred = ln["E"] + ln["A"] / n ** ln["alpha"]
+    assert np.allclose(pred, true_loss(n, 20 * n), rtol=0.01)
+    assert fits["holdout"]["kaplan"]["n_test"] == 1 and "skipped" in fits["approach2"]
 
 
 def write_csv(path: Path, text: str) -> Path:
@@ -187,6 +208,9 @@ def test_wandb_offline_analysis_run(tmp_path, monkeypatch):
     analyze.run(sweep_dir=root, bootstrap=0)
     fits = json.loads((root / "analysis" / "fits.json").read_text())
     assert fits["wandb"]["mode"] == "offline" and "error" not in fits["wandb"], fits["wandb"]
+    import wandb
+
+    wandb.teardown()  # what process exit does: wandb's service may still be writing the run file after finish()
     runs = list((root / "analysis" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
     record = next(runs[0].glob("run-*.wandb")).read_bytes()

@@ -201,26 +201,55 @@ class Estimator:
         self.curves = ds.has_curves
         self.sizes = fit.size_clusters(self.N)
         self.a3 = fit.LseFitter(np.column_stack([self.N, self.D]), self.L)
-        self.ln = fit.LseFitter(self.N, self.L)  # L(N): weights pick the runs of its basis
-        # L(N) at a fixed tokens per parameter where the sweep asked for one (a ladder); else each size's best run.
+        # L(N) at the tokens/param a ladder asked for; else each size's loss interpolated at one common tokens/param.
         tpp = r["tpp_req"].to_numpy(float) if "tpp_req" in r else np.full(len(r), np.nan)
         groups = [(f"tokens/param {g:.3g}", tpp == g) for g in np.unique(tpp[np.isfinite(tpp)])]
         groups = sorted((g for g in groups if len(np.unique(self.sizes[g[1]])) >= 3), key=lambda g: -g[1].sum())
-        self.ln_groups = groups[:4] or [("best run per size", None)]
+        self.ln_groups = groups[:4]
+        if not self.ln_groups and (t := self._common_tpp()) is not None:
+            self.ln_groups = [(f"tokens/param {t:.3g}, interpolated per size", t)]
         self.fpt = fit.loglog_fit(self.N, self.C / self.D)  # the data's FLOPs per token against N
         self.own_flops = bool(np.abs(np.log(self.C / (6 * self.N * self.D))).max() > 0.05)
         hi = self.C.max()
         self.recipe_C = sorted({float(f"{c:.1g}") for c in [self.C.min(), hi, 10 * hi, 100 * hi, 1000 * hi]})
         self.warm: dict = {}
 
-    def _basis(self, mask, w):
-        if mask is not None:
-            return w * mask
-        best = np.zeros_like(w)  # per size, the lowest-loss run among those drawn (its most-trained run)
+    def _size_curves(self, w):
+        """Per size, (D, loss) sorted by D: its longest drawn run's eval curve, else its drawn runs' final losses."""
+        out = {}
         for s in np.unique(self.sizes[w > 0]):
-            idx = np.flatnonzero((self.sizes == s) & (w > 0))
-            best[idx[np.argmin(self.L[idx])]] = w[idx[np.argmin(self.L[idx])]]
-        return best
+            runs = np.flatnonzero((self.sizes == s) & (w > 0))
+            if self.curves:
+                m = self.pts["run"] == runs[np.argmax(self.D[runs])]
+                D, L = self.pts["D"][m], self.pts["loss"][m]
+            else:
+                D, L = self.D[runs], self.L[runs]
+            order = np.argsort(D)
+            out[s] = (float(self.N[runs].mean()), D[order], L[order])
+        return out
+
+    def _common_tpp(self) -> float | None:
+        """The tokens/param reached by the most sizes (20, Chinchilla's, when it is among them; else the largest)."""
+        spans = [(D[0] / n, D[-1] / n) for n, D, _ in self._size_curves(np.ones(len(self.L))).values()]
+        cands = sorted({20.0, *[t for span in spans for t in span]})
+        cover = [sum(lo <= t <= hi for lo, hi in spans) for t in cands]
+        best = [t for t, c in zip(cands, cover) if c == max(cover)]
+        if max(cover) < 3:
+            return None
+        return 20.0 if 20.0 in best else best[-1]
+
+    def _ln_points(self, spec, w):
+        """The (N, loss, weight) points L(N) is fitted to: a ladder's runs, or per size its loss at tokens/param t."""
+        if not isinstance(spec, float):
+            m = spec & (w > 0)
+            return self.N[m], self.L[m], w[m]
+        n, loss = [], []
+        for size, D, L in self._size_curves(w).values():
+            d = spec * size
+            if D[0] * (1 - 1e-9) <= d <= D[-1] * (1 + 1e-9):  # interpolate only, in log-log
+                n.append(size)
+                loss.append(float(np.exp(np.interp(np.log(d), np.log(D), np.log(L)))))
+        return np.array(n), np.array(loss), np.ones(len(n))
 
     def compute(self, w=None, full: bool = False) -> dict:
         w = np.ones(len(self.L)) if w is None else w
@@ -240,16 +269,19 @@ class Estimator:
         out["approach1"]["source"] = "eval points of all runs" if self.curves else "final point of each run"
         out["recipe"] = self._recipe(p3, out["approach2"])
         out["kaplan"] = {"form": "L(N) = E + A/N^alpha", "fits": []}
-        for i, (key, mask) in enumerate(self.ln_groups):
-            wb = self._basis(mask, w)
-            if len(np.unique(self.sizes[wb > 0])) < 3:
+        if not self.ln_groups:
+            out["kaplan"]["skipped"] = ("no tokens/param that 3 or more sizes reach (not a ladder, and the sizes' "
+                                        "eval curves do not overlap in tokens/param)")
+        for key, spec in self.ln_groups:
+            n, loss, wb = self._ln_points(spec, w)
+            if len(n) < 3 or len(np.unique(fit.size_clusters(n))) < 3:
                 continue
-            fl = self.ln.fit(wb, n_refine=6 if full else 0, warm=None if full else warm[f"ln{i}"])
-            out["kaplan"]["fits"].append({"key": key, **fit.power_params(fl.theta), "n_runs": int((wb > 0).sum()),
-                                          "at_bound": fl.at_bound, "negligible": fl.negligible, "theta": [float(t) for t in fl.theta]})
+            fl = fit.LseFitter(n, loss).fit(wb, n_refine=6 if full else 0, warm=None if full else warm.get(key))
+            out["kaplan"]["fits"].append({"key": key, **fit.power_params(fl.theta), "n_sizes": int(len(np.unique(n))),
+                                          "at_bound": fl.at_bound, "negligible": fl.negligible,
+                                          "theta": [float(t) for t in fl.theta]})
         if full:
-            self.warm = {"a3": f3.theta, **{f"ln{i}": np.array(f["theta"]) for i, f in
-                                            enumerate(out["kaplan"]["fits"])}}
+            self.warm = {"a3": f3.theta, **{f["key"]: np.array(f["theta"]) for f in out["kaplan"]["fits"]}}
         return out
 
     def keeps_budgets(self, w) -> bool:
@@ -288,47 +320,19 @@ class Estimator:
             return self.a3.predict(th, np.column_stack([self.N, self.D])[test]), self.L[test]
 
         out["approach3"] = fit.holdout_largest(self.N, a3)
-        key, mask = self.ln_groups[0]
-        wb = self._basis(mask, np.ones(len(self.L)))
-        sel = wb > 0
+        out["kaplan"] = None
+        if self.ln_groups:
+            key, spec = self.ln_groups[0]
+            n, loss, _ = self._ln_points(spec, np.ones(len(self.L)))
 
-        def ln(train, test):
-            tr = np.zeros(len(self.L))
-            tr[np.flatnonzero(sel)[train]] = 1.0
-            th = self.ln.fit(tr, n_refine=6).theta
-            return self.ln.predict(th, self.N[sel][test]), self.L[sel][test]
+            def ln(train, test):
+                f = fit.LseFitter(n[train], loss[train])
+                return f.predict(f.fit(n_refine=6).theta, n[test]), loss[test]
 
-        out["kaplan"] = fit.holdout_largest(self.N[sel], ln) if sel.sum() >= 4 else None
+            out["kaplan"] = fit.holdout_largest(n, ln)
         if out["kaplan"]:
             out["kaplan"]["basis"] = key
         return out
-
-
-def _flatten(tree, prefix="") -> dict[str, float]:
-    """Numeric leaves worth an interval, keyed by a path that is stable across resamples (rows by their key)."""
-    flat = {}
-    for k, v in tree.items():
-        if isinstance(v, dict):
-            flat.update(_flatten(v, f"{prefix}{k}/"))
-        elif isinstance(v, list) and v and isinstance(v[0], dict):
-            for row in v:
-                if "key" in row:
-                    flat.update(_flatten(row, f"{prefix}{k}/{row['key']}/"))
-        elif k in CI_NAMES and isinstance(v, (int, float)) and not isinstance(v, bool):
-            flat[prefix + k] = float(v)
-    return flat
-
-
-def _attach_ci(tree, cis: dict, prefix="") -> None:
-    for k, v in list(tree.items()):
-        if isinstance(v, dict):
-            _attach_ci(v, cis, f"{prefix}{k}/")
-        elif isinstance(v, list) and v and isinstance(v[0], dict):
-            for row in v:
-                if "key" in row:
-                    _attach_ci(row, cis, f"{prefix}{k}/{row['key']}/")
-        elif prefix + k in cis and cis[prefix + k] is not None:
-            tree.setdefault("ci", {})[k] = cis[prefix + k]
 
 
 def fit_loss_vs_tokens(ds: Dataset, est: Estimator) -> list[dict]:
@@ -337,7 +341,7 @@ def fit_loss_vs_tokens(ds: Dataset, est: Estimator) -> list[dict]:
     for s in np.unique(est.sizes):
         runs = np.flatnonzero(est.sizes == s)
         D, L, basis = est.D[runs], est.L[runs], "final loss of runs at several horizons"
-        if len(np.unique(fit.size_clusters(D))) < 3 and est.curves:
+        if len(np.unique(fit.size_clusters(D))) < 4 and est.curves:
             r = runs[np.argmax(est.D[runs])]
             m = (est.pts["run"] == r) & (est.pts["D"] >= 0.1 * est.D[r])  # past the first tenth: warmup noise
             D, L, basis = est.pts["D"][m], est.pts["loss"][m], f"eval curve of {ds.runs['run_name'].iloc[r]}"
@@ -389,11 +393,11 @@ def estimate(ds: Dataset, n_boot: int = 200, seed: int = 0) -> dict:
         res["holdout"] = est.holdout()
         res["loss_vs_tokens"] = fit_loss_vs_tokens(ds, est)
         strata = ds.runs["budget"].to_numpy() if ds.budget_basis != "log-binned flops" else None
-        samples = fit.bootstrap(lambda w: _flatten(est.compute(w)), len(est.L), n_boot, seed,
+        samples = fit.bootstrap(lambda w: fit.flatten_estimates(est.compute(w), CI_NAMES), len(est.L), n_boot, seed,
                                 None if strata is None else np.nan_to_num(strata, nan=-1.0),
                                 accept=est.keeps_budgets) if n_boot > 0 else {}
     cis = {k: fit.percentile_ci(v) for k, v in samples.items()}
-    _attach_ci(res, {k: c["ci"] for k, c in cis.items()})
+    fit.attach_intervals(res, {k: c["ci"] for k, c in cis.items()})
     warnings = _warnings(res, est, cis, n_boot)
     res.update(params=ds.params, source=ds.source, sweep=ds.sweep_name, budget_basis=ds.budget_basis,
                bootstrap={"n": n_boot, "seed": seed, "level": 0.95, "method": "percentile; runs resampled with "
@@ -425,7 +429,10 @@ def _analyze(sweep_dir, csv, out, params, n_boot, wandb_mode, seed) -> tuple[Pat
     ds = load_sweep(Path(sweep_dir), params) if sweep_dir is not None else load_csv(Path(csv), params)
     out = Path(out) if out is not None else (Path(sweep_dir) / "analysis" if sweep_dir is not None
                                              else Path(csv).with_suffix("").parent / f"{Path(csv).stem}_analysis")
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise AnalysisError(f"cannot create the output directory {out} ({err.strerror}); pass --out DIR") from None
     fits = estimate(ds, n_boot=n_boot, seed=seed)
     return report.write(ds, fits, out, wandb_mode=_wandb_mode(ds, wandb_mode)), fits
 
@@ -438,15 +445,10 @@ def _wandb_mode(ds: Dataset, requested: str) -> str:
     return "off"
 
 
-def _fmt(section: dict, key: str) -> str:
-    value = section.get(key)
-    if value is None:
-        return "—"
-    ci = (section.get("ci") or {}).get(key)
-    return f"{value:.4g}" + (f" [{ci[0]:.4g}, {ci[1]:.4g}]" if ci else "")
-
-
 def main(argv: list[str]) -> int:
+    """`sweep analyze ...`: 0 on success, 2 (one line on stderr) on input the analysis cannot use."""
+    from . import report
+
     parser = argparse.ArgumentParser(prog="sweep analyze", description="fit scaling laws to a sweep or a CSV")
     parser.add_argument("sweep_dir", nargs="?", type=Path, help="a sweep directory: <out_dir>/<sweep name>")
     parser.add_argument("--csv", type=Path, help="columns n_params,tokens,loss[,flops][,group] instead of a sweep")
@@ -463,18 +465,5 @@ def main(argv: list[str]) -> int:
     except AnalysisError as err:
         print(f"sweep analyze: {err}", file=sys.stderr)
         return EXIT_INPUT_ERROR
-    a3, a2 = fits["approach3"], fits.get("approach2", {})
-    print(f"runs used: {fits['runs']['used']}, excluded: {len(fits['runs']['excluded'])} "
-          f"(parameters: {fits['params']})")
-    print("Approach 3  L = E + A/N^alpha + B/D^beta:  " + ", ".join(
-        f"{k}={_fmt(a3, k)}" for k in ("E", "A", "B", "alpha", "beta")))
-    if "a" in a2:
-        print(f"Approach 2  N_opt ∝ C^a, D_opt ∝ C^b:  a={_fmt(a2, 'a')}, b={_fmt(a2, 'b')}")
-    else:
-        print(f"Approach 2  not fitted: {a2.get('skipped', 'no usable FLOP budgets')}")
-    for w in fits["warnings"][:5]:
-        print(f"warning: {w}")
-    if len(fits["warnings"]) > 5:
-        print(f"... {len(fits['warnings']) - 5} more warnings in the report")
-    print(f"report: {report_path}")
+    print(report.summary_text(fits, report_path))
     return 0

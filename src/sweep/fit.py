@@ -118,6 +118,8 @@ class LseFitter:
     are scored at once; only the best few are refined with L-BFGS-B and an analytic gradient.
     """
 
+    KEEP = 256
+
     def __init__(self, x: np.ndarray, loss: np.ndarray, delta: float = DELTA):
         self.X = np.log(np.asarray(x, float).reshape(len(loss), -1))
         self.y = np.log(np.asarray(loss, float))
@@ -126,10 +128,14 @@ class LseFitter:
         names = ["e"] + [f"{p}{j}" for j in range(self.k) for p in ("a", "alpha")]
         self.names = names
         self.bounds = [E_BOUNDS] + [A_BOUNDS, EXP_BOUNDS] * self.k
-        self.candidates = np.vstack([self.epoch_grid(self.k), self._varpro_starts()])
-        # Per-point Huber terms of every candidate: a resample's start scores are then one matrix product.
-        self._cand_terms = np.vstack([huber(_log_pred(c, self.X)[0] - self.y, delta)
-                                      for c in np.array_split(self.candidates, max(1, len(self.candidates) // 512))])
+        cands = np.vstack([self.epoch_grid(self.k), self._varpro_starts()])
+        self.n_scored = len(cands)
+        # Per-point Huber terms of the best KEEP candidates on the full data, so that a resample's start scores
+        # are one matrix product; the rest could only matter to a resample far from the data (and cost memory).
+        terms = [huber(_log_pred(c, self.X)[0] - self.y, delta) for c in np.array_split(cands, -(-len(cands) // 256))]
+        terms = np.vstack(terms)
+        keep = np.argsort(terms.sum(axis=1))[: self.KEEP]
+        self.candidates, self._cand_terms = cands[keep], terms[keep]
 
     @staticmethod
     def epoch_grid(k: int) -> np.ndarray:
@@ -177,7 +183,7 @@ class LseFitter:
         objs = np.array([r[1] for r in results])
         near = objs <= best[1] * (1 + 1e-6) + 1e-12
         spread = {n: [float(thetas[near, i].min()), float(thetas[near, i].max())] for i, n in enumerate(self.names)}
-        starts_info = {"candidates": int(len(self.candidates)), "refined": len(results),
+        starts_info = {"candidates": self.n_scored, "refined": len(results),
                        "reached_best": int(near.sum()), "objective_range": [float(objs.min()), float(objs.max())],
                        "theta_spread_at_best": spread}
         share = _log_pred(best[0][None, :], self.X)[1][0].max(axis=0)  # each term's largest share of L̂
@@ -346,7 +352,11 @@ def bootstrap(statistic, n_units: int, n_boot: int, seed: int = 0, strata=None, 
                 np.add.at(counts, rng.choice(g, size=len(g), replace=True), 1.0)
             if accept is None or accept(counts):
                 break
-        for k, v in statistic(counts).items():
+        try:
+            values = statistic(counts)
+        except (ValueError, ArithmeticError, np.linalg.LinAlgError):
+            values = {}  # a resample the fits cannot handle counts as missing for every quantity
+        for k, v in values.items():
             samples.setdefault(k, [np.nan] * i).append(v)
         for k in samples:  # a quantity that a resample could not fit stays NaN there
             if len(samples[k]) < i + 1:
@@ -371,3 +381,31 @@ def optimal_nd_flops(p: dict, C: float, slope: float, coef: float) -> tuple[floa
                           bounds=(np.log(n0) - 12, np.log(n0) + 12), method="bounded", options={"xatol": 1e-10})
     n = float(np.exp(res.x))
     return n, float(C / (coef * n**slope))
+
+
+def flatten_estimates(tree: dict, names: set, prefix: str = "") -> dict[str, float]:
+    """Numeric leaves worth an interval, keyed by a path that is stable across resamples (rows by their key)."""
+    flat = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            flat.update(flatten_estimates(v, names, f"{prefix}{k}/"))
+        elif isinstance(v, list) and v and isinstance(v[0], dict):
+            for row in v:
+                if "key" in row:
+                    flat.update(flatten_estimates(row, names, f"{prefix}{k}/{row['key']}/"))
+        elif k in names and isinstance(v, (int, float)) and not isinstance(v, bool):
+            flat[prefix + k] = float(v)
+    return flat
+
+
+def attach_intervals(tree: dict, cis: dict, prefix: str = "") -> None:
+    """Put each interval next to its value: section["ci"][name] = [lo, hi] (the inverse of flatten_estimates)."""
+    for k, v in list(tree.items()):
+        if isinstance(v, dict):
+            attach_intervals(v, cis, f"{prefix}{k}/")
+        elif isinstance(v, list) and v and isinstance(v[0], dict):
+            for row in v:
+                if "key" in row:
+                    attach_intervals(row, cis, f"{prefix}{k}/{row['key']}/")
+        elif prefix + k in cis and cis[prefix + k] is not None:
+            tree.setdefault("ci", {})[k] = cis[prefix + k]

@@ -68,9 +68,10 @@ def plot_isoflop(ds, fits, path: Path) -> bool:
         ax.errorbar(row["N_opt"], row["L_opt"], xerr=xerr, fmt="*", ms=13, color=colors[c], mec="black",
                     mew=0.7, capsize=3, zorder=4)
     ax.set_xscale("log")
+    ax.set_xlim(r["N"].min() / 1.6, r["N"].max() * 1.6)  # a wild interval must not squash the curves
     _tidy_log_axis(ax)
     ax.set(xlabel=f"parameters N ({ds.params})", ylabel="final validation loss (nats/token)",
-           title="IsoFLOP curves: a parabola in log N per budget; ★ fitted minimum (bar: 95% CI)")
+           title="IsoFLOP curves (Approach 2): ★ fitted minimum, bar = 95% CI")
     if len(colors) <= 8:
         ax.legend(fontsize=8, frameon=False)
     else:  # many budgets: a colour bar reads better than a long legend
@@ -329,9 +330,11 @@ def write_report(ds, fits, plots: dict, out: Path) -> Path:
         L += [f"| {_sci(r['C'])} | {r['n_runs']} | {_get(r, 'N_opt', '{:.3g}')} | {_get(r, 'D_opt', '{:.3g}')} | "
               f"{_get(r, 'tpp', '{:.1f}')} | {r['L_opt']:.4f} | {r['edge'] or ''} |" for r in a2["budgets"]]
         L.append("")
+    if fits["kaplan"].get("skipped"):
+        L += ["### L(N) = E + A/N^α", "", f"Not fitted: {fits['kaplan']['skipped']}.", ""]
     if fits["kaplan"]["fits"]:
-        L += ["### L(N) = E + A/N^α", "", "| basis | runs | E | A | α |", "|---|---|---|---|---|"]
-        L += [f"| {f['key']} | {f['n_runs']} | {_get(f, 'E')} | {_get(f, 'A')} | {_get(f, 'alpha')} |"
+        L += ["### L(N) = E + A/N^α", "", "| basis | sizes | E | A | α |", "|---|---|---|---|---|"]
+        L += [f"| {f['key']} | {f['n_sizes']} | {_get(f, 'E')} | {_get(f, 'A')} | {_get(f, 'alpha')} |"
               for f in fits["kaplan"]["fits"]]
         L.append("")
     if fits["loss_vs_tokens"]:
@@ -358,3 +361,20 @@ def write(ds, fits: dict, out: Path, wandb_mode: str = "off") -> Path:
     fits["wandb"] = log_wandb(ds, fits, plots, out, wandb_mode) if wandb_mode in ("offline", "online") else {"mode": "off"}
     (out / "fits.json").write_text(json.dumps(_jsonable(fits), indent=2) + "\n")
     return write_report(ds, fits, plots, out)
+
+
+def summary_text(fits: dict, report_path: Path) -> str:
+    """The few lines `sweep analyze` prints: the key laws with their intervals, warnings, where the report is."""
+    a3, a2 = fits["approach3"], fits["approach2"]
+    lines = [f"runs used: {fits['runs']['used']}, excluded: {len(fits['runs']['excluded'])} "
+             f"(parameters: {fits['params']})",
+             "Approach 3  L = E + A/N^alpha + B/D^beta:  " + ", ".join(f"{k}={_get(a3, k)}"
+                                                                    for k in ("E", "A", "B", "alpha", "beta"))]
+    if "a" in a2:
+        lines.append(f"Approach 2  N_opt ∝ C^a, D_opt ∝ C^b:  a={_get(a2, 'a')}, b={_get(a2, 'b')}")
+    else:
+        lines.append(f"Approach 2  not fitted: {a2.get('skipped') or 'no two usable FLOP budgets'}")
+    lines += [f"warning: {w}" for w in fits["warnings"][:5]]
+    if len(fits["warnings"]) > 5:
+        lines.append(f"... {len(fits['warnings']) - 5} more warnings in the report")
+    return "\n".join(lines + [f"report: {report_path}"])
