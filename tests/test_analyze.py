@@ -162,6 +162,7 @@ GOOD = "n_params,tokens,loss\n" + "".join(f"{n},{d},{true_loss(n, d):.4f}\n" for
 
 @pytest.mark.parametrize("text, needle", [
     ("n_params,loss\n1,2\n", "no column 'tokens'"),
+    ("n_params,tokens,loss\n", "no rows"),
     (GOOD.replace("\n2000000.0,100000000.0,", "\n2000000.0,-5,", 1), "column 'tokens'"),
     (GOOD + "1e6,1e8,nan\n", "column 'loss'"),
     (GOOD + "0,1e8,3.0\n", "row 7 (line 8), column 'n_params'"),

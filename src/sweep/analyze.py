@@ -103,7 +103,8 @@ def load_sweep(sweep_dir: Path, params: str) -> Dataset:
         rows.append({"run_name": s.get("run_name", d.name), "N": float(n), "D": float(s["tokens"]),
                      "C": float(s["flops"]), "loss": float(s["val_loss"]),
                      "budget": float(budget) if _positive(budget) else np.nan,
-                     "tpp_req": float(tpp) if _positive(tpp) else np.nan, "model": s.get("model"), "seed": s.get("seed")})
+                     "tpp_req": float(tpp) if _positive(tpp) else np.nan, "model": s.get("model"),
+                     "seed": s.get("seed")})
         points += [(len(rows) - 1, n, *p) for p in _read_eval_points(d / "metrics.jsonl")]
     if not rows:
         raise AnalysisError(f"no completed runs in {sweep_dir} (expected <run>/summary.json with status "
@@ -142,6 +143,8 @@ def load_csv(path: Path, params: str) -> Dataset:
     except (OSError, ValueError, UnicodeDecodeError) as err:  # pandas' parser errors are ValueErrors
         raise AnalysisError(f"cannot read CSV {path}: {err}") from None
     df.columns = [str(c).strip() for c in df.columns]
+    if df.empty:
+        raise AnalysisError(f"CSV {path} has a header but no rows; add one row per training run")
     for col in ("n_params", "tokens", "loss"):
         if col not in df.columns:
             raise AnalysisError(f"CSV {path} has no column {col!r} (it has {', '.join(df.columns) or 'none'}); "
@@ -257,7 +260,8 @@ class Estimator:
         f3 = self.a3.fit(w, n_refine=8 if full else 0, warm=None if full else warm["a3"])
         p3 = fit.approach3_params(f3.theta)
         out = {"approach3": {**p3, "objective": f3.objective, "n_points": int((w > 0).sum()),
-                             "starts": f3.starts, "at_bound": f3.at_bound, "negligible": f3.negligible, "theta": [float(t) for t in f3.theta]}}
+                             "starts": f3.starts, "at_bound": f3.at_bound, "negligible": f3.negligible,
+                             "theta": [float(t) for t in f3.theta]}}
         out["allocation"] = {**fit.allocation(p3), "convention": "C = 6ND"}
         a2 = fit.fit_isoflop(self.N, self.D, self.L, self.budget, w) if self._has_budgets() else None
         out["approach2"] = a2 if a2 is not None else {"skipped": "the runs do not form FLOP budgets "
@@ -355,38 +359,10 @@ def fit_loss_vs_tokens(ds: Dataset, est: Estimator) -> list[dict]:
     return out
 
 
-def _warnings(res: dict, est: Estimator, cis: dict, n_boot: int) -> list[str]:
-    w = [f"approach2: {m}" for m in res["approach2"].get("warnings", [])]
-    w += [f"approach1: {m}" for m in res["approach1"].get("warnings", [])]
-    names = {"e": "E", "a0": "A", "alpha0": "alpha", "a1": "B", "alpha1": "beta"}
-    terms = {"e": "E", "a0": "A/N^alpha", "a1": "B/D^beta"}
-    for b in res["approach3"]["at_bound"]:
-        w.append(f"approach3: {names.get(b, b)} sits at its bound: the data do not pin it down (degenerate fit)")
-    for t in res["approach3"]["negligible"]:
-        w.append(f"approach3: the term {terms[t]} is below 0.1% of the loss at every run: the data do not "
-                 f"identify it (degenerate fit)")
-    for label, fits, term in (("L(N)", res["kaplan"]["fits"], "A/N^alpha"), ("L(D)", res["loss_vs_tokens"], "B/D^beta")):
-        for f in fits:
-            w += [f"{label} {f['key']}: {b} at its bound (degenerate fit)" for b in f["at_bound"]]
-            w += [f"{label} {f['key']}: the term {term if t == 'a0' else 'E'} is negligible (degenerate fit)"
-                  for t in f["negligible"]]
-    n_sizes = len(np.unique(est.sizes))
-    if n_sizes < 4:
-        w.append(f"only {n_sizes} model sizes: no held-out-size check, and Approach 3 is weakly constrained")
-    if len(est.L) < 15:
-        w.append(f"only {len(est.L)} runs for a 5-parameter law: treat Approach 3 as indicative")
-    st = res["approach3"]["starts"]
-    if st["reached_best"] < st["refined"] // 2:
-        w.append(f"approach3: only {st['reached_best']} of {st['refined']} refined starts reached the best optimum")
-    bad = sorted(k for k, c in cis.items() if c["n_valid"] < 0.9 * n_boot)
-    if bad:
-        w.append(f"bootstrap: {len(bad)} quantities could not be refitted on over 10% of resamples "
-                 f"(e.g. {bad[0]}); their intervals are from the resamples that fit")
-    return w
-
-
 def estimate(ds: Dataset, n_boot: int = 200, seed: int = 0) -> dict:
     """Every fit on the full data, bootstrap intervals over runs, holdout checks and warnings: fits.json's content."""
+    from . import report
+
     est = Estimator(ds)
     with fit.single_threaded_blas():
         res = est.compute(full=True)
@@ -398,7 +374,7 @@ def estimate(ds: Dataset, n_boot: int = 200, seed: int = 0) -> dict:
                                 accept=est.keeps_budgets) if n_boot > 0 else {}
     cis = {k: fit.percentile_ci(v) for k, v in samples.items()}
     fit.attach_intervals(res, {k: c["ci"] for k, c in cis.items()})
-    warnings = _warnings(res, est, cis, n_boot)
+    warnings = report.diagnostics(res, len(np.unique(est.sizes)), len(est.L), cis, n_boot)
     res.update(params=ds.params, source=ds.source, sweep=ds.sweep_name, budget_basis=ds.budget_basis,
                bootstrap={"n": n_boot, "seed": seed, "level": 0.95, "method": "percentile; runs resampled with "
                           "replacement" + (" within FLOP budgets" if strata is not None else "") +

@@ -3,10 +3,12 @@
 Every fit takes per-run arrays and an optional weight vector `w` (how often each run is counted), so a bootstrap
 over runs is the same call with resampled counts: no copies, and a warm start from the full-data optimum.
 
-- `LseFitter`: laws of the form log L̂ = LSE(e, a_1 − α_1·log x_1, …), i.e. L̂ = E + Σ A_j / x_j^α_j, fitted as
-  Epoch AI did Chinchilla's Approach 3: Huber (δ = 1e-3) on log L̂ − log L, summed, L-BFGS-B from several starts.
-- `fit_isoflop` (Approach 2), `fit_envelope` (Approach 1), `allocation` (Approach 3's closed-form optimum),
-  `holdout_largest`, `bootstrap` / `percentile_ci`.
+- `LseFitter`: laws log L̂ = LSE(e, a_1 − α_1·log x_1, …), i.e. L̂ = E + Σ A_j / x_j^α_j, fitted as Epoch AI
+  did Chinchilla's Approach 3: Huber (δ = 1e-3) on log L̂ − log L, summed, L-BFGS-B from several starts.
+- `allocation` / `optimal_nd`: Approach 3's closed-form optimum under C = 6ND; `optimal_nd_flops` the same law's
+  optimum under another FLOPs-per-token accounting.
+- `fit_isoflop` (Approach 2), `fit_envelope` (Approach 1), `holdout_largest`.
+- `bootstrap` / `percentile_ci`, and `flatten_estimates` / `attach_intervals` to carry intervals on nested results.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.optimize import minimize, nnls
+from scipy.optimize import minimize, minimize_scalar, nnls
 
 DELTA = 1e-3
 # Generous box: wide enough never to bind on sane data, so a bound that binds signals a degenerate fit.
@@ -64,7 +66,7 @@ def single_threaded_blas():
 
 # ----------------------------------------------------------------------------------------------- objective
 def _log_pred(thetas: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """log L̂ and the softmax weights of its terms, for thetas (m, 1+2k) over points X (n, k) → (m, n), (m, n, 1+k)."""
+    """log L̂ and its terms' softmax weights, for thetas (m, 1+2k) at points X (n, k): shapes (m, n), (m, n, 1+k)."""
     z = [np.broadcast_to(thetas[:, :1], (len(thetas), len(X)))]
     for j in range(X.shape[1]):
         z.append(thetas[:, 1 + 2 * j, None] - thetas[:, 2 + 2 * j, None] * X[None, :, j])
@@ -227,6 +229,15 @@ def optimal_nd(p: dict, C) -> tuple[np.ndarray, np.ndarray]:
     return al["G"] * c6 ** al["a"], c6 ** al["b"] / al["G"]
 
 
+def optimal_nd_flops(p: dict, C: float, slope: float, coef: float) -> tuple[float, float]:
+    """Argmin of L(N, D) along C = coef·N^slope·D (the data's own FLOPs per token), by bounded 1-D search."""
+    n0 = optimal_nd(p, C)[0]
+    res = minimize_scalar(lambda x: law_loss(p, np.exp(x), C / (coef * np.exp(x) ** slope)),
+                          bounds=(np.log(n0) - 12, np.log(n0) + 12), method="bounded", options={"xatol": 1e-10})
+    n = float(np.exp(res.x))
+    return n, float(C / (coef * n**slope))
+
+
 # ---------------------------------------------------------------------------------------- small helpers
 def size_clusters(N, rel_tol: float = 0.01) -> np.ndarray:
     """Label runs by model size: sizes within rel_tol of their neighbour are one size (digitised data jitter)."""
@@ -370,17 +381,6 @@ def percentile_ci(samples: np.ndarray, level: float = 0.95) -> dict:
         return {"ci": None, "n_valid": int(len(s))}
     q = 100 * (1 - level) / 2
     return {"ci": [float(np.percentile(s, q)), float(np.percentile(s, 100 - q))], "n_valid": int(len(s))}
-
-
-def optimal_nd_flops(p: dict, C: float, slope: float, coef: float) -> tuple[float, float]:
-    """Argmin of L(N, D) along C = coef·N^slope·D (the data's own FLOPs per token), by bounded 1-D search."""
-    from scipy.optimize import minimize_scalar
-
-    n0 = optimal_nd(p, C)[0]
-    res = minimize_scalar(lambda x: law_loss(p, np.exp(x), C / (coef * np.exp(x) ** slope)),
-                          bounds=(np.log(n0) - 12, np.log(n0) + 12), method="bounded", options={"xatol": 1e-10})
-    n = float(np.exp(res.x))
-    return n, float(C / (coef * n**slope))
 
 
 def flatten_estimates(tree: dict, names: set, prefix: str = "") -> dict[str, float]:

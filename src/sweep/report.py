@@ -76,8 +76,8 @@ def plot_isoflop(ds, fits, path: Path) -> bool:
         ax.legend(fontsize=8, frameon=False)
     else:  # many budgets: a colour bar reads better than a long legend
         logs = np.log10(list(colors))
-        sm = matplotlib.cm.ScalarMappable(norm=matplotlib.colors.Normalize(logs.min(), logs.min() + (logs.max() - logs.min()) / 0.85),
-                                          cmap="viridis")
+        top = logs.min() + (logs.max() - logs.min()) / 0.85  # the curves use viridis up to 0.85
+        sm = matplotlib.cm.ScalarMappable(norm=matplotlib.colors.Normalize(logs.min(), top), cmap="viridis")
         fig.colorbar(sm, ax=ax, label="log10 FLOP budget")
     fig.tight_layout()
     fig.savefig(path)
@@ -106,7 +106,8 @@ def plot_fit_nd(ds, fits, path: Path) -> bool:
         b.plot(n_grid, fit.law_loss(p, n_grid, d), color=plt.cm.viridis(norm(np.log10(d))), lw=1.3)
     b.set_xscale("log")
     _tidy_log_axis(b)
-    b.set(xlabel=f"parameters N ({ds.params})", ylabel="loss", title="loss vs N, coloured by tokens D; lines: the law at fixed D")
+    b.set(xlabel=f"parameters N ({ds.params})", ylabel="loss",
+          title="loss vs N, coloured by tokens D; lines: the law at fixed D")
     fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap="viridis"), ax=b, label="log10 D (tokens)")
     fig.tight_layout()
     fig.savefig(path)
@@ -237,6 +238,38 @@ def summary_values(fits: dict) -> dict[str, float]:
     return out
 
 
+# ------------------------------------------------------------------------------------------- warnings
+def diagnostics(res: dict, n_sizes: int, n_runs: int, cis: dict, n_boot: int) -> list[str]:
+    """The warnings a reader must see: degenerate fits, thin data, resamples that could not be refitted."""
+    w = [f"approach2: {m}" for m in res["approach2"].get("warnings", [])]
+    w += [f"approach1: {m}" for m in res["approach1"].get("warnings", [])]
+    names = {"e": "E", "a0": "A", "alpha0": "alpha", "a1": "B", "alpha1": "beta"}
+    terms = {"e": "E", "a0": "A/N^alpha", "a1": "B/D^beta"}
+    for b in res["approach3"]["at_bound"]:
+        w.append(f"approach3: {names.get(b, b)} sits at its bound: the data do not pin it down (degenerate fit)")
+    for t in res["approach3"]["negligible"]:
+        w.append(f"approach3: the term {terms[t]} is below 0.1% of the loss at every run: the data do not "
+                 f"identify it (degenerate fit)")
+    for label, fits, term in (("L(N)", res["kaplan"]["fits"], "A/N^alpha"),
+                              ("L(D)", res["loss_vs_tokens"], "B/D^beta")):
+        for f in fits:
+            w += [f"{label} {f['key']}: {b} at its bound (degenerate fit)" for b in f["at_bound"]]
+            w += [f"{label} {f['key']}: the term {term if t == 'a0' else 'E'} is negligible (degenerate fit)"
+                  for t in f["negligible"]]
+    if n_sizes < 4:
+        w.append(f"only {n_sizes} model sizes: no held-out-size check, and Approach 3 is weakly constrained")
+    if n_runs < 15:
+        w.append(f"only {n_runs} runs for a 5-parameter law: treat Approach 3 as indicative")
+    st = res["approach3"]["starts"]
+    if st["reached_best"] < st["refined"] // 2:
+        w.append(f"approach3: only {st['reached_best']} of {st['refined']} refined starts reached the best optimum")
+    bad = sorted(k for k, c in cis.items() if c["n_valid"] < 0.9 * n_boot)
+    if bad:
+        w.append(f"bootstrap: {len(bad)} quantities could not be refitted on over 10% of resamples "
+                 f"(e.g. {bad[0]}); their intervals are from the resamples that fit")
+    return w
+
+
 # ------------------------------------------------------------------------------------------------ wandb
 def log_wandb(ds, fits, plots: dict, out: Path, mode: str) -> dict:
     try:
@@ -268,10 +301,12 @@ def _recipe_table(fits) -> list[str]:
     head += " N* (A2) | D* (A2) | tokens/param (A2) |" if has2 else ""
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in fits["recipe"]:
-        row = f"| {_sci(r['C'])} | {_get(r, 'N_opt', '{:.3g}')} | {_get(r, 'D_opt', '{:.3g}')} | {_get(r, 'tpp', '{:.1f}')} |"
+        row = (f"| {_sci(r['C'])} | {_get(r, 'N_opt', '{:.3g}')} | {_get(r, 'D_opt', '{:.3g}')} | "
+               f"{_get(r, 'tpp', '{:.1f}')} |")
         row += f" {_get(r, 'tpp_flops', '{:.1f}')} |" if own else ""
         if has2:
-            row += f" {_get(r, 'N_opt_a2', '{:.3g}')} | {_get(r, 'D_opt_a2', '{:.3g}')} | {_get(r, 'tpp_a2', '{:.1f}')} |"
+            row += (f" {_get(r, 'N_opt_a2', '{:.3g}')} | {_get(r, 'D_opt_a2', '{:.3g}')} | "
+                    f"{_get(r, 'tpp_a2', '{:.1f}')} |")
         lines.append(row)
     return lines
 
@@ -282,8 +317,9 @@ def write_report(ds, fits, plots: dict, out: Path) -> Path:
     L = [f"# Scaling-law analysis: {ds.sweep_name}", "",
          f"Source: `{ds.source}` — {fits['runs']['used']} runs used, {len(ds.excluded)} excluded. "
          f"Parameters N are counted as **{ds.params}**; tokens D are training tokens; C is training FLOPs "
-         f"({'6·N·D' if fits['flops_per_token_fit']['is_6N'] else 'as each run counted them'}). "
-         f"Intervals are 95% bootstrap percentiles over {bs['n']} resamples of runs ({bs['method']}).", "",
+         f"({'6·N·D' if fits['flops_per_token_fit']['is_6N'] else 'as each run counted them'}). " +
+         (f"Intervals are 95% bootstrap percentiles over {bs['n']} resamples of runs ({bs['method']})."
+          if bs["n"] else "No bootstrap was run (--bootstrap 0), so no intervals."), "",
          "## The laws", "",
          f"**Approach 3** (parametric, Huber δ=1e-3 on log loss, L-BFGS-B): L(N, D) = E + A/N^α + B/D^β with",
          "", "| E | A | B | α | β |", "|---|---|---|---|---|",
@@ -311,7 +347,7 @@ def write_report(ds, fits, plots: dict, out: Path) -> Path:
                      f"mean relative loss error {h['mean_rel_error'] * 100:+.2f}% (max |error| "
                      f"{h['max_abs_rel_error'] * 100:.2f}%).")
         else:
-            L.append(f"- {name}: not run (needs at least 4 distinct model sizes).")
+            L.append(f"- {name}: not run (it needs a fit over at least 4 distinct model sizes).")
     L += ["", "## Plots", ""]
     captions = {"isoflop": "IsoFLOP curves with fitted parabolas and minima (Approach 2)",
                 "fit_nd": "Approach 3: predicted vs observed, and loss vs N coloured by D with the law's curves",
@@ -358,7 +394,8 @@ def write(ds, fits: dict, out: Path, wandb_mode: str = "off") -> Path:
     """Plots, then the wandb run (so fits.json can name it), then fits.json and report.md. Returns report.md."""
     plots = make_plots(ds, fits, out)
     fits["plots"] = {k: p.name for k, p in plots.items()}
-    fits["wandb"] = log_wandb(ds, fits, plots, out, wandb_mode) if wandb_mode in ("offline", "online") else {"mode": "off"}
+    wb = wandb_mode in ("offline", "online")
+    fits["wandb"] = log_wandb(ds, fits, plots, out, wandb_mode) if wb else {"mode": "off"}
     (out / "fits.json").write_text(json.dumps(_jsonable(fits), indent=2) + "\n")
     return write_report(ds, fits, plots, out)
 
