@@ -289,10 +289,14 @@ class Estimator:
         return out
 
     def keeps_budgets(self, w) -> bool:
-        """A resample is usable when every budget with 3+ sizes still has 3+ sizes (else its parabola is moot)."""
+        """A resample is redrawn if a budget of 4+ sizes is left with fewer than 3 (no parabola).
+
+        A budget of exactly 3 sizes is not protected: only the original draw would keep it, and conditioning on
+        that would give every resample the same parabola (a zero-width interval); there it may drop out instead.
+        """
         for c in np.unique(self.budget[np.isfinite(self.budget)]):
             m = self.budget == c
-            if len(np.unique(self.sizes[m])) >= 3 and len(np.unique(self.sizes[m & (w > 0)])) < 3:
+            if len(np.unique(self.sizes[m])) >= 4 and len(np.unique(self.sizes[m & (w > 0)])) < 3:
                 return False
         return True
 
@@ -378,7 +382,7 @@ def estimate(ds: Dataset, n_boot: int = 200, seed: int = 0) -> dict:
     res.update(params=ds.params, source=ds.source, sweep=ds.sweep_name, budget_basis=ds.budget_basis,
                bootstrap={"n": n_boot, "seed": seed, "level": 0.95, "method": "percentile; runs resampled with "
                           "replacement" + (" within FLOP budgets" if strata is not None else "") +
-                          "; a resample leaving a budget fewer than 3 sizes is redrawn",
+                          "; a resample leaving a budget of 4+ sizes with fewer than 3 is redrawn",
                           "n_valid_min": min((c["n_valid"] for c in cis.values()), default=0)},
                runs={"used": len(ds.runs), "excluded": ds.excluded, "names": ds.runs["run_name"].tolist()},
                flops_per_token_fit={"exponent": est.fpt[0], "coefficient": est.fpt[1], "is_6N": not est.own_flops},

@@ -304,7 +304,8 @@ def fit_isoflop(N, D, L, budget, w=None) -> dict:
 def fit_envelope(C, N, D, L, run, w=None, bins_per_decade: float = 8.0) -> dict:
     """Lower envelope of loss vs FLOPs over all eval points; per log-C bin, the size of the run that attains it.
 
-    A bin counts only where at least two runs have points (a lone run is trivially on the envelope).
+    A bin counts only where at least two runs have points (a lone run is trivially on the envelope), and only if
+    its best loss beats every cheaper bin's (the envelope of loss against compute cannot rise).
     """
     C, N, D, L = (np.asarray(v, float) for v in (C, N, D, L))
     run = np.asarray(run)
@@ -320,6 +321,8 @@ def fit_envelope(C, N, D, L, run, w=None, bins_per_decade: float = 8.0) -> dict:
         if len(np.unique(run[m])) < 2:
             continue
         i = m[np.argmin(L[m])]
+        if rows and L[i] >= rows[-1]["L"]:
+            continue  # a cheaper point already did better: this bin's best is off the frontier
         rows.append({"C": float(C[i]), "N_opt": float(N[i]), "D_opt": float(D[i]), "L": float(L[i])})
     out = {"envelope": rows, "warnings": []}
     if len(rows) < 3 or len({r["N_opt"] for r in rows}) < 2:

@@ -121,6 +121,7 @@ def plot_compute_optimal(ds, fits, path: Path) -> bool:
     c_grid = np.logspace(np.log10(C_data.min()) - 0.3, np.log10(max(r["C"] for r in fits["recipe"])), 100)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
     own = not fits["flops_per_token_fit"]["is_6N"]
+    degenerate = bool(p3["at_bound"] or p3["negligible"])
     if own:  # the law's optimum under the data's own FLOPs/token, so it shares the x axis with the data
         fpt = fits["flops_per_token_fit"]
         opt = np.array([fit.optimal_nd_flops(p3, c, fpt["exponent"], fpt["coefficient"]) for c in c_grid]).T
@@ -129,8 +130,11 @@ def plot_compute_optimal(ds, fits, path: Path) -> bool:
     for ax, idx, name in ((axes[0], 0, "N"), (axes[1], 1, "D")):
         key = f"{name}_opt"
         ax.axvspan(C_data.min(), C_data.max(), color="grey", alpha=0.08, label="FLOPs of the data")
-        ax.plot(c_grid, opt[idx], color="C3", lw=1.8,
-                label="Approach 3 (parametric" + (", data's FLOPs/token)" if own else ", C = 6ND)"))
+        if degenerate:  # its optimum would be meaningless, and would stretch the axis by decades
+            ax.plot([], [], " ", label="Approach 3: degenerate fit, not drawn")
+        else:
+            ax.plot(c_grid, opt[idx], color="C3", lw=1.8,
+                    label="Approach 3 (parametric" + (", data's FLOPs/token)" if own else ", C = 6ND)"))
         if "envelope" in a1 and a1["envelope"]:
             env = a1["envelope"]
             ax.scatter([r["C"] for r in env], [r[key] for r in env], marker="x", color="C0", s=22,
@@ -352,7 +356,8 @@ def write_report(ds, fits, plots: dict, out: Path) -> Path:
     captions = {"isoflop": "IsoFLOP curves with fitted parabolas and minima (Approach 2)",
                 "fit_nd": "Approach 3: predicted vs observed, and loss vs N coloured by D with the law's curves",
                 "compute_optimal": "Compute-optimal N*(C) and D*(C): Approaches 1, 2, 3",
-                "loss_curves": "Loss vs tokens per run, and loss vs FLOPs with the lower envelope (Approach 1)"}
+                "loss_curves": "Loss vs tokens per run, and loss vs FLOPs with the lower envelope (Approach 1)"
+                if ds.has_curves else "Final loss vs FLOPs per run, with the lower envelope (Approach 1)"}
     for k, p in plots.items():
         L += [f"![{captions[k]}]({p.name})", f"*{captions[k]}*", ""]
     L += ["## Details", "", "### Approach 3 fit", "",
