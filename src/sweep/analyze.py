@@ -137,7 +137,7 @@ def _bin_flops(C: np.ndarray, N: np.ndarray, gap_decades: float = 0.03) -> np.nd
     return out
 
 
-def load_csv(path: Path, params: str) -> Dataset:
+def load_csv(path: Path) -> Dataset:
     try:
         df = pd.read_csv(path)
     except (OSError, ValueError, UnicodeDecodeError) as err:  # pandas' parser errors are ValueErrors
@@ -173,7 +173,8 @@ def load_csv(path: Path, params: str) -> Dataset:
     else:
         runs["budget"], basis = _bin_flops(C, runs["N"].to_numpy()), "log-binned flops"
     pts = runs.assign(run=np.arange(len(runs)))[["run", "N", "D", "C", "loss"]]
-    ds = Dataset(runs, pts, str(path), params, basis, sweep_name=Path(path).stem)
+    # N is whatever the CSV counted: the --params convention only chooses among a sweep's counts
+    ds = Dataset(runs, pts, str(path), "the CSV's n_params", basis, sweep_name=Path(path).stem)
     _check_sizes(ds)
     return ds
 
@@ -406,7 +407,7 @@ def _analyze(sweep_dir, csv, out, params, n_boot, wandb_mode, seed) -> tuple[Pat
         raise AnalysisError("give exactly one of a sweep directory or --csv FILE")
     if wandb_mode not in ("auto", "off", "disabled", "offline", "online"):
         raise AnalysisError(f"--wandb {wandb_mode!r}: use auto, off, offline or online")
-    ds = load_sweep(Path(sweep_dir), params) if sweep_dir is not None else load_csv(Path(csv), params)
+    ds = load_sweep(Path(sweep_dir), params) if sweep_dir is not None else load_csv(Path(csv))
     out = Path(out) if out is not None else (Path(sweep_dir) / "analysis" if sweep_dir is not None
                                              else Path(csv).with_suffix("").parent / f"{Path(csv).stem}_analysis")
     try:
