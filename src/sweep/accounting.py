@@ -15,7 +15,7 @@ _REF_BATCH_TOKENS = 160 * 2048
 _REF_LR = 0.0047
 # Clamps for tiny models, where the power laws were never measured.
 MIN_BATCH_SEQUENCES = 8
-MAX_LR = 0.02
+MAX_LR = 0.006  # measured: tiny models on pystdlib train best near 0.005 (see README)
 MAX_WARMUP_FRACTION = 0.2
 DEFAULT_TOKENS_PER_PARAM = 20.0
 

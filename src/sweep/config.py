@@ -66,7 +66,7 @@ class TrainConfig:
     beta1: float = 0.9
     beta2: float = 0.95
     grad_clip: float = 1.0
-    eval_every: int = 100  # optimizer steps; the last step always evaluates
+    eval_every: Optional[int] = None  # optimizer steps; None: about 20 evals per run; the last step always evaluates
     checkpoint_every: int = 100  # optimizer steps
     log_every: int = 10  # optimizer steps between train events in metrics.jsonl
     dtype: str = "auto"  # auto | float32 | bfloat16 (autocast)
@@ -128,8 +128,7 @@ def validate(run: RunConfig) -> None:
     m, t = run.model, run.train
     for key, value in (("model.n_layer", m.n_layer), ("model.d_model", m.d_model), ("model.n_head", m.n_head),
                        ("model.seq_len", m.seq_len), ("data.vocab_size", run.data.vocab_size),
-                       ("data.val_tokens", run.data.val_tokens), ("train.eval_every", t.eval_every),
-                       ("train.checkpoint_every", t.checkpoint_every), ("train.log_every", t.log_every)):
+                       ("data.val_tokens", run.data.val_tokens), ("train.checkpoint_every", t.checkpoint_every), ("train.log_every", t.log_every)):
         if value is None or value <= 0:
             raise ConfigError(f"{key} must be a positive integer, got {value}")
     if m.d_model % m.n_head:
@@ -138,7 +137,8 @@ def validate(run: RunConfig) -> None:
     if m.vocab_size is not None and m.vocab_size < run.data.vocab_size:
         raise ConfigError(f"model.vocab_size={m.vocab_size} is smaller than the tokenizer's "
                           f"data.vocab_size={run.data.vocab_size}; drop model.vocab_size or raise it")
-    for key in ("tokens", "flops", "tokens_per_param", "batch_tokens", "micro_batch", "lr", "warmup_tokens"):
+    for key in ("tokens", "flops", "tokens_per_param", "batch_tokens", "micro_batch", "lr", "warmup_tokens",
+                "eval_every"):
         value = getattr(t, key)
         if value is not None and (not math.isfinite(value) or value <= 0 and key != "warmup_tokens"
                                   or value < 0):
