@@ -213,3 +213,31 @@ def test_rejected_config_is_named_and_creates_nothing(tmp_path, corpus, cache, b
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "single").exists() and not list(tmp_path.glob("**/wandb"))
+
+
+def test_vocab_smaller_than_the_tokenizer_is_rejected(tmp_path, corpus, cache):
+    from sweep.config import ConfigError
+
+    run = compose(overrides(tmp_path, corpus, cache, "model.vocab_size=100", "data.vocab_size=100"))
+    run.data.vocab_size = 512  # the tokenizer on disk has 512 tokens; the model asks for 100
+    with pytest.raises(ConfigError, match="model.vocab_size=100 is smaller than the tokenizer's"):
+        train(run, tmp_path / "run", runtime.resolve(run.device, run.train))
+
+
+@pytest.mark.slow
+def test_wandb_continues_the_same_run_after_a_kill(tmp_path, corpus, cache):
+    from wandb_records import run_record
+
+    args = overrides(tmp_path, corpus, cache, "logger=wandb")
+    run_dir = run_dir_of(args)
+    proc = subprocess.Popen([*SWEEP, "train", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                env={**os.environ, "WANDB_MODE": "offline"})
+    wait_for(run_dir / checkpoint.LATEST, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    relaunch = subprocess.run([*SWEEP, "train", *args], capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "WANDB_MODE": "offline"})
+    assert relaunch.returncode == 0, relaunch.stderr[-3000:]
+    runs = sorted((run_dir / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2  # two attempts ...
+    assert len({run_record(r).run_id for r in runs}) == 1  # ... of one wandb run
