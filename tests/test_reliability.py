@@ -240,4 +240,6 @@ def test_wandb_continues_the_same_run_after_a_kill(tmp_path, corpus, cache):
     assert relaunch.returncode == 0, relaunch.stderr[-3000:]
     runs = sorted((run_dir / "wandb").glob("offline-run-*"))
     assert len(runs) == 2  # two attempts ...
-    assert len({run_record(r).run_id for r in runs}) == 1  # ... of one wandb run
+    ids = {r.name.rsplit("-", 1)[1] for r in runs}  # offline-run-<time>-<run id>
+    assert len(ids) == 1  # ... of one wandb run
+    assert run_record(runs[-1]).run_id in ids
