@@ -122,3 +122,30 @@ def test_wandb_offline_one_run_per_cell(tmp_path, corpus):
         assert {"val_loss", "val_bpb", "train_loss", "tokens", "flops"} <= history_keys(runs[0])
         ids.add(run.run_id)
     assert len(ids) == 2
+
+
+@pytest.mark.slow
+def test_demo_end_to_end_then_again_trains_nothing(tmp_path, corpus):
+    # The demo's own path (cpu preset, parallel cells, analysis) on a small corpus and budgets.
+    args = ["demo", f"out_dir={tmp_path}", "data=local", f"data.path={corpus}", "data.val_tokens=2048",
+            "train.flops=1e10,2e10,4e10"]
+    first = sweep_cmd(*args, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    report = tmp_path / "cpu" / "analysis" / "report.md"
+    assert f"report: {report}" in first.stdout
+    cells = summaries(tmp_path / "cpu")
+    assert len(cells) == 12 and all(c["status"] == "completed" for c in cells.values())
+    fits = json.loads((tmp_path / "cpu" / "analysis" / "fits.json").read_text())
+    assert {"E", "A", "B", "alpha", "beta"} <= set(fits["approach3"])
+    # Budgets this small need not give a U; then each budget must be accounted for by a warning, not dropped silently.
+    approach2 = fits["approach2"]
+    accounted = {f"{b['C']:.0e}" for b in approach2["budgets"]} if approach2["budgets"] else set()
+    warned = " ".join(approach2["warnings"])
+    assert all(c in accounted or f"budget {c}" in warned for c in ("1e+10", "2e+10", "4e+10"))
+    assert "## The laws" in report.read_text()
+    assert (tmp_path / "cpu" / "analysis" / "isoflop.png").stat().st_size > 10_000
+
+    mtimes = {p: p.stat().st_mtime_ns for p in (tmp_path / "cpu").glob("*/metrics.jsonl")}
+    again = sweep_cmd(*args, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes
