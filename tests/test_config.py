@@ -60,3 +60,19 @@ def test_bad_values_are_named(overrides, message):
 def test_unknown_model_names_the_options():
     with pytest.raises(Exception, match="gpt-1m"):
         compose(["model=gpt-7b"])
+
+
+@pytest.mark.parametrize("launcher", ["slurm", "submitit_slurm", "submitit_local", "joblib"])
+def test_launchers_compose(launcher):
+    from sweep.cli import _compose_raw
+
+    cfg = _compose_raw([f"hydra/launcher={launcher}", "sweep=isoflop"])
+    assert launcher.split("_")[-1].lower() in cfg.hydra.launcher._target_.lower()
+
+
+def test_slurm_config_requeues_on_preemption_and_timeout():
+    from sweep.cli import _compose_raw
+
+    launcher = _compose_raw(["hydra/launcher=slurm"]).hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher")
+    assert launcher.max_num_timeout > 0 and launcher.signal_delay_s >= 60 and launcher.gpus_per_node == 1

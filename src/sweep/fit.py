@@ -13,12 +13,11 @@ over runs is the same call with resampled counts: no copies, and a warm start fr
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 from scipy.optimize import minimize, minimize_scalar, nnls
 
 DELTA = 1e-3
@@ -28,40 +27,13 @@ _LBFGS = dict(ftol=1e-15, gtol=1e-12, maxiter=5000, maxls=50)  # default toleran
 
 
 # ------------------------------------------------------------------------------------------- BLAS threads
-@contextlib.contextmanager
 def single_threaded_blas():
     """Run the tiny matrix work of many small fits on one BLAS thread.
 
     L-BFGS-B's inner linear algebra is a few 10×10 matrices: OpenBLAS threads only add wake-ups, and on a busy
-    2-core machine they made a bootstrap 15-25× slower. threadpoolctl when installed, else OpenBLAS's own call.
+    2-core machine they made a bootstrap 15-25× slower.
     """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        threadpool_limits = None
-    if threadpool_limits is not None:
-        with threadpool_limits(1, user_api="blas"):
-            yield
-        return
-    restore = []
-    try:
-        with open("/proc/self/maps") as maps:
-            paths = {line.split()[-1] for line in maps if "openblas" in line.lower() and ".so" in line}
-        for path in paths:
-            lib = ctypes.CDLL(path)
-            for prefix, suffix in (("openblas", ""), ("scipy_openblas", ""), ("scipy_openblas", "64_")):
-                setter = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
-                getter = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
-                if setter is not None and getter is not None:
-                    restore.append((setter, getter()))
-                    setter(1)
-    except OSError:
-        pass  # not Linux, or no OpenBLAS: nothing to limit
-    try:
-        yield
-    finally:
-        for setter, n in restore:
-            setter(n)
+    return threadpool_limits(1, user_api="blas")
 
 
 # ----------------------------------------------------------------------------------------------- objective
