@@ -15,3 +15,17 @@ def _small_torch(monkeypatch):
 
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     yield
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory):
+    """A small local corpus of Python source (like the default pystdlib) that tokenizes in about a second."""
+    import sysconfig
+    from pathlib import Path
+
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    text = "".join((stdlib / name).read_text() for name in ("argparse.py", "json/decoder.py", "textwrap.py",
+                                                               "dataclasses.py", "functools.py", "string.py"))
+    path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
+    path.write_text(text)
+    return path

@@ -13,17 +13,6 @@ from sweep import checkpoint
 from sweep.cli import compose
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    import sysconfig
-
-    stdlib = Path(sysconfig.get_paths()["stdlib"])
-    text = "".join((stdlib / name).read_text() for name in ("argparse.py", "json/decoder.py", "textwrap.py"))
-    path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
-    path.write_text(text)
-    return path
-
-
 def overrides(out: Path, corpus: Path, cache: Path) -> list[str]:
     # 4 sequences per step: one process accumulates 2 micro-batches of 2; two processes take one each.
     return ["data=local", f"data.path={corpus}", "data.vocab_size=384", "data.val_tokens=2048",

@@ -14,18 +14,6 @@ from wandb_records import config_keys, history_keys, run_record
 SWEEP = [sys.executable, "-m", "sweep.cli"]
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    import sysconfig
-
-    stdlib = Path(sysconfig.get_paths()["stdlib"])
-    text = "".join((stdlib / name).read_text() for name in ("argparse.py", "json/decoder.py", "textwrap.py",
-                                                               "dataclasses.py", "functools.py", "string.py"))
-    path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
-    path.write_text(text)
-    return path
-
-
 def tiny(out: Path, corpus: Path, *extra: str) -> list[str]:
     return ["data=local", f"data.path={corpus}", "data.vocab_size=512", "data.val_tokens=2048", f"out_dir={out}",
             "model.seq_len=64", "train.batch_tokens=512", "train.eval_every=10", "train.checkpoint_every=5",

@@ -9,24 +9,10 @@ import torch
 
 from sweep import checkpoint, runtime
 from sweep.cli import compose
-from sweep.data import prepare
 from sweep.train import lr_at, make_plan, train
 
 CONTRACT_SUMMARY = {"run_name", "status", "model", "data", "seed", "n_params", "tokens", "flops", "val_loss",
                     "val_bpb", "wall_s"}
-
-
-@pytest.fixture(scope="session")
-def corpus(tmp_path_factory) -> Path:
-    """A small local corpus (Python source, like the default) that tokenizes in a second."""
-    import sysconfig
-
-    stdlib = Path(sysconfig.get_paths()["stdlib"])
-    text = "".join((stdlib / name).read_text() for name in ("argparse.py", "json/decoder.py", "textwrap.py",
-                                                               "dataclasses.py", "functools.py", "string.py"))
-    path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
-    path.write_text(text)
-    return path
 
 
 def small_run(tmp_path: Path, corpus: Path, *overrides: str):
