@@ -10,7 +10,6 @@ from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from omegaconf import OmegaConf
@@ -26,6 +25,7 @@ from .tracking import Tracker, write_json_atomic, write_text_atomic
 log = logging.getLogger("sweep.train")
 CPU_ACTIVATION_BUDGET = 1.5e9  # bytes of activations per micro-batch on CPU
 GPU_MEMORY_FRACTION = 0.7  # of what the weights and optimizer leave free
+EVALS_PER_RUN = 20  # with train.eval_every=null: enough points for loss curves and Approach 1's envelope
 
 
 class NonFiniteLoss(RuntimeError):
@@ -211,6 +211,9 @@ def train(run: RunConfig, run_dir: Path, runtime: Runtime, data: PreparedData | 
     started = time.time()
     data = data or prepare(run.data, Path(run.out_dir) / run.data.cache_dir)
     vocab_size = run.model.vocab_size or data.vocab_size
+    if vocab_size < data.vocab_size:
+        raise ConfigError(f"model.vocab_size={vocab_size} is smaller than the tokenizer's {data.vocab_size} tokens "
+                          f"({data.tokenizer_path}); drop model.vocab_size or set it ≥ {data.vocab_size}")
     plan = make_plan(run, vocab_size, runtime)
     model, optimizer = build(run, vocab_size, runtime, plan)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -244,6 +247,7 @@ def train(run: RunConfig, run_dir: Path, runtime: Runtime, data: PreparedData | 
         loss_sum.fill_(state["loss_interval"][0])
         interval_steps = state["loss_interval"][1]
     t = run.train
+    eval_every = t.eval_every or max(1, plan.steps // EVALS_PER_RUN)
     val_loss = val_bpb = None
 
     def mean_over_ranks(value: torch.Tensor) -> float:
@@ -322,7 +326,7 @@ def train(run: RunConfig, run_dir: Path, runtime: Runtime, data: PreparedData | 
                                 tokens=f"{step * plan.batch_tokens:.3g}")
                 loss_sum.zero_()
                 interval_start, interval_steps = time.perf_counter(), 0
-            if step % t.eval_every == 0 or last:
+            if step % eval_every == 0 or last:
                 val_loss, val_bpb = evaluate(model, windows, target_bytes, plan.micro_batch, runtime)
                 if tracker:
                     tracker.log({**event(), "val_loss": val_loss, "val_bpb": val_bpb})
