@@ -18,6 +18,8 @@ commands:
   sizes [--json] [--vocab N]
                             the model ladder: shapes, parameters by convention, FLOPs/token
   prepare [OVERRIDES]       tokenize a corpus into shards (train does this on demand)
+  bench [OVERRIDES] [bench.variants=default|all|fp32-eager,...] [bench.steps=N] [bench.warmup=N]
+                            training throughput, FLOP/s, matmul peak and MFU; last line one JSON object
 
 Run `sweep train --help` for Hydra's help on config groups and overrides.
 """
@@ -306,13 +308,21 @@ def cmd_prepare(argv: list[str]) -> int:
     return 0
 
 
+def cmd_bench(argv: list[str]) -> int:
+    from .bench import bench
+
+    bench(argv)
+    return 0
+
+
 def cmd_analyze(argv: list[str]) -> int:
     from .analyze import main as analyze_main
 
     return analyze_main(argv)
 
 
-COMMANDS = {"train": cmd_train, "demo": cmd_demo, "sizes": cmd_sizes, "prepare": cmd_prepare, "analyze": cmd_analyze}
+COMMANDS = {"train": cmd_train, "demo": cmd_demo, "sizes": cmd_sizes, "prepare": cmd_prepare, "analyze": cmd_analyze,
+            "bench": cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,6 +25,7 @@ from .tracking import Tracker, write_json_atomic, write_text_atomic
 log = logging.getLogger("sweep.train")
 CPU_ACTIVATION_BUDGET = 1.5e9  # bytes of activations per micro-batch on CPU
 GPU_MEMORY_FRACTION = 0.7  # of what the weights and optimizer leave free
+CPU_COMPILE_MIN_FLOPS = 1e14  # ≥ ~15 min at CPU speeds: a compile of ~30 s is then repaid by a few % of speed-up
 EVALS_PER_RUN = 20  # with train.eval_every=null: enough points for loss curves and Approach 1's envelope
 
 
@@ -163,6 +164,44 @@ def build(run: RunConfig, vocab_size: int, runtime: Runtime, plan: Plan) -> tupl
     return model, optimizer
 
 
+def should_compile(runtime: Runtime, plan: Plan) -> bool:
+    """train.compile=true/false, or auto: on CUDA always; on CPU when the run is long enough that compiling (~20-30 s
+    on 2 cores) pays back: it gained 4-40% tokens/s from gpt-1m down to gpt-100k, little in the short demo cells."""
+    return runtime.compile if runtime.compile is not None else plan.flops >= CPU_COMPILE_MIN_FLOPS
+
+
+def step_module(model: GPT, runtime: Runtime, plan: Plan) -> torch.nn.Module:
+    """What the step calls: the model compiled and/or wrapped in DDP as the runtime says (weights stay shared)."""
+    train_model = torch.compile(model) if should_compile(runtime, plan) else model
+    if runtime.world_size > 1:
+        train_model = torch.nn.parallel.DistributedDataParallel(train_model)
+    return train_model
+
+
+def train_step(train_model, model: GPT, optimizer: torch.optim.Optimizer, get_batch, accum: int,
+               runtime: Runtime, grad_clip: float, loss_sum: torch.Tensor, skip_nonfinite: bool = False):
+    """One optimizer step, the code both train() and `sweep bench` run: `accum` micro-batches (get_batch(i) → x, y
+    on the device) forward and backward under autocast, clip, AdamW. Adds the step's mean loss to loss_sum on the
+    device. Returns the step's finite flag as a device tensor (no host sync), or with skip_nonfinite a bool, the
+    step not taken when False."""
+    for micro in range(accum):
+        x, y = get_batch(micro)
+        # DDP all-reduces gradients only on the last micro-batch of the step.
+        skip_sync = runtime.world_size > 1 and micro < accum - 1
+        with (train_model.no_sync() if skip_sync else nullcontext()), runtime.autocast():
+            _, loss = train_model(x, y)
+            (loss / accum).backward()
+        loss_sum += loss.detach() / accum
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    finite = torch.isfinite(grad_norm)
+    if not skip_nonfinite:
+        optimizer.step()  # a non-finite step is caught later from the returned flag
+    elif finite := bool(finite):  # the host sync is the price of skipping
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return finite
+
+
 def summary_path(run_dir: Path) -> Path:
     return run_dir / "summary.json"
 
@@ -233,9 +272,7 @@ def train(run: RunConfig, run_dir: Path, runtime: Runtime, data: PreparedData | 
                           wandb_id=state and state.get("wandb_id"),
                           resume_offset=state and state["metrics_offset"])
 
-    train_model = torch.compile(model) if runtime.compile else model
-    if runtime.world_size > 1:
-        train_model = torch.nn.parallel.DistributedDataParallel(train_model)
+    train_model = step_module(model, runtime, plan)
     batches = TokenBatches(open_tokens(data.train_path), run.model.seq_len, plan.micro_batch, run.seed)
     windows = val_windows(open_tokens(data.val_path), run.model.seq_len)
     target_bytes = int(data.token_bytes()[windows[:, 1:].numpy()].sum())
@@ -284,33 +321,23 @@ def train(run: RunConfig, run_dir: Path, runtime: Runtime, data: PreparedData | 
             lr = lr_at(step, plan, run.schedule)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            for micro in range(plan.accum):
+
+            def get_batch(micro: int) -> tuple[torch.Tensor, torch.Tensor]:
                 x, y = batches.get(step, micro * runtime.world_size + runtime.rank)
-                x, y = x.to(runtime.device, non_blocking=True), y.to(runtime.device, non_blocking=True)
-                # DDP all-reduces gradients only on the last micro-batch of the step.
-                skip_sync = runtime.world_size > 1 and micro < plan.accum - 1
-                with (train_model.no_sync() if skip_sync else nullcontext()), runtime.autocast():
-                    _, loss = train_model(x, y)
-                    (loss / plan.accum).backward()
-                loss_sum += loss.detach() / plan.accum
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
-            finite = torch.isfinite(grad_norm)
-            if t.nonfinite == "skip":
-                if not bool(finite):  # the host sync is the price of skipping
-                    skipped += 1
-                    log.warning("%s: skipped step %d (non-finite gradient), %d/%d", run.run_name, step + 1,
-                                skipped, t.max_skipped_steps)
-                    if skipped > t.max_skipped_steps:
-                        raise NonFiniteLoss(f"{run.run_name}: more than train.max_skipped_steps="
-                                            f"{t.max_skipped_steps} non-finite steps (last at step {step + 1})")
-                    optimizer.zero_grad(set_to_none=True)
-                    loss_sum.zero_()
-                else:
-                    optimizer.step()
-            else:
+                return x.to(runtime.device, non_blocking=True), y.to(runtime.device, non_blocking=True)
+
+            finite = train_step(train_model, model, optimizer, get_batch, plan.accum, runtime, t.grad_clip,
+                                loss_sum, skip_nonfinite=t.nonfinite == "skip")
+            if finite is False:
+                skipped += 1
+                log.warning("%s: skipped step %d (non-finite gradient), %d/%d", run.run_name, step + 1,
+                            skipped, t.max_skipped_steps)
+                if skipped > t.max_skipped_steps:
+                    raise NonFiniteLoss(f"{run.run_name}: more than train.max_skipped_steps="
+                                        f"{t.max_skipped_steps} non-finite steps (last at step {step + 1})")
+                loss_sum.zero_()
+            elif t.nonfinite == "stop":
                 bad_steps[step] = ~finite
-                optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
             step += 1
             interval_steps += 1
             bar.update(1)

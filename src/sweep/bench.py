@@ -1,0 +1,192 @@
+"""`sweep bench`: training throughput of one shape through the trainer's own step, against the machine's matmul peak.
+
+The model, optimizer, autocast, compile and step are train.py's (build, step_module, train_step), on random tokens,
+so what this measures is what a run spends. No run directory is created.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import resource
+import sys
+import time
+
+import torch
+
+from . import accounting
+from .config import ConfigError
+
+VARIANTS = {"fp32-eager": (torch.float32, False), "fp32-compile": (torch.float32, True),
+            "bf16-eager": (torch.bfloat16, False), "bf16-compile": (torch.bfloat16, True)}
+DTYPE_NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16"}
+OPTIONS = {"steps": 20, "warmup": 3, "variants": "default", "peak_seconds": 1.0}
+N_BATCHES = 4  # distinct random batches cycled through, so no step reuses its predecessor's input
+
+
+def parse(argv: list[str]) -> tuple[dict, list[str]]:
+    """bench.KEY=VALUE options out of the arguments; the rest are the usual config overrides."""
+    options, overrides = dict(OPTIONS), []
+    for arg in argv:
+        if not arg.startswith("bench."):
+            overrides.append(arg)
+            continue
+        key, sep, value = arg[len("bench."):].partition("=")
+        if key not in OPTIONS or not sep:
+            raise ConfigError(f"unknown bench option {arg!r}; bench takes "
+                              f"{', '.join(f'bench.{k}=' for k in OPTIONS)} and config overrides")
+        try:
+            options[key] = type(OPTIONS[key])(value)
+        except ValueError:
+            raise ConfigError(f"bench.{key}={value!r} is not a {type(OPTIONS[key]).__name__}") from None
+    if options["steps"] < 1 or options["warmup"] < 1:
+        raise ConfigError("bench.steps and bench.warmup must be at least 1")
+    return options, overrides
+
+
+def variant_name(dtype: torch.dtype, compiled: bool) -> str:
+    return f"{'bf16' if dtype == torch.bfloat16 else 'fp32'}-{'compile' if compiled else 'eager'}"
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_peak(device: torch.device, dtype: torch.dtype, seconds: float = 1.0) -> float:
+    """The best FLOP/s of a large square matmul in `dtype`: what the matmul units deliver here, the MFU baseline.
+    Best of many single products, so a busy neighbour lowers it less than it lowers a mean."""
+    n = 8192 if device.type == "cuda" else 2048  # big enough to saturate, small enough to time in well under 1 s
+    a, b = (torch.randn(n, n, device=device).to(dtype) for _ in range(2))
+    for _ in range(2):
+        a @ b
+    _sync(device)
+    best, deadline = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        start = time.perf_counter()
+        a @ b
+        _sync(device)
+        best = max(best, 2 * n**3 / (time.perf_counter() - start))
+    return best
+
+
+def peak_memory(device: torch.device) -> int:
+    """Peak resident set of this process on CPU (the high-water mark since it started), max allocated on CUDA."""
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device))
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(rss if sys.platform == "darwin" else rss * 1024)  # bytes on macOS, KiB on Linux
+
+
+class Stepper:
+    """The trainer's model, optimizer and optimizer step for one config, fed batches by the caller (this bench, and
+    scripts/baseline_gpt.py's side-by-side comparison)."""
+
+    def __init__(self, run, vocab_size: int, runtime, plan):
+        from .train import build, step_module
+
+        self.run, self.runtime, self.plan = run, runtime, plan
+        self.model, self.optimizer = build(run, vocab_size, runtime, plan)
+        self.module = step_module(self.model, runtime, plan)
+        self.loss_sum = torch.zeros((), device=runtime.device)
+
+    def step(self, x: torch.Tensor, y: torch.Tensor, lr: float | None = None) -> None:
+        """One optimizer step on a batch of plan.batch_tokens tokens (split into the plan's micro-batches)."""
+        from .train import train_step
+
+        if lr is not None:
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+        mb = self.plan.micro_batch
+        train_step(self.module, self.model, self.optimizer, lambda i: (x[i * mb:(i + 1) * mb], y[i * mb:(i + 1) * mb]),
+                   self.plan.accum, self.runtime, self.run.train.grad_clip, self.loss_sum)
+
+    def pop_loss(self) -> float:
+        """Sum of the step losses since the last call (a host sync)."""
+        value = self.loss_sum.item()
+        self.loss_sum.zero_()
+        return value
+
+
+def measure(run, vocab_size: int, runtime, plan, steps: int, warmup: int) -> dict:
+    """Warm up (compiles, allocator), then time `steps` optimizer steps of the trainer's step on random tokens."""
+    device = runtime.device
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    stepper = Stepper(run, vocab_size, runtime, plan)
+    gen = torch.Generator().manual_seed(run.seed)
+    sequences = plan.batch_tokens // run.model.seq_len
+    windows = torch.randint(vocab_size, (N_BATCHES, sequences, run.model.seq_len + 1), generator=gen)
+    xs = windows[:, :, :-1].contiguous().to(device)
+    ys = windows[:, :, 1:].contiguous().to(device)
+
+    start = time.perf_counter()
+    for i in range(warmup):
+        stepper.step(xs[i % N_BATCHES], ys[i % N_BATCHES])
+    stepper.pop_loss()  # drains queued work before the clock starts
+    _sync(device)
+    warmup_s = time.perf_counter() - start
+    start = time.perf_counter()
+    for i in range(steps):
+        stepper.step(xs[i % N_BATCHES], ys[i % N_BATCHES])
+    loss = stepper.pop_loss() / steps  # the only host sync of the timed steps
+    _sync(device)
+    elapsed = time.perf_counter() - start
+    tok_per_s = steps * plan.batch_tokens / elapsed
+    return {"tok_per_s": tok_per_s, "flops_per_s": tok_per_s * plan.flops_per_token, "step_s": elapsed / steps,
+            "warmup_s": warmup_s, "loss": loss, "peak_mem_bytes": peak_memory(device)}
+
+
+def bench(argv: list[str], out=None) -> dict:
+    """Run the variants asked for, print a table, and print the default variant's result as the last line (JSON)."""
+    from .cli import compose
+    from .runtime import resolve
+    from .train import make_plan, should_compile
+
+    out = out or sys.stdout
+    options, overrides = parse(argv)
+    run = compose(overrides)
+    runtime = resolve(run.device, run.train)
+    vocab_size = run.model.vocab_size or run.data.vocab_size
+    plan = make_plan(run, vocab_size, runtime)
+    default = variant_name(runtime.dtype, should_compile(runtime, plan))
+    names = list(VARIANTS) if options["variants"] == "all" else \
+        [default] if options["variants"] == "default" else options["variants"].split(",")
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        raise ConfigError(f"bench.variants: unknown {unknown}; use default, all, or a comma list of "
+                          f"{', '.join(VARIANTS)}")
+    if runtime.device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        names = [n for n in names if not n.startswith("bf16")]
+    # The default first: on CPU peak memory is the process's high-water mark, clean only for the first variant.
+    names = sorted(dict.fromkeys(names), key=lambda n: n != default)
+    peaks, rows = {}, {}
+    for name in names:
+        dtype, compiled = VARIANTS[name]
+        rt = dataclasses.replace(runtime, dtype=dtype, compile=compiled)
+        if dtype not in peaks:
+            peaks[dtype] = matmul_peak(rt.device, dtype, options["peak_seconds"])
+        result = measure(run, vocab_size, rt, plan, options["steps"], options["warmup"])
+        rows[name] = {**result, "peak_flops_per_s": peaks[dtype], "mfu": result["flops_per_s"] / peaks[dtype],
+                      "device": rt.device.type, "dtype": DTYPE_NAMES[dtype], "compile": compiled, "variant": name}
+    m = run.model
+    print(f"sweep bench: n_layer={m.n_layer} d_model={m.d_model} n_head={m.n_head} seq_len={m.seq_len} "
+          f"vocab={vocab_size} batch_tokens={plan.batch_tokens} micro_batch={plan.micro_batch} "
+          f"params(matmul)={plan.n_params['matmul']:,} FLOPs/token={plan.flops_per_token:.3g} "
+          f"threads={torch.get_num_threads()} steps={options['steps']} (+{options['warmup']} warm-up)", file=out)
+    print(f"{'variant':<14}{'tok/s':>10}{'GFLOP/s':>10}{'peak GFLOP/s':>14}{'MFU':>8}{'step ms':>9}"
+          f"{'warm-up s':>11}{'loss':>8}{'peak mem MB':>13}", file=out)
+    for name, r in rows.items():
+        print(f"{name:<14}{r['tok_per_s']:>10,.0f}{r['flops_per_s'] / 1e9:>10.1f}{r['peak_flops_per_s'] / 1e9:>14.1f}"
+              f"{r['mfu']:>8.1%}{r['step_s'] * 1e3:>9.0f}{r['warmup_s']:>11.1f}{r['loss']:>8.3f}"
+              f"{r['peak_mem_bytes'] / 2**20:>13,.0f}", file=out)
+    if len(rows) > 1 and runtime.device.type == "cpu":
+        print("(peak mem on CPU is the process's high-water mark: exact for the first row, an upper bound after)",
+              file=out)
+    chosen = rows.get(default, next(iter(rows.values())))
+    record = {k: chosen[k] for k in ("tok_per_s", "flops_per_s", "peak_flops_per_s", "mfu", "device", "dtype",
+                                     "compile", "peak_mem_bytes", "variant", "loss")}
+    record.update(n_params=plan.n_params["matmul"], flops_per_token=plan.flops_per_token,
+                  batch_tokens=plan.batch_tokens, micro_batch=plan.micro_batch, threads=torch.get_num_threads())
+    print(json.dumps(record), file=out, flush=True)
+    return record
