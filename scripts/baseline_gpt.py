@@ -6,12 +6,12 @@
 
 Alone, it trains the baseline (on random tokens, or a 1-D token array saved with numpy) and prints tok/s and the
 loss. With --compare, the baseline and sweep's own trainer step (`sweep.bench.Stepper`: its model, AdamW, autocast
-and compile, at its defaults for the device unless overridden, e.g. train.dtype=float32) train the same shape on the
-same batches of the `pystdlib` corpus at the same lr schedule, in interleaved chunks of --chunk steps so that a busy
-machine slows both alike. The first --warmup steps of each are untimed (compilation happens there). It prints both
-throughputs and their ratio (medians over chunk pairs, robust to a neighbour's bursts of load) and both losses after
-the last step (the mean train loss of the last chunk, and the loss on fixed held-out windows); the last line is one
-JSON object.
+and compile, at its defaults for the device unless overridden, e.g. train.dtype=float32) train the same shape from
+the same initial weights on the same batches of the `pystdlib` corpus at the same lr schedule, in interleaved chunks
+of --chunk steps so that a busy machine slows both alike. The first --warmup steps of each are untimed (compilation
+happens there). It prints both throughputs and their ratio (medians over chunk pairs, robust to a neighbour's bursts
+of load) and both losses after the last step (the mean train loss of the last chunk, and the loss on fixed held-out
+windows); --seed-spread adds a baseline from another seed, for scale. The last line is one JSON object.
 
 Everything above --compare's glue is self-contained: the model, optimizer, data sampling and step here import
 nothing from `sweep`.
@@ -190,10 +190,16 @@ def compare(args, overrides: list[str]) -> dict:
     n_val = min(64, len(val) // (args.seq_len + 1))
     windows = torch.from_numpy(np.asarray(val[:n_val * (args.seq_len + 1)], dtype=np.int64)).view(n_val, -1)
 
-    torch.manual_seed(args.seed)
-    base = BaselineGPT(args.n_layer, args.d_model, args.n_head, args.seq_len, args.vocab)
-    base_opt = base.make_optimizer(lr, run.train.weight_decay)
     ours = Stepper(run, args.vocab, runtime, plan)
+    base = BaselineGPT(args.n_layer, args.d_model, args.n_head, args.seq_len, args.vocab)
+    # The same initial weights (parameters correspond in order and shape): what differs is the trainer alone.
+    base.load_state_dict(dict(zip(base.state_dict(), ours.model.state_dict().values())))
+    base_opt = base.make_optimizer(lr, run.train.weight_decay)
+    other = None
+    if args.seed_spread:  # a baseline from another init, untimed: how far apart two seeds land at this horizon
+        torch.manual_seed(args.seed + 1)
+        other = BaselineGPT(args.n_layer, args.d_model, args.n_head, args.seq_len, args.vocab)
+        other_opt = other.make_optimizer(lr, run.train.weight_decay)
     print(f"compare: n_layer={args.n_layer} d_model={args.d_model} n_head={args.n_head} seq_len={args.seq_len} "
           f"vocab={args.vocab} batch={args.batch} steps={args.steps} lr={lr:.4g} threads={torch.get_num_threads()}; "
           f"sweep: dtype={runtime.dtype} compile={should_compile(runtime, plan)} micro_batch={plan.micro_batch}",
@@ -216,6 +222,9 @@ def compare(args, overrides: list[str]) -> dict:
         if step > 0 and n == args.chunk:  # the warm-up chunk (compilation, allocator) and a short tail are not timed
             times["baseline"].append(middle - start)
             times["sweep"].append(end - middle)
+        if other is not None:
+            for (x, y), s_lr in batches:
+                baseline_step(other, other_opt, x, y, s_lr)
         step += n
         print(f"  step {step:4d}: loss baseline {losses['baseline'][-1]:.4f} sweep {losses['sweep'][-1]:.4f}; "
               f"chunk s baseline {middle - start:.2f} sweep {end - middle:.2f}", flush=True)
@@ -242,10 +251,15 @@ def compare(args, overrides: list[str]) -> dict:
         "baseline_val_loss": held_out_loss(lambda x, y: base(x, y)[1], windows, args.batch),
         "sweep_val_loss": held_out_loss(sweep_forward, windows, args.batch),
     }
+    if other is not None:
+        other.eval()
+        result["other_seed_val_loss"] = held_out_loss(lambda x, y: other(x, y)[1], windows, args.batch)
+        result["seed_spread"] = abs(result["other_seed_val_loss"] - result["baseline_val_loss"])
     print(f"baseline {result['baseline_tok_per_s']:,.0f} tok/s, sweep {result['sweep_tok_per_s']:,.0f} tok/s (median "
           f"chunks): {result['speedup']:.2f}x (median chunk ratio; {result['speedup_total']:.2f}x on total time); "
           f"held-out loss after {args.steps} steps: baseline "
-          f"{result['baseline_val_loss']:.4f}, sweep {result['sweep_val_loss']:.4f}")
+          f"{result['baseline_val_loss']:.4f}, sweep {result['sweep_val_loss']:.4f}"
+          + (f" (baseline from another seed: {result['other_seed_val_loss']:.4f})" if other is not None else ""))
     return result
 
 
@@ -266,6 +280,8 @@ def main() -> None:
     parser.add_argument("--tokens", help="alone: a .npy 1-D token array (default: random tokens)")
     parser.add_argument("--out-dir", default="/tmp/sweep-baseline", help="--compare: where the corpus cache goes")
     parser.add_argument("--compare", action="store_true", help="side by side with sweep's trainer step")
+    parser.add_argument("--seed-spread", action="store_true",
+                        help="--compare: also train (untimed) a baseline from seed+1, for the seed-to-seed spread")
     args, overrides = parser.parse_known_args()
     if overrides and not args.compare:
         parser.error(f"config overrides {overrides} only apply with --compare")

@@ -20,7 +20,7 @@ from .config import ConfigError
 VARIANTS = {"fp32-eager": (torch.float32, False), "fp32-compile": (torch.float32, True),
             "bf16-eager": (torch.bfloat16, False), "bf16-compile": (torch.bfloat16, True)}
 DTYPE_NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16"}
-OPTIONS = {"steps": 20, "warmup": 3, "variants": "default", "peak_seconds": 1.0}
+OPTIONS = {"steps": 20, "warmup": 3, "variants": "default", "peak_seconds": 1.0, "profile": 0}
 N_BATCHES = 4  # distinct random batches cycled through, so no step reuses its predecessor's input
 
 
@@ -108,8 +108,9 @@ class Stepper:
         return value
 
 
-def measure(run, vocab_size: int, runtime, plan, steps: int, warmup: int) -> dict:
-    """Warm up (compiles, allocator), then time `steps` optimizer steps of the trainer's step on random tokens."""
+def measure(run, vocab_size: int, runtime, plan, steps: int, warmup: int, profile_steps: int = 0) -> dict:
+    """Warm up (compiles, allocator), then time `steps` optimizer steps of the trainer's step on random tokens;
+    with profile_steps, then a torch.profiler table of that many more."""
     device = runtime.device
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -133,8 +134,19 @@ def measure(run, vocab_size: int, runtime, plan, steps: int, warmup: int) -> dic
     _sync(device)
     elapsed = time.perf_counter() - start
     tok_per_s = steps * plan.batch_tokens / elapsed
-    return {"tok_per_s": tok_per_s, "flops_per_s": tok_per_s * plan.flops_per_token, "step_s": elapsed / steps,
-            "warmup_s": warmup_s, "loss": loss, "peak_mem_bytes": peak_memory(device)}
+    result = {"tok_per_s": tok_per_s, "flops_per_s": tok_per_s * plan.flops_per_token, "step_s": elapsed / steps,
+              "warmup_s": warmup_s, "loss": loss, "peak_mem_bytes": peak_memory(device)}
+    if profile_steps:
+        from torch.profiler import ProfilerActivity, profile
+
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+        with profile(activities=activities) as prof:
+            for i in range(profile_steps):
+                stepper.step(xs[i % N_BATCHES], ys[i % N_BATCHES])
+            stepper.pop_loss()
+        sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+        result["profile"] = prof.key_averages().table(sort_by=sort, row_limit=20, max_name_column_width=60)
+    return result
 
 
 def bench(argv: list[str], out=None) -> dict:
@@ -166,14 +178,17 @@ def bench(argv: list[str], out=None) -> dict:
         rt = dataclasses.replace(runtime, dtype=dtype, compile=compiled)
         if dtype not in peaks:
             peaks[dtype] = matmul_peak(rt.device, dtype, options["peak_seconds"])
-        result = measure(run, vocab_size, rt, plan, options["steps"], options["warmup"])
+        result = measure(run, vocab_size, rt, plan, options["steps"], options["warmup"], options["profile"])
+        if "profile" in result:
+            print(f"profile of {options['profile']} step(s), {name}:\n{result.pop('profile')}", file=out)
         rows[name] = {**result, "peak_flops_per_s": peaks[dtype], "mfu": result["flops_per_s"] / peaks[dtype],
                       "device": rt.device.type, "dtype": DTYPE_NAMES[dtype], "compile": compiled, "variant": name}
     m = run.model
     print(f"sweep bench: n_layer={m.n_layer} d_model={m.d_model} n_head={m.n_head} seq_len={m.seq_len} "
           f"vocab={vocab_size} batch_tokens={plan.batch_tokens} micro_batch={plan.micro_batch} "
           f"params(matmul)={plan.n_params['matmul']:,} FLOPs/token={plan.flops_per_token:.3g} "
-          f"threads={torch.get_num_threads()} steps={options['steps']} (+{options['warmup']} warm-up)", file=out)
+          f"threads={torch.get_num_threads()} steps={options['steps']} (+{options['warmup']} warm-up); the trainer's "
+          f"setting for this config: {default}", file=out)
     print(f"{'variant':<14}{'tok/s':>10}{'GFLOP/s':>10}{'peak GFLOP/s':>14}{'MFU':>8}{'step ms':>9}"
           f"{'warm-up s':>11}{'loss':>8}{'peak mem MB':>13}", file=out)
     for name, r in rows.items():

@@ -18,7 +18,7 @@ commands:
   sizes [--json] [--vocab N]
                             the model ladder: shapes, parameters by convention, FLOPs/token
   prepare [OVERRIDES]       tokenize a corpus into shards (train does this on demand)
-  bench [OVERRIDES] [bench.variants=default|all|fp32-eager,...] [bench.steps=N] [bench.warmup=N]
+  bench [OVERRIDES] [bench.variants=default|all|fp32-eager,...] [bench.steps=N] [bench.warmup=N] [bench.profile=N]
                             training throughput, FLOP/s, matmul peak and MFU; last line one JSON object
 
 Run `sweep train --help` for Hydra's help on config groups and overrides.

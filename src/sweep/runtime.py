@@ -45,16 +45,25 @@ def select(device: str, train: TrainConfig) -> Runtime:
     dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if use_cuda else torch.device("cpu")
     # auto: bf16 autocast on CUDA, and on CPUs with native bf16 matmuls (AVX512-BF16, AMX), where it measured
     # 1.3-1.8x fp32's tokens/s from gpt-25k to gpt-5m (README, Performance); elsewhere bf16 is emulated and slower.
-    if train.dtype == "bfloat16" or (train.dtype == "auto" and (use_cuda or cpu_has_native_bf16())):
-        if use_cuda and not torch.cuda.is_bf16_supported():
-            raise ConfigError("train.dtype=bfloat16 but this GPU has no bf16 support; use train.dtype=float32")
-        dtype = torch.bfloat16
+    if train.dtype == "bfloat16" and use_cuda and not torch.cuda.is_bf16_supported():
+        raise ConfigError("train.dtype=bfloat16 but this GPU has no bf16 support; use train.dtype=float32")
+    if train.dtype == "auto":
+        native = cuda_has_native_bf16() if use_cuda else cpu_has_native_bf16()
+        dtype = torch.bfloat16 if native else torch.float32  # fp16 instead would need a loss scaler
     else:
-        dtype = torch.float32
+        dtype = torch.bfloat16 if train.dtype == "bfloat16" else torch.float32
     compile_flag = str(train.compile).lower()
     # auto: always on CUDA; on CPU compiling costs ~20-30 s, so the trainer compiles only runs long enough to repay it.
     use_compile = (True if use_cuda else None) if compile_flag == "auto" else compile_flag == "true"
     return Runtime(device=dev, dtype=dtype, compile=use_compile, rank=rank, world_size=world)
+
+
+def cuda_has_native_bf16() -> bool:
+    """Ampere or newer: bf16 tensor cores (older GPUs only emulate bf16, slower than fp32)."""
+    try:
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # torch < 2.4 has no emulation flag and answers for native support
+        return torch.cuda.is_bf16_supported()
 
 
 def cpu_has_native_bf16() -> bool:

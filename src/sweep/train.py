@@ -158,9 +158,11 @@ def build(run: RunConfig, vocab_size: int, runtime: Runtime, plan: Plan) -> tupl
     m = run.model
     model = GPT(GPTConfig(m.n_layer, m.d_model, m.n_head, m.seq_len, vocab_size, m.tie_embeddings))
     model.to(runtime.device)
-    fused = runtime.device.type == "cuda"
-    optimizer = torch.optim.AdamW(model.param_groups(run.train.weight_decay), lr=plan.lr,
-                                  betas=(run.train.beta1, run.train.beta2), fused=fused, foreach=not fused)
+    groups, betas = model.param_groups(run.train.weight_decay), (run.train.beta1, run.train.beta2)
+    try:  # one fused kernel over all parameters: on a 2-core CPU 6x faster than foreach (gpt-10m: 5 vs 33 ms)
+        optimizer = torch.optim.AdamW(groups, lr=plan.lr, betas=betas, fused=True)
+    except RuntimeError:  # torch < 2.4 has no fused CPU AdamW; its per-tensor loop beats foreach on CPU
+        optimizer = torch.optim.AdamW(groups, lr=plan.lr, betas=betas, foreach=runtime.device.type == "cuda")
     return model, optimizer
 
 
@@ -324,6 +326,8 @@ def train(run: RunConfig, run_dir: Path, runtime: Runtime, data: PreparedData | 
 
             def get_batch(micro: int) -> tuple[torch.Tensor, torch.Tensor]:
                 x, y = batches.get(step, micro * runtime.world_size + runtime.rank)
+                if runtime.device.type == "cuda":  # from pageable memory the copy would wait for the GPU to drain
+                    x, y = x.pin_memory(), y.pin_memory()
                 return x.to(runtime.device, non_blocking=True), y.to(runtime.device, non_blocking=True)
 
             finite = train_step(train_model, model, optimizer, get_batch, plan.accum, runtime, t.grad_clip,
