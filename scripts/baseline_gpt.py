@@ -175,7 +175,7 @@ def compare(args, overrides: list[str]) -> dict:
     from sweep.cli import compose
     from sweep.data import open_tokens, prepare
     from sweep.runtime import resolve
-    from sweep.train import make_plan, should_compile
+    from sweep.train import make_plan
 
     run = compose([f"model.n_layer={args.n_layer}", f"model.d_model={args.d_model}", f"model.n_head={args.n_head}",
                    f"model.seq_len={args.seq_len}", f"model.vocab_size={args.vocab}", f"data.vocab_size={args.vocab}",
@@ -202,7 +202,7 @@ def compare(args, overrides: list[str]) -> dict:
         other_opt = other.make_optimizer(lr, run.train.weight_decay)
     print(f"compare: n_layer={args.n_layer} d_model={args.d_model} n_head={args.n_head} seq_len={args.seq_len} "
           f"vocab={args.vocab} batch={args.batch} steps={args.steps} lr={lr:.4g} threads={torch.get_num_threads()}; "
-          f"sweep: dtype={runtime.dtype} compile={should_compile(runtime, plan)} micro_batch={plan.micro_batch}",
+          f"sweep: dtype={ours.runtime.dtype} compile={ours.runtime.compile} micro_batch={plan.micro_batch}",
           flush=True)
 
     times = {"baseline": [], "sweep": []}  # per timed chunk
@@ -235,14 +235,14 @@ def compare(args, overrides: list[str]) -> dict:
     ours.model.eval()
 
     def sweep_forward(x, y):
-        with runtime.autocast():
+        with ours.runtime.autocast():
             return ours.model(x, y)[1]
 
     result = {
         "shape": {"n_layer": args.n_layer, "d_model": args.d_model, "n_head": args.n_head, "seq_len": args.seq_len,
                   "vocab": args.vocab, "batch": args.batch, "matmul_params": plan.n_params["matmul"]},
         "steps": args.steps, "timed_chunks": len(ratios), "chunk": args.chunk, "threads": torch.get_num_threads(),
-        "sweep_dtype": str(runtime.dtype).removeprefix("torch."), "sweep_compile": should_compile(runtime, plan),
+        "sweep_dtype": str(ours.runtime.dtype).removeprefix("torch."), "sweep_compile": ours.runtime.compile,
         # Medians over chunks: a neighbour's burst of load slows a chunk pair, not the whole comparison.
         "baseline_tok_per_s": chunk_tokens / statistics.median(times["baseline"]),
         "sweep_tok_per_s": chunk_tokens / statistics.median(times["sweep"]),

@@ -1,5 +1,6 @@
 """`sweep bench` and the speed settings it measures: JSON contract, bf16 and compile agree with fp32 eager."""
 
+import dataclasses
 import json
 import math
 
@@ -10,7 +11,7 @@ import torch
 from sweep import runtime
 from sweep.bench import Stepper
 from sweep.cli import compose, main
-from sweep.train import CPU_COMPILE_MIN_FLOPS, make_plan, should_compile
+from sweep.train import CPU_BF16_MIN_MICRO_FLOPS, CPU_COMPILE_MIN_FLOPS, make_plan, settle
 
 TINY = ["device=cpu", "model.n_layer=2", "model.d_model=32", "model.n_head=2", "model.seq_len=32",
         "model.vocab_size=256", "data.vocab_size=256", "train.batch_tokens=256", "train.threads=1"]
@@ -41,14 +42,19 @@ def test_bench_rejects_unknown_options(capsys):
 def test_auto_settings_per_device():
     run = compose(TINY)
     rt = runtime.select("cpu", run.train)
-    assert rt.dtype == (torch.bfloat16 if runtime.cpu_has_native_bf16() else torch.float32)
-    assert rt.compile is None  # CPU auto: decided by the run's length
+    native = runtime.cpu_has_native_bf16()
+    assert rt.dtype == (torch.bfloat16 if native else torch.float32) and rt.dtype_auto == native
+    assert rt.compile is None  # CPU auto: decided by train.settle from the run's length
     plan = make_plan(run, 256, rt)
-    assert plan.flops < CPU_COMPILE_MIN_FLOPS and not should_compile(rt, plan)
-    long_run = compose([*TINY, f"train.flops={2 * CPU_COMPILE_MIN_FLOPS}"])
-    assert should_compile(rt, make_plan(long_run, 256, rt))
-    forced = runtime.select("cpu", compose([*TINY, "train.compile=false", "train.dtype=float32"]).train)
-    assert forced.compile is False and forced.dtype == torch.float32
+    small = settle(rt, plan)  # a tiny micro-batch and a short run: fp32, eager
+    assert plan.micro_batch * 32 * plan.flops_per_token < CPU_BF16_MIN_MICRO_FLOPS
+    assert small.dtype == torch.float32 and small.compile is False and not small.dtype_auto
+    big = compose([*TINY, "model.d_model=256", "model.n_head=4", "model.seq_len=256", "train.batch_tokens=8192",
+                   f"train.flops={2 * CPU_COMPILE_MIN_FLOPS}"])
+    large = settle(rt, make_plan(big, 256, rt))
+    assert large.compile is True and large.dtype == (torch.bfloat16 if native else torch.float32)
+    forced = runtime.select("cpu", compose([*TINY, "train.compile=false", "train.dtype=bfloat16"]).train)
+    assert settle(forced, plan) == dataclasses.replace(forced, compile=False)  # an explicit dtype stays
 
 
 def _train_losses(corpus, dtype: str, compile_flag: str, steps: int, seed: int = 0) -> list[float]:

@@ -83,11 +83,11 @@ class Stepper:
     scripts/baseline_gpt.py's side-by-side comparison)."""
 
     def __init__(self, run, vocab_size: int, runtime, plan):
-        from .train import build, step_module
+        from .train import build, settle, step_module
 
-        self.run, self.runtime, self.plan = run, runtime, plan
-        self.model, self.optimizer = build(run, vocab_size, runtime, plan)
-        self.module = step_module(self.model, runtime, plan)
+        self.run, self.runtime, self.plan = run, settle(runtime, plan), plan  # settle: the trainer's auto choices
+        self.model, self.optimizer = build(run, vocab_size, self.runtime, plan)
+        self.module = step_module(self.model, self.runtime)
         self.loss_sum = torch.zeros((), device=runtime.device)
 
     def step(self, x: torch.Tensor, y: torch.Tensor, lr: float | None = None) -> None:
@@ -153,7 +153,7 @@ def bench(argv: list[str], out=None) -> dict:
     """Run the variants asked for, print a table, and print the default variant's result as the last line (JSON)."""
     from .cli import compose
     from .runtime import resolve
-    from .train import make_plan, should_compile
+    from .train import make_plan, settle
 
     out = out or sys.stdout
     options, overrides = parse(argv)
@@ -161,7 +161,8 @@ def bench(argv: list[str], out=None) -> dict:
     runtime = resolve(run.device, run.train)
     vocab_size = run.model.vocab_size or run.data.vocab_size
     plan = make_plan(run, vocab_size, runtime)
-    default = variant_name(runtime.dtype, should_compile(runtime, plan))
+    settled = settle(runtime, plan)
+    default = variant_name(settled.dtype, settled.compile)
     names = list(VARIANTS) if options["variants"] == "all" else \
         [default] if options["variants"] == "default" else options["variants"].split(",")
     unknown = [n for n in names if n not in VARIANTS]

@@ -7,6 +7,7 @@ import logging
 import math
 import time
 from contextlib import nullcontext
+import dataclasses
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -25,7 +26,8 @@ from .tracking import Tracker, write_json_atomic, write_text_atomic
 log = logging.getLogger("sweep.train")
 CPU_ACTIVATION_BUDGET = 1.5e9  # bytes of activations per micro-batch on CPU
 GPU_MEMORY_FRACTION = 0.7  # of what the weights and optimizer leave free
-CPU_COMPILE_MIN_FLOPS = 1e14  # ≥ ~15 min at CPU speeds: a compile of ~30 s is then repaid by a few % of speed-up
+CPU_COMPILE_MIN_FLOPS = 1e14  # ≥ ~5 min at the fastest CPU speeds measured: a ~30 s compile is then repaid
+CPU_BF16_MIN_MICRO_FLOPS = 1e9  # training FLOPs of one micro-batch; the measured bf16/fp32 crossover on CPU
 EVALS_PER_RUN = 20  # with train.eval_every=null: enough points for loss curves and Approach 1's envelope
 
 
@@ -166,15 +168,25 @@ def build(run: RunConfig, vocab_size: int, runtime: Runtime, plan: Plan) -> tupl
     return model, optimizer
 
 
-def should_compile(runtime: Runtime, plan: Plan) -> bool:
-    """train.compile=true/false, or auto: on CUDA always; on CPU when the run is long enough that compiling (~20-30 s
-    on 2 cores) pays back: it gained 4-40% tokens/s from gpt-1m down to gpt-100k, little in the short demo cells."""
-    return runtime.compile if runtime.compile is not None else plan.flops >= CPU_COMPILE_MIN_FLOPS
+def settle(runtime: Runtime, plan: Plan) -> Runtime:
+    """The `auto` choices on CPU that depend on the model and the run (measured: README, Performance).
+
+    bf16 autocast only when a micro-batch holds ≥ CPU_BF16_MIN_MICRO_FLOPS of work: below, the per-op casts cost
+    more than the bf16 matmuls save (gpt-25k in the demo: 0.88x fp32's tokens/s; gpt-50k: 1.26x; gpt-1m: 2.6x).
+    torch.compile only for runs of ≥ CPU_COMPILE_MIN_FLOPS: compiling takes 10-30 s on 2 cores, and it needs a
+    C++ toolchain that the short demo cells should not depend on."""
+    dtype, compiled = runtime.dtype, runtime.compile
+    micro_tokens = plan.batch_tokens // (runtime.world_size * plan.accum)
+    if runtime.dtype_auto and micro_tokens * plan.flops_per_token < CPU_BF16_MIN_MICRO_FLOPS:
+        dtype = torch.float32
+    if compiled is None:
+        compiled = plan.flops >= CPU_COMPILE_MIN_FLOPS
+    return dataclasses.replace(runtime, dtype=dtype, compile=compiled, dtype_auto=False)
 
 
-def step_module(model: GPT, runtime: Runtime, plan: Plan) -> torch.nn.Module:
-    """What the step calls: the model compiled and/or wrapped in DDP as the runtime says (weights stay shared)."""
-    train_model = torch.compile(model) if should_compile(runtime, plan) else model
+def step_module(model: GPT, runtime: Runtime) -> torch.nn.Module:
+    """What the step calls: the model compiled and/or wrapped in DDP as the (settled) runtime says; weights shared."""
+    train_model = torch.compile(model) if runtime.compile else model
     if runtime.world_size > 1:
         train_model = torch.nn.parallel.DistributedDataParallel(train_model)
     return train_model
@@ -256,6 +268,7 @@ def train(run: RunConfig, run_dir: Path, runtime: Runtime, data: PreparedData | 
         raise ConfigError(f"model.vocab_size={vocab_size} is smaller than the tokenizer's {data.vocab_size} tokens "
                           f"({data.tokenizer_path}); drop model.vocab_size or set it ≥ {data.vocab_size}")
     plan = make_plan(run, vocab_size, runtime)
+    runtime = settle(runtime, plan)
     model, optimizer = build(run, vocab_size, runtime, plan)
     run_dir.mkdir(parents=True, exist_ok=True)
     state = checkpoint.load(run_dir, warn=log.warning)
@@ -274,7 +287,7 @@ def train(run: RunConfig, run_dir: Path, runtime: Runtime, data: PreparedData | 
                           wandb_id=state and state.get("wandb_id"),
                           resume_offset=state and state["metrics_offset"])
 
-    train_model = step_module(model, runtime, plan)
+    train_model = step_module(model, runtime)
     batches = TokenBatches(open_tokens(data.train_path), run.model.seq_len, plan.micro_batch, run.seed)
     windows = val_windows(open_tokens(data.val_path), run.model.seq_len)
     target_bytes = int(data.token_bytes()[windows[:, 1:].numpy()].sum())
@@ -364,7 +377,10 @@ def train(run: RunConfig, run_dir: Path, runtime: Runtime, data: PreparedData | 
                 interval_start = time.perf_counter()  # eval time is not training throughput
             if step % t.checkpoint_every == 0 or last:
                 save()
-            if not last and stop.requested(runtime):
+            # Under DDP the ranks agree on stopping through an all-reduce and a host sync: only on log steps,
+            # which sync anyway, so the steps between run ahead of the host.
+            check_stop = runtime.world_size == 1 or step % t.log_every == 0
+            if not last and check_stop and stop.requested(runtime):
                 save()
                 log.warning("%s: signal %d received; checkpointed at step %d, exiting with code %d",
                             run.run_name, stop.signum, step, EXIT_STOPPED)
