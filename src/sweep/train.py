@@ -172,7 +172,8 @@ def settle(runtime: Runtime, plan: Plan) -> Runtime:
     """The `auto` choices on CPU that depend on the model and the run (measured: README, Performance).
 
     bf16 autocast only when a micro-batch holds ≥ CPU_BF16_MIN_MICRO_FLOPS of work: below, the per-op casts cost
-    more than the bf16 matmuls save (gpt-25k in the demo: 0.88x fp32's tokens/s; gpt-50k: 1.26x; gpt-1m: 2.6x).
+    about what the bf16 matmuls save (demo grid, 1 thread: gpt-6k/25k 0.96-1.0x fp32's tokens/s, gpt-50k
+    1.16-1.34x; 2.2x for gpt-5m at 2 threads).
     torch.compile only for runs of ≥ CPU_COMPILE_MIN_FLOPS: compiling takes 10-30 s on 2 cores, and it needs a
     C++ toolchain that the short demo cells should not depend on."""
     dtype, compiled = runtime.dtype, runtime.compile
