@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -31,6 +32,18 @@ def test_bench_last_line_is_json_with_sane_values(capsys, tmp_path):
     assert 1e7 < record["peak_mem_bytes"] < 64e9
     assert any(line.startswith("fp32-eager") for line in lines[:-1])  # the table precedes it
     assert not any(tmp_path.iterdir())  # no run directory, no cache
+
+
+def test_bench_profile_says_where_the_step_time_went(capsys, tmp_path):
+    assert main(["bench", *TINY, f"out_dir={tmp_path}", "train.dtype=float32", "train.compile=false",
+                 "bench.steps=2", "bench.warmup=1", "bench.peak_seconds=0.2", "bench.profile=2"]) == 0
+    out = capsys.readouterr().out
+    assert "aten::mm" in out  # the profiler table
+    line = next(l for l in out.splitlines() if l.startswith("fp32-eager: weight matmuls"))
+    shares = [int(s) for s in re.findall(r"(\d+)%", line)]
+    dense, _, attention, other = shares  # dense share, its fraction of the peak, attention, the rest
+    assert dense > 0 and abs(dense + attention + other - 100) <= 2
+    assert json.loads(out.strip().splitlines()[-1])["tok_per_s"] > 0
 
 
 def test_bench_rejects_unknown_options(capsys):

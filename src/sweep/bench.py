@@ -145,8 +145,23 @@ def measure(run, vocab_size: int, runtime, plan, steps: int, warmup: int, profil
                 stepper.step(xs[i % N_BATCHES], ys[i % N_BATCHES])
             stepper.pop_loss()
         sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
-        result["profile"] = prof.key_averages().table(sort_by=sort, row_limit=20, max_name_column_width=60)
+        events = prof.key_averages()
+        result["profile"] = events.table(sort_by=sort, row_limit=20, max_name_column_width=60)
+        if device.type == "cpu":
+            result["gemm"] = gemm_share(events, profile_steps * plan.batch_tokens * 6 * plan.n_params["matmul"])
     return result
+
+
+def gemm_share(events, dense_flops: float) -> dict:
+    """Where a profiled CPU step's time went: the share in the weight matmuls (aten::mm/addmm, which carry the
+    6·N·tokens dense FLOPs) and the FLOP/s they ran at; the attention bmm's share; the rest (elementwise,
+    softmax, norms, casts, optimizer) is memory-bound and is what keeps MFU below the matmul rate."""
+    self_us = {e.key: e.self_cpu_time_total for e in events}
+    total = sum(self_us.values())
+    dense = sum(self_us.get(k, 0) for k in ("aten::mm", "aten::addmm"))
+    attention = sum(self_us.get(k, 0) for k in ("aten::bmm", "aten::baddbmm"))
+    return {"dense_share": dense / total, "attention_bmm_share": attention / total,
+            "other_share": 1 - (dense + attention) / total, "dense_flops_per_s": dense_flops / (dense * 1e-6)}
 
 
 def bench(argv: list[str], out=None) -> dict:
@@ -182,6 +197,11 @@ def bench(argv: list[str], out=None) -> dict:
         result = measure(run, vocab_size, rt, plan, options["steps"], options["warmup"], options["profile"])
         if "profile" in result:
             print(f"profile of {options['profile']} step(s), {name}:\n{result.pop('profile')}", file=out)
+        if "gemm" in result:
+            g = result.pop("gemm")
+            print(f"{name}: weight matmuls {g['dense_share']:.0%} of the step at {g['dense_flops_per_s'] / 1e9:.0f} "
+                  f"GFLOP/s ({g['dense_flops_per_s'] / peaks[dtype]:.0%} of the matmul peak), attention bmm "
+                  f"{g['attention_bmm_share']:.0%}, everything else {g['other_share']:.0%}", file=out)
         rows[name] = {**result, "peak_flops_per_s": peaks[dtype], "mfu": result["flops_per_s"] / peaks[dtype],
                       "device": rt.device.type, "dtype": DTYPE_NAMES[dtype], "compile": compiled, "variant": name}
     m = run.model
