@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
-from sweep import checkpoint, runtime
+from sweep import accounting, checkpoint, runtime
 from sweep.cli import compose
-from sweep.train import lr_at, make_plan, train
+from sweep.train import CPU_ACTIVATION_BUDGET, TrainClock, lr_at, make_plan, train
 
 CONTRACT_SUMMARY = {"run_name", "status", "model", "data", "seed", "n_params", "tokens", "flops", "val_loss",
                     "val_bpb", "wall_s"}
@@ -50,6 +51,8 @@ def test_loss_falls_and_run_directory_holds_the_contract(tmp_path, corpus):
     assert 0.2 < summary["val_bpb"] < summary["val_loss"] / math.log(2)  # tokens hold > 1 byte on average
     config = (run_dir / "config.yaml").read_text()
     assert "lr: 0.01" in config and "vocab_size: 512" in config
+    resolved = OmegaConf.load(run_dir / "config.yaml").runtime  # what dtype/compile=auto became here
+    assert resolved.device == "cpu" and resolved.dtype == "float32" and resolved.compile is False
     assert (run_dir / checkpoint.LATEST).exists()
 
     again, _ = run_cell(run, tmp_path)  # completed: skipped, same summary
@@ -107,3 +110,25 @@ def test_pystdlib_default_corpus_trains(tmp_path):
     assert trains[0] > trains[-1] + 1.5
     assert summary["val_loss"] < math.log(1024) - 2.0  # from ≈6.9 nats at initialisation
     assert torch.isfinite(torch.tensor(summary["val_bpb"]))
+
+
+def test_throughput_clock_leaves_out_evals():
+    ticks = iter([0.0, 2.0, 7.0, 10.0])  # start; an eval from 2 s to 7 s; read at 10 s
+    clock = TrainClock(now=lambda: next(ticks))
+    with clock.paused():
+        pass
+    assert clock.elapsed() == 5.0  # 10 s, less the 5 s eval
+
+
+def test_default_batches_split_into_real_micro_batches():
+    """Every ladder size's default batch divides into micro-batches near the CPU memory budget: a batch of a
+    prime number of sequences (gpt-10m's was 281) forced micro-batches of one sequence."""
+    for name in ("gpt-1m", "gpt-5m", "gpt-10m", "gpt-20m", "gpt-50m", "gpt-100m"):
+        run = compose([f"model={name}", "device=cpu", "train.tokens=1e6"])
+        rt = runtime.select(run.device, run.train)
+        plan = make_plan(run, 4096, rt)
+        sequences = plan.batch_tokens // run.model.seq_len
+        m = run.model
+        fit = CPU_ACTIVATION_BUDGET // (accounting.activation_bytes_per_token(m.n_layer, m.d_model, m.n_head, m.seq_len, 4096,
+                                                              flash_attention=False) * m.seq_len)
+        assert plan.micro_batch * 2 > min(fit, sequences), (name, sequences, fit, plan.micro_batch)

@@ -77,9 +77,12 @@ def horizon_tokens(tokens: float | None, flops: float | None, tokens_per_param: 
 
 
 def default_batch_tokens(n_params: float, seq_len: int) -> int:
-    """≈ 160·(N/108M)^(2/3) sequences of 2048 tokens, in tokens, rounded to whole sequences (≥ 8)."""
-    raw = _REF_BATCH_TOKENS * (n_params / _REF_PARAMS) ** (2 / 3)
-    return max(MIN_BATCH_SEQUENCES, round(raw / seq_len)) * seq_len
+    """≈ 160·(N/108M)^(2/3) sequences of 2048 tokens, in tokens: whole sequences (≥ 8), rounded to a multiple of
+    the largest power of two ≤ sequences/8 (at most ~6% off). A count with many divisors lets default_micro_batch
+    find a micro-batch near the memory budget; a prime count (gpt-10m's 281) would force micro-batches of one."""
+    sequences = max(MIN_BATCH_SEQUENCES, round(_REF_BATCH_TOKENS * (n_params / _REF_PARAMS) ** (2 / 3) / seq_len))
+    grain = max(2, 2 ** int(math.log2(sequences / 8)))
+    return round(sequences / grain) * grain * seq_len
 
 
 def default_lr(n_params: float) -> float:

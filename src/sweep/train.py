@@ -6,7 +6,7 @@ import json
 import logging
 import math
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 import dataclasses
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -256,6 +256,24 @@ def check_same_cell(run: RunConfig, run_dir: Path) -> None:
                           f"out_dir or sweep.name, or delete that directory to retrain it")
 
 
+class TrainClock:
+    """Seconds since it was made, minus the spans spent inside paused() (evals): the time tok_per_s divides by."""
+
+    def __init__(self, now=time.perf_counter):
+        self.now, self.start, self.paused_s = now, now(), 0.0
+
+    @contextmanager
+    def paused(self):
+        began = self.now()
+        try:
+            yield
+        finally:
+            self.paused_s += self.now() - began
+
+    def elapsed(self) -> float:
+        return self.now() - self.start - self.paused_s
+
+
 def train(run: RunConfig, run_dir: Path, runtime: Runtime, data: PreparedData | None = None) -> dict:
     """Train one cell into run_dir (resuming from its checkpoint if any); returns summary.json's content."""
     check_same_cell(run, run_dir)
@@ -281,6 +299,12 @@ def train(run: RunConfig, run_dir: Path, runtime: Runtime, data: PreparedData | 
         step, skipped, wall_before = state["step"], state["skipped"], state["wall_s"]
         log.info("resuming %s at step %d/%d", run.run_name, step, plan.steps)
     record = _config_record(run, plan, vocab_size)
+    record["runtime"] = {"device": str(runtime.device), "dtype": str(runtime.dtype).removeprefix("torch."),
+                         "compile": runtime.compile, "threads": torch.get_num_threads(),
+                         "world_size": runtime.world_size}  # what the `auto` settings became on this machine
+    log.info("%s: %s params (matmul), %d steps of %d tokens (%d micro-batches of %d sequences), lr %.3g; %s",
+             run.run_name, f"{plan.n_params['matmul']:,}", plan.steps, plan.batch_tokens, plan.accum,
+             plan.micro_batch, plan.lr, ", ".join(f"{k} {v}" for k, v in record["runtime"].items()))
     tracker = None
     if runtime.is_main:
         write_text_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(record))
@@ -295,7 +319,7 @@ def train(run: RunConfig, run_dir: Path, runtime: Runtime, data: PreparedData | 
     stop = StopRequest().install()
     bad_steps = torch.zeros(plan.steps, dtype=torch.bool, device=runtime.device)  # checked lazily: no per-step sync
     loss_sum = torch.zeros((), device=runtime.device)
-    interval_start, interval_steps = time.perf_counter(), 0
+    interval_clock, interval_steps = TrainClock(), 0
     if state is not None:
         loss_sum.fill_(state["loss_interval"][0])
         interval_steps = state["loss_interval"][1]
@@ -362,7 +386,7 @@ def train(run: RunConfig, run_dir: Path, runtime: Runtime, data: PreparedData | 
             last = step == plan.steps
             if step % t.log_every == 0 or last:
                 check_finite(step)
-                elapsed = time.perf_counter() - interval_start
+                elapsed = interval_clock.elapsed()
                 train_loss = mean_over_ranks(loss_sum) / interval_steps
                 tok_per_s = interval_steps * plan.batch_tokens / elapsed
                 if tracker:
@@ -370,12 +394,12 @@ def train(run: RunConfig, run_dir: Path, runtime: Runtime, data: PreparedData | 
                 bar.set_postfix(loss=f"{train_loss:.3f}", tok_s=f"{tok_per_s:,.0f}",
                                 tokens=f"{step * plan.batch_tokens:.3g}")
                 loss_sum.zero_()
-                interval_start, interval_steps = time.perf_counter(), 0
+                interval_clock, interval_steps = TrainClock(), 0
             if step % eval_every == 0 or last:
-                val_loss, val_bpb = evaluate(model, windows, target_bytes, plan.micro_batch, runtime)
-                if tracker:
-                    tracker.log({**event(), "val_loss": val_loss, "val_bpb": val_bpb})
-                interval_start = time.perf_counter()  # eval time is not training throughput
+                with interval_clock.paused():  # eval time is not training throughput
+                    val_loss, val_bpb = evaluate(model, windows, target_bytes, plan.micro_batch, runtime)
+                    if tracker:
+                        tracker.log({**event(), "val_loss": val_loss, "val_bpb": val_bpb})
             if step % t.checkpoint_every == 0 or last:
                 save()
             # Under DDP the ranks agree on stopping through an all-reduce and a host sync: only on log steps,
