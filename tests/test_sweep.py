@@ -93,6 +93,10 @@ def test_parallel_launchers(tmp_path, corpus, launcher):
     assert result.returncode == 0, result.stderr[-3000:]
     cells = summaries(tmp_path / launcher)
     assert len(cells) == 2 and all(c["status"] == "completed" for c in cells.values())
+    if launcher == "joblib":  # cells sharing the terminal: no interleaved bars, one line per finished cell
+        output = result.stdout + result.stderr
+        assert "step/s" not in output
+        assert all(f"{name}: completed in" in output for name in cells)
 
 
 @pytest.mark.slow

@@ -14,7 +14,6 @@ import time
 
 import torch
 
-from . import accounting
 from .config import ConfigError
 
 VARIANTS = {"fp32-eager": (torch.float32, False), "fp32-compile": (torch.float32, True),

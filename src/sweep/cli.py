@@ -115,13 +115,13 @@ def _train_task(cfg) -> float | None:
 
     from . import config, runtime
     from .data import DataError
-    from .train import summary_path, train
-    from .tracking import write_json_atomic
+    from .train import train
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         run = config.load(cfg)
-        summary = train(run, run_dir, runtime.resolve(run.device, run.train, _parallel_jobs()))
+        jobs = _parallel_jobs()
+        summary = train(run, run_dir, runtime.resolve(run.device, run.train, jobs), progress=jobs == 1)
     except (config.ConfigError, DataError) as err:
         _record_failure(run_dir, err)
         raise SystemExit(f"error: {err}") if _is_single_run() else err

@@ -325,7 +325,7 @@ def write_report(ds, fits, plots: dict, out: Path) -> Path:
          (f"Intervals are 95% bootstrap percentiles over {bs['n']} resamples of runs ({bs['method']})."
           if bs["n"] else "No bootstrap was run (--bootstrap 0), so no intervals."), "",
          "## The laws", "",
-         f"**Approach 3** (parametric, Huber δ=1e-3 on log loss, L-BFGS-B): L(N, D) = E + A/N^α + B/D^β with",
+         "**Approach 3** (parametric, Huber δ=1e-3 on log loss, L-BFGS-B): L(N, D) = E + A/N^α + B/D^β with",
          "", "| E | A | B | α | β |", "|---|---|---|---|---|",
          "| " + " | ".join(_get(a3, k) for k in ("E", "A", "B", "alpha", "beta")) + " |", "",
          f"Compute-optimal allocation implied (C = 6ND): N* = G·(C/6)^a, D* = G⁻¹·(C/6)^b with "

@@ -274,8 +274,10 @@ class TrainClock:
         return self.now() - self.start - self.paused_s
 
 
-def train(run: RunConfig, run_dir: Path, runtime: Runtime, data: PreparedData | None = None) -> dict:
-    """Train one cell into run_dir (resuming from its checkpoint if any); returns summary.json's content."""
+def train(run: RunConfig, run_dir: Path, runtime: Runtime, data: PreparedData | None = None,
+          progress: bool = True) -> dict:
+    """Train one cell into run_dir (resuming from its checkpoint if any); returns summary.json's content.
+    progress: a tqdm bar (off when cells share a terminal: their bars would interleave; a log line ends each)."""
     check_same_cell(run, run_dir)
     if is_completed(run_dir):
         log.info("%s is already completed; nothing to train", run_dir)
@@ -354,8 +356,8 @@ def train(run: RunConfig, run_dir: Path, runtime: Runtime, data: PreparedData | 
     def event() -> dict:
         return {"step": step, "tokens": step * plan.batch_tokens, "flops": step * plan.batch_tokens * plan.flops_per_token}
 
-    bar = tqdm(total=plan.steps, initial=step, desc=run.run_name, unit="step", disable=not runtime.is_main,
-               dynamic_ncols=True, leave=False)
+    bar = tqdm(total=plan.steps, initial=step, desc=run.run_name, unit="step",
+               disable=not (runtime.is_main and progress), dynamic_ncols=True, leave=False)
     try:
         while step < plan.steps:
             lr = lr_at(step, plan, run.schedule)
@@ -429,6 +431,8 @@ def train(run: RunConfig, run_dir: Path, runtime: Runtime, data: PreparedData | 
             tracker.finish(summary)
             tracker = None
             write_json_atomic(summary_path(run_dir), summary)  # last: its presence means the cell is done
+            log.info("%s: completed in %.0f s, val_loss %.4f (%.3f bits/byte)", run.run_name, summary["wall_s"],
+                     val_loss, val_bpb)
         return summary
     finally:
         bar.close()
