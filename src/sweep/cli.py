@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -105,8 +104,9 @@ def _parallel_jobs() -> int:
     launcher = HydraConfig.get().launcher
     if "joblib" not in str(launcher.get("_target_", "")):
         return 1
-    n_jobs = int(launcher.get("n_jobs") or 1)
-    return n_jobs if n_jobs > 0 else max(1, (os.cpu_count() or 1) + 1 + n_jobs)
+    from joblib import effective_n_jobs  # n_jobs=-1 → the usable CPUs (affinity and cgroup quota), as joblib runs
+
+    return max(1, effective_n_jobs(int(launcher.get("n_jobs") or 1)))
 
 
 def _train_task(cfg) -> float | None:
