@@ -113,6 +113,10 @@ def measure(run, vocab_size: int, runtime, plan, steps: int, warmup: int, profil
     device = runtime.device
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+    if profile_steps and device.type == "cpu":
+        from torch._inductor import config as inductor_config
+
+        inductor_config.cpp.enable_kernel_profile = True  # compiled kernels by name in the table, not one blob
     stepper = Stepper(run, vocab_size, runtime, plan)
     gen = torch.Generator().manual_seed(run.seed)
     sequences = plan.batch_tokens // run.model.seq_len
