@@ -10,6 +10,7 @@ from omegaconf import OmegaConf
 
 from sweep import accounting, checkpoint, runtime
 from sweep.cli import compose
+from sweep.config import ConfigError
 from sweep.train import CPU_ACTIVATION_BUDGET, TrainClock, lr_at, make_plan, train
 
 CONTRACT_SUMMARY = {"run_name", "status", "model", "data", "seed", "n_params", "tokens", "flops", "val_loss",
@@ -132,3 +133,18 @@ def test_default_batches_split_into_real_micro_batches():
         fit = CPU_ACTIVATION_BUDGET // (accounting.activation_bytes_per_token(m.n_layer, m.d_model, m.n_head, m.seq_len, 4096,
                                                               flash_attention=False) * m.seq_len)
         assert plan.micro_batch * 2 > min(fit, sequences), (name, sequences, fit, plan.micro_batch)
+
+
+def test_resume_refuses_per_size_defaults_that_changed(tmp_path, corpus):
+    """A run started when the default batch was another (an older version's rule) is not resumed with the new one."""
+    run = small_run(tmp_path, corpus, "train.tokens=4096", "train.batch_tokens=null")
+    summary, run_dir = run_cell(run, tmp_path)
+    config = OmegaConf.load(run_dir / "config.yaml")
+    started_with = config.train.batch_tokens + run.model.seq_len
+    config.train.batch_tokens = started_with
+    OmegaConf.save(config, run_dir / "config.yaml")
+    (run_dir / "summary.json").unlink()  # as if interrupted
+    with pytest.raises(ConfigError, match=rf"train.batch_tokens: {started_with} there.*pass train.batch_tokens="
+                                          rf"{started_with}"):
+        run_cell(run, tmp_path)
+    assert not (run_dir / "summary.json").exists() and (run_dir / checkpoint.LATEST).exists()  # nothing touched

@@ -256,6 +256,22 @@ def check_same_cell(run: RunConfig, run_dir: Path) -> None:
                           f"out_dir or sweep.name, or delete that directory to retrain it")
 
 
+def check_same_plan(run_dir: Path, plan: Plan) -> None:
+    """The per-size defaults (batch, lr, warm-up) a run directory was started with must still be what this version
+    computes: resuming with others would change the run mid-way."""
+    path = run_dir / "config.yaml"
+    if not path.exists():
+        return
+    saved = OmegaConf.load(path).get("train", {})
+    now = {"batch_tokens": plan.batch_tokens, "lr": plan.lr, "warmup_tokens": plan.warmup_steps * plan.batch_tokens}
+    differ = {k: (saved.get(k), v) for k, v in now.items() if saved.get(k) is not None and saved.get(k) != v}
+    if differ:
+        raise ConfigError(f"{run_dir} was started with other per-size defaults ("
+                          + "; ".join(f"train.{k}: {a!r} there, {b!r} now" for k, (a, b) in differ.items())
+                          + "); to resume it as it was, pass " + " ".join(f"train.{k}={a}" for k, (a, _) in
+                          differ.items()) + ", or use another out_dir or sweep.name")
+
+
 class TrainClock:
     """Seconds since it was made, minus the spans spent inside paused() (evals): the time tok_per_s divides by."""
 
@@ -289,6 +305,7 @@ def train(run: RunConfig, run_dir: Path, runtime: Runtime, data: PreparedData | 
         raise ConfigError(f"model.vocab_size={vocab_size} is smaller than the tokenizer's {data.vocab_size} tokens "
                           f"({data.tokenizer_path}); drop model.vocab_size or set it ≥ {data.vocab_size}")
     plan = make_plan(run, vocab_size, runtime)
+    check_same_plan(run_dir, plan)
     runtime = settle(runtime, plan)
     model, optimizer = build(run, vocab_size, runtime, plan)
     run_dir.mkdir(parents=True, exist_ok=True)
