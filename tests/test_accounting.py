@@ -78,6 +78,10 @@ def test_per_size_defaults_follow_porian_and_clamp():
     assert accounting.default_batch_tokens(ref, 2048) == 160 * 2048
     assert accounting.default_batch_tokens(ref / 8, 2048) == 40 * 2048
     assert accounting.default_batch_tokens(1e4, 256) == accounting.MIN_BATCH_SEQUENCES * 256
+    for ranks in (1, 2, 3, 4, 6, 8):  # every DDP world splits the default batch evenly
+        for n in (1e4, 1e5, 1e6, 1e7, 1e8):
+            sequences = accounting.default_batch_tokens(n, 256, ranks) // 256
+            assert sequences % ranks == 0, (n, ranks, sequences)
     assert accounting.default_warmup_tokens(1e6, 1e9) == 1e6
     assert accounting.default_warmup_tokens(1e6, 1e6) == 0.2e6
 

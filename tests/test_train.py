@@ -53,7 +53,9 @@ def test_loss_falls_and_run_directory_holds_the_contract(tmp_path, corpus):
     config = (run_dir / "config.yaml").read_text()
     assert "lr: 0.01" in config and "vocab_size: 512" in config
     resolved = OmegaConf.load(run_dir / "config.yaml").runtime  # what dtype/compile=auto became here
-    assert resolved.device == "cpu" and resolved.dtype == "float32" and resolved.compile is False
+    native_bf16 = runtime.cpu_has_native_bf16()
+    assert resolved.device == "cpu" and resolved.dtype == ("bfloat16" if native_bf16 else "float32")
+    assert resolved.compile is False  # a short run
     assert (run_dir / checkpoint.LATEST).exists()
 
     again, _ = run_cell(run, tmp_path)  # completed: skipped, same summary

@@ -76,13 +76,14 @@ def horizon_tokens(tokens: float | None, flops: float | None, tokens_per_param: 
     return values[0], next(iter(implied))
 
 
-def default_batch_tokens(n_params: float, seq_len: int) -> int:
+def default_batch_tokens(n_params: float, seq_len: int, ranks: int = 1) -> int:
     """≈ 160·(N/108M)^(2/3) sequences of 2048 tokens, in tokens: whole sequences (≥ 8), rounded to a multiple of
-    the largest power of two ≤ sequences/8 (at most ~6% off). A count with many divisors lets default_micro_batch
-    find a micro-batch near the memory budget; a prime count (gpt-10m's 281) would force micro-batches of one."""
+    the largest power of two ≤ sequences/8 (at most ~6% off) and of the number of DDP ranks. A count with many
+    divisors lets default_micro_batch find a micro-batch near the memory budget; a prime count (gpt-10m's 281)
+    would force micro-batches of one."""
     sequences = max(MIN_BATCH_SEQUENCES, round(_REF_BATCH_TOKENS * (n_params / _REF_PARAMS) ** (2 / 3) / seq_len))
-    grain = max(2, 2 ** int(math.log2(sequences / 8)))
-    return round(sequences / grain) * grain * seq_len
+    grain = math.lcm(max(2, 2 ** int(math.log2(sequences / 8))), ranks)
+    return max(math.ceil(MIN_BATCH_SEQUENCES / grain), round(sequences / grain)) * grain * seq_len
 
 
 def default_lr(n_params: float) -> float:

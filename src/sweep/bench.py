@@ -113,10 +113,6 @@ def measure(run, vocab_size: int, runtime, plan, steps: int, warmup: int, profil
     device = runtime.device
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    if profile_steps and device.type == "cpu":
-        from torch._inductor import config as inductor_config
-
-        inductor_config.cpp.enable_kernel_profile = True  # compiled kernels by name in the table, not one blob
     stepper = Stepper(run, vocab_size, runtime, plan)
     gen = torch.Generator().manual_seed(run.seed)
     sequences = plan.batch_tokens // run.model.seq_len
@@ -138,9 +134,16 @@ def measure(run, vocab_size: int, runtime, plan, steps: int, warmup: int, profil
     elapsed = time.perf_counter() - start
     tok_per_s = steps * plan.batch_tokens / elapsed
     result = {"tok_per_s": tok_per_s, "flops_per_s": tok_per_s * plan.flops_per_token, "step_s": elapsed / steps,
-              "warmup_s": warmup_s, "loss": loss, "peak_mem_bytes": peak_memory(device)}
+              "warmup_s": warmup_s, "loss": loss, "peak_mem_bytes": peak_memory(device),
+              "dtype": stepper.runtime.dtype, "compile": stepper.runtime.compile}  # what ran, after settle
     if profile_steps:
+        from torch._inductor import config as inductor_config
         from torch.profiler import ProfilerActivity, profile
+
+        if stepper.runtime.compile and device.type == "cpu":  # a second compile whose kernels show by name
+            with inductor_config.patch({"cpp.enable_kernel_profile": True}):
+                stepper = Stepper(run, vocab_size, runtime, plan)
+                stepper.step(xs[0], ys[0])
 
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
         with profile(activities=activities) as prof:
@@ -157,14 +160,16 @@ def measure(run, vocab_size: int, runtime, plan, steps: int, warmup: int, profil
 
 def gemm_share(events, dense_flops: float) -> dict:
     """Where a profiled CPU step's time went: the share in the weight matmuls (aten::mm/addmm, which carry the
-    6·N·tokens dense FLOPs) and the FLOP/s they ran at; the attention bmm's share; the rest (elementwise,
+    6·N·tokens dense FLOPs) and the FLOP/s they ran at; attention's share (bmm, SDPA); the rest (elementwise,
     softmax, norms, casts, optimizer) is memory-bound and is what keeps MFU below the matmul rate."""
     self_us = {e.key: e.self_cpu_time_total for e in events}
-    total = sum(self_us.values())
+    total = sum(self_us.values()) or 1
     dense = sum(self_us.get(k, 0) for k in ("aten::mm", "aten::addmm"))
-    attention = sum(self_us.get(k, 0) for k in ("aten::bmm", "aten::baddbmm"))
-    return {"dense_share": dense / total, "attention_bmm_share": attention / total,
-            "other_share": 1 - (dense + attention) / total, "dense_flops_per_s": dense_flops / (dense * 1e-6)}
+    attention = sum(us for key, us in self_us.items()
+                    if key in ("aten::bmm", "aten::baddbmm") or key.startswith("aten::_scaled_dot_product"))
+    return {"dense_share": dense / total, "attention_share": attention / total,
+            "other_share": 1 - (dense + attention) / total,
+            "dense_flops_per_s": dense_flops / (dense * 1e-6) if dense else 0.0}
 
 
 def bench(argv: list[str], out=None) -> dict:
@@ -203,10 +208,10 @@ def bench(argv: list[str], out=None) -> dict:
         if "gemm" in result:
             g = result.pop("gemm")
             print(f"{name}: weight matmuls {g['dense_share']:.0%} of the step at {g['dense_flops_per_s'] / 1e9:.0f} "
-                  f"GFLOP/s ({g['dense_flops_per_s'] / peaks[dtype]:.0%} of the matmul peak), attention bmm "
-                  f"{g['attention_bmm_share']:.0%}, everything else {g['other_share']:.0%}", file=out)
+                  f"GFLOP/s ({g['dense_flops_per_s'] / peaks[dtype]:.0%} of the matmul peak), attention "
+                  f"{g['attention_share']:.0%}, everything else {g['other_share']:.0%}", file=out)
         rows[name] = {**result, "peak_flops_per_s": peaks[dtype], "mfu": result["flops_per_s"] / peaks[dtype],
-                      "device": rt.device.type, "dtype": DTYPE_NAMES[dtype], "compile": compiled, "variant": name}
+                      "device": rt.device.type, "dtype": DTYPE_NAMES[result["dtype"]], "variant": name}
     m = run.model
     print(f"sweep bench: n_layer={m.n_layer} d_model={m.d_model} n_head={m.n_head} seq_len={m.seq_len} "
           f"vocab={vocab_size} batch_tokens={plan.batch_tokens} micro_batch={plan.micro_batch} "

@@ -24,7 +24,6 @@ class Runtime:
     compile: bool | None  # None: train.compile=auto on CPU, decided per run by train.settle
     rank: int = 0
     world_size: int = 1
-    dtype_auto: bool = False  # train.dtype=auto chose bf16 on CPU; train.settle keeps it only for big enough micro-batches
 
     @property
     def is_main(self) -> bool:
@@ -44,8 +43,8 @@ def select(device: str, train: TrainConfig) -> Runtime:
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
     dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if use_cuda else torch.device("cpu")
-    # auto: bf16 autocast on CUDA, and on CPUs with native bf16 matmuls (AVX512-BF16, AMX), where it measured up to
-    # 2.6x fp32's tokens/s (README, Performance) except for the smallest models (train.settle); elsewhere bf16 is
+    # auto: bf16 autocast on CUDA, and on CPUs with native bf16 matmuls (AVX512-BF16, AMX), where it measured
+    # 1.01-2.5x fp32's tokens/s from gpt-6k to gpt-5m, never slower (README, Performance); elsewhere bf16 is
     # emulated and slower.
     if train.dtype == "bfloat16" and use_cuda and not torch.cuda.is_bf16_supported():
         raise ConfigError("train.dtype=bfloat16 but this GPU has no bf16 support; use train.dtype=float32")
@@ -57,8 +56,7 @@ def select(device: str, train: TrainConfig) -> Runtime:
     compile_flag = str(train.compile).lower()
     # auto: always on CUDA; on CPU compiling costs ~20-30 s, so the trainer compiles only runs long enough to repay it.
     use_compile = (True if use_cuda else None) if compile_flag == "auto" else compile_flag == "true"
-    return Runtime(device=dev, dtype=dtype, compile=use_compile, rank=rank, world_size=world,
-                   dtype_auto=train.dtype == "auto" and not use_cuda and dtype == torch.bfloat16)
+    return Runtime(device=dev, dtype=dtype, compile=use_compile, rank=rank, world_size=world)
 
 
 def cuda_has_native_bf16() -> bool:

@@ -27,7 +27,6 @@ log = logging.getLogger("sweep.train")
 CPU_ACTIVATION_BUDGET = 1.5e9  # bytes of activations per micro-batch on CPU
 GPU_MEMORY_FRACTION = 0.7  # of what the weights and optimizer leave free
 CPU_COMPILE_MIN_FLOPS = 1e14  # ≥ ~5 min at the fastest CPU speeds measured: a ~30 s compile is then repaid
-CPU_BF16_MIN_MICRO_FLOPS = 1e9  # training FLOPs of one micro-batch; the measured bf16/fp32 crossover on CPU
 EVALS_PER_RUN = 20  # with train.eval_every=null: enough points for loss curves and Approach 1's envelope
 
 
@@ -71,11 +70,13 @@ def make_plan(run: RunConfig, vocab_size: int, runtime: Runtime) -> Plan:
                                                     counts["non_embedding"], per_token)
     except ValueError as err:
         raise ConfigError(str(err)) from None
-    batch_tokens = int(t.batch_tokens or accounting.default_batch_tokens(counts["matmul"], m.seq_len))
+    batch_tokens = int(t.batch_tokens or accounting.default_batch_tokens(counts["matmul"], m.seq_len,
+                                                                          runtime.world_size))
     sequences, rest = divmod(batch_tokens, m.seq_len)
     if rest or sequences % runtime.world_size:
         raise ConfigError(f"train.batch_tokens={batch_tokens} must be a multiple of model.seq_len={m.seq_len} × "
-                          f"{runtime.world_size} process(es); try {max(1, sequences) * m.seq_len}")
+                          f"{runtime.world_size} process(es); try "
+                          f"{math.ceil(max(1, sequences) / runtime.world_size) * runtime.world_size * m.seq_len}")
     local_sequences = sequences // runtime.world_size
     if t.micro_batch is None:
         per_token_bytes = accounting.activation_bytes_per_token(
@@ -169,20 +170,11 @@ def build(run: RunConfig, vocab_size: int, runtime: Runtime, plan: Plan) -> tupl
 
 
 def settle(runtime: Runtime, plan: Plan) -> Runtime:
-    """The `auto` choices on CPU that depend on the model and the run (measured: README, Performance).
-
-    bf16 autocast only when a micro-batch holds ≥ CPU_BF16_MIN_MICRO_FLOPS of work: below, the per-op casts cost
-    about what the bf16 matmuls save (demo grid, 1 thread: gpt-6k/25k 0.96-1.0x fp32's tokens/s, gpt-50k
-    1.16-1.34x; 2.2x for gpt-5m at 2 threads).
-    torch.compile only for runs of ≥ CPU_COMPILE_MIN_FLOPS: compiling takes 10-30 s on 2 cores, and it needs a
-    C++ toolchain that the short demo cells should not depend on."""
-    dtype, compiled = runtime.dtype, runtime.compile
-    micro_tokens = plan.batch_tokens // (runtime.world_size * plan.accum)
-    if runtime.dtype_auto and micro_tokens * plan.flops_per_token < CPU_BF16_MIN_MICRO_FLOPS:
-        dtype = torch.float32
-    if compiled is None:
-        compiled = plan.flops >= CPU_COMPILE_MIN_FLOPS
-    return dataclasses.replace(runtime, dtype=dtype, compile=compiled, dtype_auto=False)
+    """train.compile=auto on CPU, which depends on the run: torch.compile only for runs of ≥ CPU_COMPILE_MIN_FLOPS.
+    Compiling takes 10-30 s on 2 cores and needs a C++ toolchain that short cells should not depend on."""
+    if runtime.compile is not None:
+        return runtime
+    return dataclasses.replace(runtime, compile=plan.flops >= CPU_COMPILE_MIN_FLOPS)
 
 
 def step_module(model: GPT, runtime: Runtime) -> torch.nn.Module:
