@@ -147,6 +147,13 @@ def test_resume_refuses_per_size_defaults_that_changed(tmp_path, corpus):
     OmegaConf.save(config, run_dir / "config.yaml")
     (run_dir / "summary.json").unlink()  # as if interrupted
     with pytest.raises(ConfigError, match=rf"train.batch_tokens: {started_with} there.*pass train.batch_tokens="
-                                          rf"{started_with}"):
+                                          rf"{started_with}") as refused:
         run_cell(run, tmp_path)
     assert not (run_dir / "summary.json").exists() and (run_dir / checkpoint.LATEST).exists()  # nothing touched
+    # The overrides the message names are enough to go on with that directory.
+    message = str(refused.value)
+    suggested = message.split("pass ")[1].split(" (")[0].split() + [message.split("needs ")[1].split(",")[0]]
+    resumed = small_run(tmp_path, corpus, "train.tokens=4096", *suggested)
+    assert resumed.run_name == run_dir.name
+    summary, same_dir = run_cell(resumed, tmp_path)
+    assert same_dir == run_dir and summary["status"] == "completed" and summary["batch_tokens"] == started_with

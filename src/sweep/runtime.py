@@ -76,11 +76,11 @@ def cpu_has_native_bf16() -> bool:
 
 
 def usable_cpus() -> int:
-    """CPUs this process may run on (a SLURM allocation or a container's cpuset, not the whole node)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not Linux
-        return os.cpu_count() or 1
+    """CPUs this process may use: its affinity mask (a SLURM allocation, a container's cpuset) and a cgroup CPU
+    quota, as joblib counts them, so threads per cell and joblib's number of parallel cells agree."""
+    from joblib import cpu_count
+
+    return max(1, cpu_count())
 
 
 def _export_slurm_ranks() -> None:

@@ -261,7 +261,8 @@ def check_same_plan(run_dir: Path, plan: Plan) -> None:
         raise ConfigError(f"{run_dir} was started with other per-size defaults ("
                           + "; ".join(f"train.{k}: {a!r} there, {b!r} now" for k, (a, b) in differ.items())
                           + "); to resume it as it was, pass " + " ".join(f"train.{k}={a}" for k, (a, _) in
-                          differ.items()) + ", or use another out_dir or sweep.name")
+                          differ.items()) + f" (a single run also needs run_name={run_dir.name}, which those "
+                          f"overrides would otherwise rename), or use another out_dir or sweep.name")
 
 
 class TrainClock:
@@ -330,7 +331,8 @@ def train(run: RunConfig, run_dir: Path, runtime: Runtime, data: PreparedData | 
     stop = StopRequest().install()
     bad_steps = torch.zeros(plan.steps, dtype=torch.bool, device=runtime.device)  # checked lazily: no per-step sync
     loss_sum = torch.zeros((), device=runtime.device)
-    interval_clock, interval_steps = TrainClock(), 0
+    # A resume restores the loss interval's steps, not their time: tok_per_s counts only the steps the clock saw.
+    interval_clock, interval_steps, timed_steps = TrainClock(), 0, 0
     if state is not None:
         loss_sum.fill_(state["loss_interval"][0])
         interval_steps = state["loss_interval"][1]
@@ -393,19 +395,20 @@ def train(run: RunConfig, run_dir: Path, runtime: Runtime, data: PreparedData | 
                 bad_steps[step] = ~finite
             step += 1
             interval_steps += 1
+            timed_steps += 1
             bar.update(1)
             last = step == plan.steps
             if step % t.log_every == 0 or last:
                 check_finite(step)
                 elapsed = interval_clock.elapsed()
                 train_loss = mean_over_ranks(loss_sum) / interval_steps
-                tok_per_s = interval_steps * plan.batch_tokens / elapsed
+                tok_per_s = timed_steps * plan.batch_tokens / elapsed
                 if tracker:
                     tracker.log({**event(), "train_loss": train_loss, "lr": lr, "tok_per_s": tok_per_s})
                 bar.set_postfix(loss=f"{train_loss:.3f}", tok_s=f"{tok_per_s:,.0f}",
                                 tokens=f"{step * plan.batch_tokens:.3g}")
                 loss_sum.zero_()
-                interval_clock, interval_steps = TrainClock(), 0
+                interval_clock, interval_steps, timed_steps = TrainClock(), 0, 0
             if step % eval_every == 0 or last:
                 with interval_clock.paused():  # eval time is not training throughput
                     val_loss, val_bpb = evaluate(model, windows, target_bytes, plan.micro_batch, runtime)
