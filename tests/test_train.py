@@ -157,3 +157,15 @@ def test_resume_refuses_per_size_defaults_that_changed(tmp_path, corpus):
     assert resumed.run_name == run_dir.name
     summary, same_dir = run_cell(resumed, tmp_path)
     assert same_dir == run_dir and summary["status"] == "completed" and summary["batch_tokens"] == started_with
+
+
+def test_resume_keeps_the_precision_auto_chose_at_the_start(tmp_path, corpus):
+    run = small_run(tmp_path, corpus, "train.tokens=4096")
+    _, run_dir = run_cell(run, tmp_path)
+    config = OmegaConf.load(run_dir / "config.yaml")
+    other = "float32" if config.runtime.dtype == "bfloat16" else "bfloat16"
+    config.runtime.dtype = other  # as if started on a machine whose auto choice was the other one
+    OmegaConf.save(config, run_dir / "config.yaml")
+    (run_dir / "summary.json").unlink()
+    run_cell(run, tmp_path)  # resumes at the last checkpoint, evaluates, completes
+    assert OmegaConf.load(run_dir / "config.yaml").runtime.dtype == other

@@ -265,6 +265,21 @@ def check_same_plan(run_dir: Path, plan: Plan) -> None:
                           f"overrides would otherwise rename), or use another out_dir or sweep.name")
 
 
+def _started_precision(run_dir: Path, runtime: Runtime) -> Runtime:
+    """A resumed run keeps the precision train.dtype=auto chose when it started (config.yaml's runtime block), even
+    on a machine whose auto choice differs, so the run does not change arithmetic half-way."""
+    saved = (OmegaConf.load(run_dir / "config.yaml").get("runtime") or {}).get("dtype")
+    if saved is None or saved == str(runtime.dtype).removeprefix("torch."):
+        return runtime
+    dtype = getattr(torch, saved)
+    if dtype == torch.bfloat16 and runtime.device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        log.warning("%s started in bfloat16, which this GPU lacks; going on in %s", run_dir.name, runtime.dtype)
+        return runtime
+    log.warning("%s started in %s under train.dtype=auto; keeping it (auto here would be %s)", run_dir.name, saved,
+                str(runtime.dtype).removeprefix("torch."))
+    return dataclasses.replace(runtime, dtype=dtype)
+
+
 class TrainClock:
     """Seconds since it was made, minus the spans spent inside paused() (evals): the time tok_per_s divides by."""
 
@@ -310,6 +325,8 @@ def train(run: RunConfig, run_dir: Path, runtime: Runtime, data: PreparedData | 
         checkpoint.set_rng_state(state["rng"])
         step, skipped, wall_before = state["step"], state["skipped"], state["wall_s"]
         log.info("resuming %s at step %d/%d", run.run_name, step, plan.steps)
+        if run.train.dtype == "auto":
+            runtime = _started_precision(run_dir, runtime)
     record = _config_record(run, plan, vocab_size)
     record["runtime"] = {"device": str(runtime.device), "dtype": str(runtime.dtype).removeprefix("torch."),
                          "compile": runtime.compile, "threads": torch.get_num_threads(),
