@@ -242,7 +242,7 @@ def compare(args, overrides: list[str]) -> dict:
         "shape": {"n_layer": args.n_layer, "d_model": args.d_model, "n_head": args.n_head, "seq_len": args.seq_len,
                   "vocab": args.vocab, "batch": args.batch, "matmul_params": plan.n_params["matmul"]},
         "steps": args.steps, "timed_chunks": len(ratios), "chunk": args.chunk, "threads": torch.get_num_threads(),
-        "sweep_dtype": str(ours.runtime.dtype).removeprefix("torch."), "sweep_compile": ours.runtime.compile,
+        "sweep_dtype": ours.runtime.dtype_name, "sweep_compile": ours.runtime.compile,
         # Medians over chunks: a neighbour's burst of load slows a chunk pair, not the whole comparison.
         "baseline_tok_per_s": chunk_tokens / statistics.median(times["baseline"]),
         "sweep_tok_per_s": chunk_tokens / statistics.median(times["sweep"]),

@@ -18,7 +18,6 @@ from .config import ConfigError
 
 VARIANTS = {"fp32-eager": (torch.float32, False), "fp32-compile": (torch.float32, True),
             "bf16-eager": (torch.bfloat16, False), "bf16-compile": (torch.bfloat16, True)}
-DTYPE_NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16"}
 OPTIONS = {"steps": 20, "warmup": 3, "variants": "default", "peak_seconds": 1.0, "profile": 0}
 N_BATCHES = 4  # distinct random batches cycled through, so no step reuses its predecessor's input
 
@@ -135,7 +134,7 @@ def measure(run, vocab_size: int, runtime, plan, steps: int, warmup: int, profil
     tok_per_s = steps * plan.batch_tokens / elapsed
     result = {"tok_per_s": tok_per_s, "flops_per_s": tok_per_s * plan.flops_per_token, "step_s": elapsed / steps,
               "warmup_s": warmup_s, "loss": loss, "peak_mem_bytes": peak_memory(device),
-              "dtype": stepper.runtime.dtype, "compile": stepper.runtime.compile}  # what ran, after settle
+              "dtype": stepper.runtime.dtype_name, "compile": stepper.runtime.compile}  # what ran, after settle
     if profile_steps:
         from torch._inductor import config as inductor_config
         from torch.profiler import ProfilerActivity, profile
@@ -211,7 +210,7 @@ def bench(argv: list[str], out=None) -> dict:
                   f"GFLOP/s ({g['dense_flops_per_s'] / peaks[dtype]:.0%} of the matmul peak), attention "
                   f"{g['attention_share']:.0%}, everything else {g['other_share']:.0%}", file=out)
         rows[name] = {**result, "peak_flops_per_s": peaks[dtype], "mfu": result["flops_per_s"] / peaks[dtype],
-                      "device": rt.device.type, "dtype": DTYPE_NAMES[result["dtype"]], "variant": name}
+                      "device": rt.device.type, "variant": name}
     m = run.model
     print(f"sweep bench: n_layer={m.n_layer} d_model={m.d_model} n_head={m.n_head} seq_len={m.seq_len} "
           f"vocab={vocab_size} batch_tokens={plan.batch_tokens} micro_batch={plan.micro_batch} "

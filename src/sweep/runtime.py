@@ -29,6 +29,10 @@ class Runtime:
     def is_main(self) -> bool:
         return self.rank == 0
 
+    @property
+    def dtype_name(self) -> str:
+        return str(self.dtype).removeprefix("torch.")
+
     def autocast(self):
         if self.dtype == torch.float32:
             return nullcontext()

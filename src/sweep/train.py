@@ -227,12 +227,16 @@ _NON_DEFINING = {"train": {"eval_every", "checkpoint_every", "log_every", "compi
                  "data": {"cache_dir"}}
 
 
-def check_same_cell(run: RunConfig, run_dir: Path) -> None:
-    """A re-launch must mean the same cell: refuse to resume or skip a directory trained with other settings."""
+def saved_config(run_dir: Path) -> dict | None:
+    """The config.yaml a run directory was started with (resolved: per-size defaults and runtime filled in)."""
     path = run_dir / "config.yaml"
-    if not path.exists():
+    return OmegaConf.to_container(OmegaConf.load(path)) if path.exists() else None
+
+
+def check_same_cell(run: RunConfig, run_dir: Path, saved: dict | None) -> None:
+    """A re-launch must mean the same cell: refuse to resume or skip a directory trained with other settings."""
+    if saved is None:
         return
-    saved = OmegaConf.to_container(OmegaConf.load(path))
     current = OmegaConf.to_container(OmegaConf.structured(run))
     differ = []
     for section in ("model", "data", "train", "schedule"):
@@ -248,13 +252,12 @@ def check_same_cell(run: RunConfig, run_dir: Path) -> None:
                           f"out_dir or sweep.name, or delete that directory to retrain it")
 
 
-def check_same_plan(run_dir: Path, plan: Plan) -> None:
+def check_same_plan(run_dir: Path, saved: dict | None, plan: Plan) -> None:
     """The per-size defaults (batch, lr, warm-up) a run directory was started with must still be what this version
     computes: resuming with others would change the run mid-way."""
-    path = run_dir / "config.yaml"
-    if not path.exists():
+    if saved is None:
         return
-    saved = OmegaConf.load(path).get("train", {})
+    saved = saved.get("train", {})
     now = {"batch_tokens": plan.batch_tokens, "lr": plan.lr, "warmup_tokens": plan.warmup_steps * plan.batch_tokens}
     differ = {k: (saved.get(k), v) for k, v in now.items() if saved.get(k) is not None and saved.get(k) != v}
     if differ:
@@ -265,18 +268,18 @@ def check_same_plan(run_dir: Path, plan: Plan) -> None:
                           f"overrides would otherwise rename), or use another out_dir or sweep.name")
 
 
-def _started_precision(run_dir: Path, runtime: Runtime) -> Runtime:
+def _started_precision(run_dir: Path, saved: dict | None, runtime: Runtime) -> Runtime:
     """A resumed run keeps the precision train.dtype=auto chose when it started (config.yaml's runtime block), even
     on a machine whose auto choice differs, so the run does not change arithmetic half-way."""
-    saved = (OmegaConf.load(run_dir / "config.yaml").get("runtime") or {}).get("dtype")
-    if saved is None or saved == str(runtime.dtype).removeprefix("torch."):
+    saved = ((saved or {}).get("runtime") or {}).get("dtype")
+    if saved is None or saved == runtime.dtype_name:
         return runtime
     dtype = getattr(torch, saved)
     if dtype == torch.bfloat16 and runtime.device.type == "cuda" and not torch.cuda.is_bf16_supported():
         log.warning("%s started in bfloat16, which this GPU lacks; going on in %s", run_dir.name, runtime.dtype)
         return runtime
     log.warning("%s started in %s under train.dtype=auto; keeping it (auto here would be %s)", run_dir.name, saved,
-                str(runtime.dtype).removeprefix("torch."))
+                runtime.dtype_name)
     return dataclasses.replace(runtime, dtype=dtype)
 
 
@@ -302,7 +305,8 @@ def train(run: RunConfig, run_dir: Path, runtime: Runtime, data: PreparedData | 
           progress: bool = True) -> dict:
     """Train one cell into run_dir (resuming from its checkpoint if any); returns summary.json's content.
     progress: a tqdm bar (off when cells share a terminal: their bars would interleave; a log line ends each)."""
-    check_same_cell(run, run_dir)
+    saved = saved_config(run_dir)
+    check_same_cell(run, run_dir, saved)
     if is_completed(run_dir):
         log.info("%s is already completed; nothing to train", run_dir)
         return json.loads(summary_path(run_dir).read_text())
@@ -313,7 +317,7 @@ def train(run: RunConfig, run_dir: Path, runtime: Runtime, data: PreparedData | 
         raise ConfigError(f"model.vocab_size={vocab_size} is smaller than the tokenizer's {data.vocab_size} tokens "
                           f"({data.tokenizer_path}); drop model.vocab_size or set it ≥ {data.vocab_size}")
     plan = make_plan(run, vocab_size, runtime)
-    check_same_plan(run_dir, plan)
+    check_same_plan(run_dir, saved, plan)
     runtime = settle(runtime, plan)
     model, optimizer = build(run, vocab_size, runtime, plan)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -326,9 +330,9 @@ def train(run: RunConfig, run_dir: Path, runtime: Runtime, data: PreparedData | 
         step, skipped, wall_before = state["step"], state["skipped"], state["wall_s"]
         log.info("resuming %s at step %d/%d", run.run_name, step, plan.steps)
         if run.train.dtype == "auto":
-            runtime = _started_precision(run_dir, runtime)
+            runtime = _started_precision(run_dir, saved, runtime)
     record = _config_record(run, plan, vocab_size)
-    record["runtime"] = {"device": str(runtime.device), "dtype": str(runtime.dtype).removeprefix("torch."),
+    record["runtime"] = {"device": str(runtime.device), "dtype": runtime.dtype_name,
                          "compile": runtime.compile, "threads": torch.get_num_threads(),
                          "world_size": runtime.world_size}  # what the `auto` settings became on this machine
     log.info("%s: %s params (matmul), %d steps of %d tokens (%d micro-batches of %d sequences), lr %.3g; %s",
