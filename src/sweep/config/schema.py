@@ -2,20 +2,32 @@
 
 Hydra composes YAML from configs/; `load` merges it onto these dataclasses once, at the entry point, so a
 typo'd key or a wrong type fails before any heavy work. Each stage then receives only its own slice.
+
+`auto` is the one spelling of "derive it" (from the tokenizer, a per-size rule, the machine): every field that can
+be derived takes the string "auto" (null is read as auto too). Code asks `is_auto(value)`. A field set to a value
+that has no effect under the other settings (schedule.decay_fraction under cosine) is reported by `load`.
 """
 
 from __future__ import annotations
 
+import logging
 import math
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Optional
+from dataclasses import dataclass, field, fields
+from typing import Any, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
 
+log = logging.getLogger("sweep.config")
+AUTO = "auto"
+
+
 class ConfigError(ValueError):
     """An input a user can fix: the message names the key and the fix."""
+
+
+def is_auto(value) -> bool:
+    return value is None or value == AUTO
 
 
 @dataclass
@@ -25,7 +37,7 @@ class ModelConfig:
     d_model: int = 128
     n_head: int = 4
     seq_len: int = 256
-    vocab_size: Optional[int] = None  # None: the tokenizer's
+    vocab_size: Any = AUTO  # auto: the tokenizer's
     tie_embeddings: bool = False
 
 
@@ -48,8 +60,12 @@ class DataConfig:
 @dataclass
 class ScheduleConfig:
     name: str = "cosine"  # cosine | wsd | constant
-    min_lr_ratio: float = 0.1
-    decay_fraction: float = 0.2  # wsd: share of the horizon spent decaying
+    min_lr_ratio: Optional[float] = None  # cosine, wsd: the final lr as a fraction of the peak
+    decay_fraction: Optional[float] = None  # wsd: share of the horizon spent decaying
+
+
+# Which schedule reads which field (the others must stay unset).
+SCHEDULE_FIELDS = {"cosine": ("min_lr_ratio",), "wsd": ("min_lr_ratio", "decay_fraction"), "constant": ()}
 
 
 @dataclass
@@ -58,22 +74,22 @@ class TrainConfig:
     tokens: Optional[float] = None
     flops: Optional[float] = None
     tokens_per_param: Optional[float] = None
-    batch_tokens: Optional[int] = None  # tokens per optimizer step; None: per-size rule
-    micro_batch: Optional[int] = None  # sequences per forward pass; None: as large as batch and memory allow
-    lr: Optional[float] = None  # None: per-size rule
-    warmup_tokens: Optional[float] = None  # None: per-size rule
+    batch_tokens: Any = AUTO  # tokens per optimizer step; auto: per-size rule
+    micro_batch: Any = AUTO  # sequences per forward pass; auto: as large as batch and memory allow
+    lr: Any = AUTO  # auto: per-size rule
+    warmup_tokens: Any = AUTO  # auto: per-size rule
     weight_decay: float = 0.1
     beta1: float = 0.9
     beta2: float = 0.95
     grad_clip: float = 1.0
-    eval_every: Optional[int] = None  # optimizer steps; None: about 20 evals per run; the last step always evaluates
+    eval_every: Any = AUTO  # optimizer steps; auto: about 20 evals per run; the last step always evaluates
     checkpoint_every: int = 100  # optimizer steps
     log_every: int = 10  # optimizer steps between train events in metrics.jsonl
-    dtype: str = "auto"  # auto | float32 | bfloat16 (autocast)
-    compile: str = "auto"  # auto | true | false
+    dtype: str = AUTO  # auto | float32 | bfloat16 (autocast)
+    compile: str = AUTO  # auto | true | false
     nonfinite: str = "stop"  # stop | skip
     max_skipped_steps: int = 10  # with nonfinite=skip
-    threads: Optional[int] = None  # torch intra-op threads; None: cores / parallel jobs
+    threads: Any = AUTO  # torch intra-op threads; auto: usable cores / cells in parallel / ranks
 
 
 @dataclass
@@ -100,7 +116,7 @@ class RunConfig:
     sweep: SweepConfig = field(default_factory=SweepConfig)
     seed: int = 0
     out_dir: str = "runs"
-    device: str = "auto"  # auto | cpu | cuda
+    device: str = AUTO  # auto | cpu | cuda
     run_name: str = "run"
 
 
@@ -114,8 +130,42 @@ def load(cfg: DictConfig) -> RunConfig:
     except Exception as err:  # omegaconf's errors name the key; keep that, drop the traceback
         raise ConfigError(f"invalid config: {err}") from None
     run = OmegaConf.to_object(merged)
+    for section, key in AUTO_FIELDS:  # null is read as auto: one spelling from here on
+        if getattr(getattr(run, section), key) is None:
+            setattr(getattr(run, section), key, AUTO)
     validate(run)
+    for message in no_effect(run):
+        log.warning(message)
     return run
+
+
+# Fields that take `auto`, with the kind of value they take otherwise.
+AUTO_FIELDS = {("model", "vocab_size"): int, ("train", "batch_tokens"): int, ("train", "micro_batch"): int,
+               ("train", "lr"): float, ("train", "warmup_tokens"): float, ("train", "eval_every"): int,
+               ("train", "threads"): int}
+
+
+def _auto_or_number(key: str, value, kind: type, strict: bool = True):
+    """The value of an auto field as a number of `kind` (ints must be whole), or AUTO; ConfigError otherwise."""
+    if is_auto(value):
+        return AUTO
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or (kind is int and value != int(value)):
+        raise ConfigError(f"{key}={value!r} is not {'a whole number' if kind is int else 'a number'} or auto")
+    if value < 0 or (strict and value == 0):
+        raise ConfigError(f"{key} must be {'positive' if strict else 'non-negative'} or auto, got {value}")
+    return kind(value)
+
+
+def no_effect(run: "RunConfig") -> list[str]:
+    """Settings given a value that the rest of the config ignores: a message for each."""
+    out = [f"schedule.{f.name}={getattr(run.schedule, f.name)} has no effect with schedule={run.schedule.name}"
+           for f in fields(ScheduleConfig) if f.name != "name" and getattr(run.schedule, f.name) is not None
+           and f.name not in SCHEDULE_FIELDS.get(run.schedule.name, ())]
+    if run.train.nonfinite == "stop" and run.train.max_skipped_steps != TrainConfig.max_skipped_steps:
+        out.append(f"train.max_skipped_steps={run.train.max_skipped_steps} has no effect with "
+                   f"train.nonfinite=stop (it bounds train.nonfinite=skip)")
+    return out
 
 
 def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -128,20 +178,23 @@ def validate(run: RunConfig) -> None:
     m, t = run.model, run.train
     for key, value in (("model.n_layer", m.n_layer), ("model.d_model", m.d_model), ("model.n_head", m.n_head),
                        ("model.seq_len", m.seq_len), ("data.vocab_size", run.data.vocab_size),
-                       ("data.val_tokens", run.data.val_tokens), ("train.checkpoint_every", t.checkpoint_every), ("train.log_every", t.log_every)):
+                       ("data.val_tokens", run.data.val_tokens), ("train.checkpoint_every", t.checkpoint_every),
+                       ("train.log_every", t.log_every)):
         if value is None or value <= 0:
             raise ConfigError(f"{key} must be a positive integer, got {value}")
+    for (section, key), kind in AUTO_FIELDS.items():
+        value = getattr(getattr(run, section), key)
+        setattr(getattr(run, section), key, _auto_or_number(f"{section}.{key}", value, kind,
+                                                            strict=key != "warmup_tokens"))
     if m.d_model % m.n_head:
         raise ConfigError(f"model.d_model={m.d_model} is not divisible by model.n_head={m.n_head}; "
                           f"pick n_head among {[h for h in range(1, m.d_model + 1) if m.d_model % h == 0]}")
-    if m.vocab_size is not None and m.vocab_size < run.data.vocab_size:
+    if not is_auto(m.vocab_size) and m.vocab_size < run.data.vocab_size:
         raise ConfigError(f"model.vocab_size={m.vocab_size} is smaller than the tokenizer's "
-                          f"data.vocab_size={run.data.vocab_size}; drop model.vocab_size or raise it")
-    for key in ("tokens", "flops", "tokens_per_param", "batch_tokens", "micro_batch", "lr", "warmup_tokens",
-                "eval_every"):
+                          f"data.vocab_size={run.data.vocab_size}; set model.vocab_size=auto or raise it")
+    for key in ("tokens", "flops", "tokens_per_param"):
         value = getattr(t, key)
-        if value is not None and (not math.isfinite(value) or value <= 0 and key != "warmup_tokens"
-                                  or value < 0):
+        if value is not None and (not math.isfinite(value) or value <= 0):
             raise ConfigError(f"train.{key} must be positive, got {value}")
     _choice("device", run.device, ("auto", "cpu", "cuda"))
     _choice("train.dtype", t.dtype, ("auto", "float32", "bfloat16"))
@@ -151,12 +204,11 @@ def validate(run: RunConfig) -> None:
     _choice("logger.name", run.logger.name, ("none", "wandb"))
     _choice("logger.mode", run.logger.mode, ("offline", "online", "disabled"))
     _choice("data.source", run.data.source, ("pystdlib", "local", "hub"))
-    if run.data.source == "local" and not run.data.path:
-        raise ConfigError("data=local needs data.path=FILE_OR_DIR (.txt, .jsonl/.json or .parquet)")
-    if run.data.source == "local" and not Path(run.data.path).expanduser().exists():
-        raise ConfigError(f"data.path={run.data.path} does not exist; point it at a file or a directory of "
-                          f".txt, .jsonl/.json or .parquet files")
-    if run.data.source == "hub" and not run.data.hub_path:
-        raise ConfigError(f"data={run.data.name} needs data.hub_path (a datasets repo id)")
-    if not 0 <= run.schedule.min_lr_ratio <= 1:
-        raise ConfigError(f"schedule.min_lr_ratio must be in [0, 1], got {run.schedule.min_lr_ratio}")
+    # Where the corpus is (data.path, data.hub_path) is checked once, by sweep.data.check_location, before launching.
+    sched = run.schedule
+    for key in SCHEDULE_FIELDS.get(sched.name, ()):
+        value = getattr(sched, key)
+        if value is None:
+            raise ConfigError(f"schedule={sched.name} needs schedule.{key} (a fraction in [0, 1])")
+        if not 0 <= value <= 1:
+            raise ConfigError(f"schedule.{key} must be in [0, 1], got {value}")

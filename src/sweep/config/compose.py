@@ -1,0 +1,44 @@
+"""Hydra composition of the `train` config outside a Hydra app: for validation before launching, for `sweep bench`,
+`sweep prepare`, the grid launcher and tests. The Hydra app itself (sweep.launch) registers the same resolvers."""
+
+from __future__ import annotations
+
+from .naming import horizon_tag, run_suffix
+from .schema import ConfigError, RunConfig, load
+
+CONFIG_MODULE = "sweep.configs"
+PRIMARY = "train"
+
+
+def register() -> None:
+    """Resolvers train.yaml uses, and the typed schema it starts from (so every key exists and is typed)."""
+    from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf
+
+    OmegaConf.register_new_resolver("sweep_horizon_tag", horizon_tag, replace=True)
+    OmegaConf.register_new_resolver("sweep_suffix", run_suffix, replace=True)
+    ConfigStore.instance().store(name="run_schema", node=RunConfig)
+
+
+def compose_raw(overrides: list[str]):
+    """Hydra's composed config (hydra node included), set as the current HydraConfig so `${hydra:...}` and the
+    run-name resolver see these overrides; composition errors become ConfigError with Hydra's words."""
+    from hydra import compose as hydra_compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.errors import HydraException
+
+    register()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
+            cfg = hydra_compose(PRIMARY, overrides=overrides, return_hydra_config=True)
+    except HydraException as err:  # unknown group option, bad override syntax, missing key
+        raise ConfigError(str(err).strip()) from None
+    HydraConfig.instance().set_config(cfg)
+    return cfg
+
+
+def compose(overrides: list[str]) -> RunConfig:
+    """The composed, validated RunConfig for these overrides, without launching anything or creating a directory."""
+    return load(compose_raw(overrides))

@@ -1,0 +1,61 @@
+"""How sweep writes files: atomically, and with one JSON policy.
+
+Atomic: the bytes go to a temporary name beside the target, are fsynced, and are renamed over it, so a reader (or a
+relaunch after a crash) sees the old file or the new one, never half of one; on an error the temporary file is
+removed. JSON: a non-finite number (NaN, ±inf) is written as null, never as a huge stand-in (1e308 would pass a
+positivity check downstream) nor as the non-standard `Infinity`; readers treat null as "no value".
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Iterator
+
+
+@contextmanager
+def atomic_write(path: Path, mode: str = "w", keep_previous: Path | None = None) -> Iterator[IO]:
+    """Open a temporary file for `path`; on a clean exit fsync it and rename it into place (first moving the
+    current file to `keep_previous`, when given); on an error delete it and leave `path` as it was."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        if keep_previous is not None and path.exists():
+            os.replace(path, keep_previous)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def json_safe(obj):
+    """`obj` with non-finite floats as None, numpy scalars and arrays as Python numbers and lists, keys as str."""
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):  # numpy scalars and arrays, torch scalars
+        return json_safe(obj.tolist())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def dumps(obj, **kwargs) -> str:
+    """JSON under the policy above; allow_nan=False makes any non-finite number that slipped through an error."""
+    return json.dumps(json_safe(obj), allow_nan=False, **kwargs)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    with atomic_write(path) as f:
+        f.write(text)
+
+
+def write_json_atomic(path: Path, obj) -> None:
+    write_text_atomic(path, dumps(obj, indent=2) + "\n")

@@ -1,0 +1,146 @@
+"""The run directory `<out_dir>/<sweep name>/<run_name>/`: its files, how they are read and written, and what a
+relaunch may do with it. The trainer, the grid launcher and the analysis all go through this module.
+
+- config.yaml: the fully resolved config (per-size defaults filled in), its `plan` and `runtime` blocks.
+- metrics.jsonl: one JSON event per line (the trainer's Tracker appends; a resume cuts it back).
+- summary.json: written last and atomically; `status: completed` means the cell is done, `failed` carries the error.
+- checkpoint.pt, checkpoint.prev.pt: the latest two checkpoints (train/checkpoint.py).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterator
+
+from .config import ConfigError, RunConfig
+from .config.schema import is_auto
+from .config.naming import is_non_defining
+from .files import write_json_atomic, write_text_atomic
+
+CONFIG = "config.yaml"
+METRICS = "metrics.jsonl"
+SUMMARY = "summary.json"
+CHECKPOINT = "checkpoint.pt"
+CHECKPOINT_PREVIOUS = "checkpoint.prev.pt"
+NOT_RUNS = frozenset({"analysis", "cache", "wandb"})  # folders of a sweep directory that are not runs (nor .hidden)
+DEFINING_SECTIONS = ("model", "data", "train", "schedule")
+
+
+# ------------------------------------------------------------------------------------------------ summary
+def read_summary(run_dir: Path) -> dict | None:
+    """summary.json's content; None when there is none; `status: unreadable` with the error when it cannot be read."""
+    path = Path(run_dir) / SUMMARY
+    if not path.exists():
+        return None
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        return {"run_name": Path(run_dir).name, "status": "unreadable", "error": f"unreadable {SUMMARY}: {err}"}
+    return summary if isinstance(summary, dict) else {"status": "unreadable", "error": f"{SUMMARY} is not an object"}
+
+
+def is_completed(run_dir: Path) -> bool:
+    return (read_summary(run_dir) or {}).get("status") == "completed"
+
+
+def write_summary(run_dir: Path, summary: dict) -> None:
+    """Last, atomically: its presence with `status: completed` means the cell is done."""
+    write_json_atomic(Path(run_dir) / SUMMARY, summary)
+
+
+def record_failure(run_dir: Path, err: BaseException) -> None:
+    """A failed cell says so (and is retried on relaunch); a completed cell's results are never overwritten."""
+    run_dir = Path(run_dir)
+    if run_dir.is_dir() and not is_completed(run_dir):
+        write_summary(run_dir, {"run_name": run_dir.name, "status": "failed", "error": f"{type(err).__name__}: {err}"})
+
+
+# ------------------------------------------------------------------------------------------------- config
+def read_config(run_dir: Path) -> dict | None:
+    """The config.yaml a run directory was started with (resolved: per-size defaults and runtime filled in)."""
+    from omegaconf import OmegaConf
+
+    path = Path(run_dir) / CONFIG
+    if not path.exists():
+        return None
+    try:
+        return OmegaConf.to_container(OmegaConf.load(path))
+    except Exception as err:  # yaml's and omegaconf's parse errors have no common base
+        raise ConfigError(f"{path} is not valid YAML ({type(err).__name__}); restore it, or delete {run_dir} to "
+                          f"retrain that cell") from None
+
+
+def write_config(run_dir: Path, record: dict) -> None:
+    from omegaconf import OmegaConf
+
+    write_text_atomic(Path(run_dir) / CONFIG, OmegaConf.to_yaml(record))
+
+
+def check_same_cell(run: RunConfig, run_dir: Path, saved: dict | None) -> None:
+    """A relaunch must mean the same cell: refuse to resume or skip a directory trained with other settings."""
+    from omegaconf import OmegaConf
+
+    if saved is None:
+        return
+    current = OmegaConf.to_container(OmegaConf.structured(run))
+    differ = []
+    for section in DEFINING_SECTIONS:
+        there = saved.get(section) or {}
+        for key, value in current[section].items():
+            if is_auto(value) or is_non_defining(section, key):
+                continue  # auto: derived (per-size defaults are checked by check_same_defaults)
+            if there.get(key) != value:
+                differ.append(f"{section}.{key}: {there.get(key)!r} there, {value!r} now")
+    if saved.get("seed") != run.seed:
+        differ.append(f"seed: {saved.get('seed')!r} there, {run.seed!r} now")
+    if differ:
+        raise ConfigError(f"{run_dir} holds a run with other settings ({'; '.join(differ)}); use another "
+                          f"out_dir or sweep.name, or delete that directory to retrain it")
+
+
+def check_same_defaults(run_dir: Path, saved: dict | None, now: dict) -> None:
+    """The per-size defaults (train.batch_tokens, lr, warmup_tokens) a run directory was started with must still be
+    what this version computes (`now`): resuming with others would change the run mid-way."""
+    if saved is None:
+        return
+    there = saved.get("train") or {}
+    differ = {k: (there.get(k), v) for k, v in now.items() if there.get(k) is not None and there.get(k) != v}
+    if differ:
+        raise ConfigError(f"{run_dir} was started with other per-size defaults ("
+                          + "; ".join(f"train.{k}: {a!r} there, {b!r} now" for k, (a, b) in differ.items())
+                          + "); to resume it as it was, pass " + " ".join(f"train.{k}={a}" for k, (a, _) in
+                          differ.items()) + f" (a single run also needs run_name={Path(run_dir).name}, which those "
+                          f"overrides would otherwise rename), or use another out_dir or sweep.name")
+
+
+# ------------------------------------------------------------------------------------------------ metrics
+def read_events(run_dir: Path) -> Iterator[dict]:
+    """metrics.jsonl's events; a torn last line (a killed run) is skipped, not fatal."""
+    path = Path(run_dir) / METRICS
+    if not path.exists():
+        return
+    for line in path.read_text().splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict):
+            yield event
+
+
+# ---------------------------------------------------------------------------------------- sweep directory
+def run_dirs(sweep_dir: Path) -> list[Path]:
+    """The run directories of a sweep directory, by name (analysis, cache, wandb and hidden folders left out)."""
+    return sorted(p for p in Path(sweep_dir).iterdir()
+                  if p.is_dir() and p.name not in NOT_RUNS and not p.name.startswith("."))
+
+
+def failed_cells(sweep_dir: Path) -> list[tuple[str, str]]:
+    """(run name, error) of every cell whose summary is not `completed`."""
+    cells = []
+    for run_dir in run_dirs(sweep_dir):
+        summary = read_summary(run_dir)
+        if summary is not None and summary.get("status") != "completed":
+            cells.append((run_dir.name, summary.get("error", summary.get("status", "?"))))
+    return cells
