@@ -8,6 +8,7 @@ import multiprocessing as mp
 import os
 import random
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +19,9 @@ import torch
 from filelock import FileLock
 from hypothesis import given, settings, strategies as st
 
-from sweep import data
 from sweep.config import DataConfig
-from sweep.data import DataError, TokenBatches, open_tokens, prepare, val_windows, write_tokens
+from sweep.data import DataError, TokenBatches, cache, open_tokens, prepare, sources, val_windows, write_tokens
+from sweep.data.tokenizer import EOT, load_tokenizer
 
 WORDS = ("the cat sat on a mat def return import class self None True 数据 模型 café naïve 🙂 👩‍💻 "
          "e\u0301 \t tab x=1 {} [] () ; # über Ωmega").split(" ")
@@ -62,6 +63,13 @@ def prepared(tmp_path_factory):
     return prepare(cfg, root / "cache"), docs
 
 
+@pytest.fixture(scope="module")
+def tokenizer(prepared):
+    """The prepared entry's tokenizer and bytes per token, loaded once."""
+    p, _ = prepared
+    return load_tokenizer(p.tokenizer_path), p.token_bytes()
+
+
 # ---------------------------------------------------------------- tokenizer and bits per byte
 
 def roundtrip(tok, tb, text):
@@ -70,19 +78,18 @@ def roundtrip(tok, tb, text):
     assert tb[ids].sum() == len(text.encode("utf-8"))
 
 
-def test_tokenizer_roundtrips_fixed_unicode(prepared):
+def test_tokenizer_roundtrips_fixed_unicode(prepared, tokenizer):
     p, _ = prepared
-    tok, tb = data.load_tokenizer(p.tokenizer_path), p.token_bytes()
+    tok, tb = tokenizer
     for text in UNICODE:
         roundtrip(tok, tb, text)
-    assert tb[tok.token_to_id(data.EOT)] == 0 and len(tb) == p.vocab_size
+    assert tb[tok.token_to_id(EOT)] == 0 and len(tb) == p.vocab_size
 
 
 @settings(max_examples=300, deadline=None)
 @given(text=st.text(st.characters(blacklist_categories=("Cs",)), max_size=200))
-def test_tokenizer_roundtrips_any_unicode(prepared, text):
-    p, _ = prepared
-    roundtrip(data.load_tokenizer(p.tokenizer_path), p.token_bytes(), text)
+def test_tokenizer_roundtrips_any_unicode(tokenizer, text):
+    roundtrip(*tokenizer, text)
 
 
 def test_val_bytes_match_the_text(prepared):
@@ -93,7 +100,7 @@ def test_val_bytes_match_the_text(prepared):
     assert tb[val].sum() == manifest["val_bytes"]
     # Independently: each held-out segment is a whole corpus document (counted from its text) or, capped at
     # val_tokens/16 tokens, the beginning of one (counted from its tokens).
-    tok, eot = data.load_tokenizer(p.tokenizer_path), manifest["eot_id"]
+    tok, eot = load_tokenizer(p.tokenizer_path), manifest["eot_id"]
     segments = np.split(np.asarray(val), np.flatnonzero(val == eot) + 1)
     assert segments[-1].size == 0 and len(segments) - 1 == manifest["val_docs"]
     whole = prefix = 0
@@ -151,9 +158,13 @@ def test_shard_roundtrip_and_dtypes(tmp_path):
         tokens = open_tokens(tmp_path / "s.bin")
         assert tokens.dtype == dtype and tokens.tolist() == list(range(10)) + [top]
     assert write_tokens(tmp_path / "e.bin", [], np.uint16) == 0 and len(open_tokens(tmp_path / "e.bin")) == 0
+    before = set(tmp_path.iterdir())
     with pytest.raises(ValueError):
-        write_tokens(tmp_path / "o.bin", [np.array([70000])], np.uint16)
-    assert not list(tmp_path.glob("o.bin*"))  # the failed write left nothing behind
+        write_tokens(tmp_path / "o.bin", [np.arange(5), np.array([70000])], np.uint16)
+    assert set(tmp_path.iterdir()) == before  # the failed write left nothing behind, not even its temp file
+    with pytest.raises(ValueError, match="uint16 or uint32"):
+        write_tokens(tmp_path / "i.bin", [np.arange(5)], np.int32)
+    assert set(tmp_path.iterdir()) == before
 
 
 def corrupt(path: Path, offset: int, raw: bytes) -> None:
@@ -189,14 +200,15 @@ def test_shard_reader_rejects_damage(tmp_path, damage):
 def test_second_prepare_reuses_the_entry(tmp_path, monkeypatch):
     cfg = small_cfg(write_corpus(tmp_path / "c.jsonl", make_docs(), "jsonl"))
     first = prepare(cfg, tmp_path / "cache")
-    stamp = first.train_path.stat().st_mtime_ns
+    stamps = {f.name: (f.stat().st_ino, f.stat().st_mtime_ns) for f in first.dir.iterdir()}
 
     def no_work(*a, **k):
         raise AssertionError("re-tokenized a cached corpus")
-    monkeypatch.setattr(data, "_build", no_work)
-    t0 = time.time()
+    monkeypatch.setattr(cache, "_build", no_work)
+    monkeypatch.setattr(cache, "train_tokenizer", no_work)
     assert prepare(cfg, tmp_path / "cache") == first
-    assert time.time() - t0 < 2 and first.train_path.stat().st_mtime_ns == stamp
+    # Found, not rebuilt: the same files, untouched.
+    assert {f.name: (f.stat().st_ino, f.stat().st_mtime_ns) for f in first.dir.iterdir()} == stamps
     monkeypatch.undo()
     other = prepare(small_cfg(cfg.path, vocab_size=320), tmp_path / "cache")
     assert other.dir != first.dir and first.dir.exists()
@@ -206,22 +218,22 @@ def test_second_prepare_reuses_the_entry(tmp_path, monkeypatch):
 
 def test_crashed_prepare_leaves_no_entry(tmp_path, monkeypatch):
     cfg = small_cfg(write_corpus(tmp_path / "c.jsonl", make_docs(), "jsonl"))
-    cache = tmp_path / "cache"
+    root = tmp_path / "cache"
 
     def crash(texts, vocab_size):
         raise KeyboardInterrupt  # as if killed mid-prepare
-    monkeypatch.setattr(data, "_train_tokenizer", crash)
+    monkeypatch.setattr(cache, "train_tokenizer", crash)
     with pytest.raises(KeyboardInterrupt):
-        prepare(cfg, cache)
-    assert [p.name for p in cache.iterdir() if not p.name.endswith(".lock")] == []
+        prepare(cfg, root)
+    assert [p.name for p in root.iterdir() if not p.name.endswith(".lock")] == []
     monkeypatch.undo()
-    good = prepare(cfg, cache)
+    good = prepare(cfg, root)
     # A hard crash leaves a tmp directory; the next prepare of that entry clears it.
-    (cache / f".tmp-{good.dir.name}-1").mkdir()
+    (root / f".tmp-{good.dir.name}-1").mkdir()
     for f in good.dir.iterdir():
         f.unlink()
     good.dir.rmdir()
-    assert prepare(cfg, cache) == good and not list(cache.glob(".tmp-*"))
+    assert prepare(cfg, root) == good and not list(root.glob(".tmp-*"))
 
 
 def _prepare_in_child(args):
@@ -236,6 +248,7 @@ def _prepare_in_child(args):
     return str(p.dir), built, (p.dir / "manifest.json").read_text()
 
 
+@pytest.mark.slow  # two spawned interpreters, and a 3 s hold of the lock
 def test_concurrent_prepares_share_one_entry(tmp_path):
     path = write_corpus(tmp_path / "c.jsonl", make_docs(2000), "jsonl")
     cache = tmp_path / "cache"
@@ -307,7 +320,7 @@ def test_error_corpus_too_small(tmp_path):
     with pytest.raises(DataError, match=r"c.jsonl is too small for data.val_tokens=100000"):
         prepare(small_cfg(path, val_tokens=100_000), tmp_path / "cache")
     # The first 16 held-out documents are long, all others short: val fills, train stays under 2× val_tokens.
-    held_out = [i for i in range(400) if data._is_val(i)][:16]
+    held_out = [i for i in range(400) if cache._is_val(i)][:16]
     lopsided = [" ".join(make_docs(30, seed=i)) if i in held_out else "short" for i in range(400)]
     path = write_corpus(tmp_path / "lop.jsonl", lopsided, "jsonl")
     with pytest.raises(DataError, match="lop.jsonl leaves only .* training tokens"):
@@ -316,21 +329,40 @@ def test_error_corpus_too_small(tmp_path):
         prepare(small_cfg(path, max_tokens=500), tmp_path / "cache")
 
 
+class Streamed(BaseException):
+    """Raised by a stubbed datasets.load_dataset; a BaseException, so the source cannot wrap it in a DataError."""
+
+
 @pytest.mark.parametrize("endpoint", ["http://127.0.0.1:9", None])
 def test_error_hub_offline_is_fast_and_clear(tmp_path, monkeypatch, endpoint):
+    import datasets
+
     if endpoint:  # a refused connection, whatever this machine's network
         monkeypatch.setenv("HF_ENDPOINT", endpoint)
     for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
         monkeypatch.delenv(var, raising=False)
+    # Fast: the error comes from one short request (bounded timeout), before datasets streams (and retries) anything.
+    timeouts, urlopen = [], urllib.request.urlopen
+
+    def one_request(url, *args, timeout=None, **kwargs):
+        timeouts.append(timeout)
+        return urlopen(url, *args, timeout=timeout, **kwargs)
+
+    def streamed(*args, **kwargs):
+        raise Streamed
+    monkeypatch.setattr(urllib.request, "urlopen", one_request)
+    monkeypatch.setattr(datasets, "load_dataset", streamed)
     cfg = DataConfig(name="tinystories", source="hub", hub_path="roneneldan/TinyStories", val_tokens=1000)
-    t0 = time.time()
     try:
         prepare(cfg, tmp_path / "cache")
+    except Streamed:
+        pytest.skip("the Hub is reachable from here")
     except DataError as err:
+        assert "cannot reach the Hugging Face Hub" in str(err)  # the check's error, not datasets'
         assert "roneneldan/TinyStories" in str(err) and "data=local data.path=" in str(err)
     else:
-        pytest.skip("the Hub is reachable from here")
-    assert time.time() - t0 < 15
+        pytest.fail("prepare of an unreachable hub dataset returned")
+    assert len(timeouts) == 1 and timeouts[0] is not None and timeouts[0] <= 5
 
 
 # ---------------------------------------------------------------- batches
@@ -369,7 +401,7 @@ def test_pystdlib_small(tmp_path):
     first = prepare(cfg, tmp_path / "cache")
     second = prepare(cfg, tmp_path / "cache")
     assert first == second and first.fingerprint["files"] > 500 and first.fingerprint["bytes"] > 5_000_000
-    assert data._pystdlib_source().fingerprint == first.fingerprint
+    assert sources.pystdlib_source().fingerprint == first.fingerprint
     assert len(open_tokens(first.train_path)) == 100_000 and len(open_tokens(first.val_path)) == 20_000
     x, y = TokenBatches(open_tokens(first.train_path), 64, 2, seed=0).get(0, 0)
     assert int(x.max()) < first.vocab_size <= 512

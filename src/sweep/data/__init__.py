@@ -1,0 +1,41 @@
+"""Corpus → byte-level BPE → token shards → batches.
+
+Modules, one job each: `sources` (what a corpus is: the pystdlib, local files or a hub dataset, as documents and
+a fingerprint), `tokenizer` (byte-level BPE: training, loading, bytes per token), `shards` (the headered token
+file format), `cache` (`prepare`: the cache entry of a corpus — key, lock, split, manifest), `batches` (training
+windows and the validation set), `errors` (DataError).
+
+Importing this package is cheap: DataError is imported eagerly, everything else (numpy, torch, tokenizers) on
+first use of its name.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+from .errors import DataError
+
+if TYPE_CHECKING:
+    from .batches import TokenBatches, val_windows
+    from .cache import PreparedData, prepare
+    from .shards import open_tokens, write_tokens
+    from .sources import check_location
+
+_LAZY = {"PreparedData": "cache", "prepare": "cache", "TokenBatches": "batches", "val_windows": "batches",
+         "open_tokens": "shards", "write_tokens": "shards", "check_location": "sources"}
+
+__all__ = ["DataError", "PreparedData", "TokenBatches", "check_location", "open_tokens", "prepare", "val_windows",
+           "write_tokens"]
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    globals()[name] = value  # later lookups skip this hook
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

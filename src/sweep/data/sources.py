@@ -1,0 +1,204 @@
+"""Where a corpus comes from: the running interpreter's standard library (pystdlib), local files (.txt,
+.jsonl/.json, .parquet) or a Hugging Face Hub dataset. Each is a Source: documents as a stream of strings, a
+fingerprint that keys the cache, and a fast check that fails before any work. Bad input is refused early, with a
+DataError naming the file or dataset and the fix."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+import sysconfig
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Iterator, Optional
+
+from .errors import DataError
+
+if TYPE_CHECKING:
+    from ..config import DataConfig
+
+_BUILDERS = {".txt": "text", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
+_HASH_CONTENT_MAX = 1 << 20  # local files up to 1 MiB are fingerprinted by content, larger by size+mtime
+
+
+@dataclass
+class Source:
+    describe: str  # for messages: what the user pointed us at
+    fingerprint: dict
+    documents: Callable[[], Iterator[str]]
+    total_bytes: Optional[int] = None  # for the progress bar, when known
+    check: Callable[[], dict] = dict  # fails fast before any work; returns facts for the manifest
+
+
+def open_source(cfg: DataConfig) -> Source:
+    """The Source data.source names."""
+    openers = {"pystdlib": lambda cfg: pystdlib_source(), "local": local_source, "hub": hub_source}
+    if cfg.source not in openers:
+        raise DataError(f"data.source={cfg.source!r} is not one of {', '.join(openers)}")
+    return openers[cfg.source](cfg)
+
+
+def pystdlib_source() -> Source:
+    # The test suite is included: it is ordinary Python and more than doubles the corpus. Its few deliberately
+    # mis-encoded files fail UTF-8 and are skipped (and counted), like any other undecodable file.
+    root = Path(sysconfig.get_paths()["stdlib"])
+    files = []
+    for top, dirs, names in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if d not in ("site-packages", "dist-packages", "__pycache__"))
+        files += [Path(top, n) for n in names if n.endswith(".py")]
+    files.sort(key=lambda p: p.relative_to(root).as_posix())
+    digest, total, skipped = hashlib.sha256(), 0, 0
+    for p in files:
+        data = p.read_bytes()
+        rel = p.relative_to(root).as_posix().encode()
+        digest.update(struct.pack("<QQ", len(rel), len(data)) + rel + data)
+        total += len(data)
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            skipped += 1
+    fp = {"source": "pystdlib", "python": sysconfig.get_python_version(), "files": len(files), "bytes": total,
+          "undecodable_skipped": skipped, "sha256": digest.hexdigest()}
+
+    def documents() -> Iterator[str]:
+        for p in files:
+            try:
+                yield p.read_bytes().decode("utf-8")
+            except UnicodeDecodeError:
+                continue
+
+    return Source(f"the standard library at {root}", fp, documents, total)
+
+
+def _sniff(path: Path, builder: str) -> None:
+    """Rejects empty, binary and non-UTF-8 files before streaming them; names the file."""
+    if path.stat().st_size == 0:
+        raise DataError(f"{path} is empty; remove it or point data.path at a non-empty file")
+    with open(path, "rb") as f:
+        head = f.read(1 << 16)
+    if builder == "parquet":
+        if head[:4] != b"PAR1":
+            raise DataError(f"{path} is not a parquet file (no PAR1 magic); fix or rename it")
+        return
+    if b"\0" in head:
+        raise DataError(f"{path} contains NUL bytes: binary, or UTF-16? Convert it to UTF-8 text")
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as err:
+        if err.start < len(head) - 3:  # not merely a character cut at the end of the sniffed block
+            raise DataError(f"{path} is not UTF-8 text (byte {err.start}); convert it to UTF-8") from None
+
+
+def check_location(cfg: DataConfig) -> None:
+    """The cheap checks of where a corpus is (before any work): data.path exists and holds corpus files, a hub
+    dataset is named. Deeper ones (file contents, the hub's reply) come when the source is opened."""
+    if cfg.source == "local":
+        local_files(cfg)
+    elif cfg.source == "hub" and not cfg.hub_path:
+        raise DataError(f"data={cfg.name} needs data.hub_path (a datasets repo id)")
+
+
+def local_files(cfg: DataConfig) -> list[Path]:
+    """data.path's corpus files: the file itself, or a directory's .txt/.jsonl/.json/.parquet files (hidden ones
+    left out), in a stable order."""
+    if not cfg.path:
+        raise DataError("data=local needs data.path=FILE_OR_DIR (.txt, .jsonl/.json or .parquet)")
+    root = Path(cfg.path).expanduser().resolve()
+    if not root.exists():
+        raise DataError(f"data.path={cfg.path} does not exist ({root}); point it at a file or a directory of "
+                        f".txt, .jsonl/.json or .parquet files")
+    if root.is_file():
+        if root.suffix.lower() not in _BUILDERS:
+            raise DataError(f"{root} is not .txt, .jsonl/.json or .parquet; convert or rename it")
+        return [root]
+    files = sorted((p for p in root.rglob("*") if p.suffix.lower() in _BUILDERS and p.is_file()
+                    and not any(part.startswith(".") for part in p.relative_to(root).parts)),
+                   key=lambda p: p.relative_to(root).as_posix())
+    if not files:
+        raise DataError(f"no .txt, .jsonl/.json or .parquet files under data.path={root}")
+    return files
+
+
+def local_source(cfg: DataConfig) -> Source:
+    files = local_files(cfg)
+    root = Path(cfg.path).expanduser().resolve()
+    digest, total = hashlib.sha256(), 0
+    for p in files:
+        _sniff(p, _BUILDERS[p.suffix.lower()])
+        st = p.stat()
+        total += st.st_size
+        # Small files by content (copies and touches keep the cache); big ones by size and mtime (fast).
+        ident = p.read_bytes() if st.st_size <= _HASH_CONTENT_MAX else f"{st.st_size}:{st.st_mtime_ns}".encode()
+        rel = p.relative_to(root.parent if root.is_file() else root).as_posix().encode()
+        digest.update(struct.pack("<QQ", len(rel), len(ident)) + rel + ident)
+    fp = {"source": "local", "path": str(root), "files": len(files), "bytes": total,
+          "text_field": cfg.text_field, "sha256": digest.hexdigest()}
+
+    def documents() -> Iterator[str]:
+        import datasets  # heavy; only when a local corpus is actually read
+        for p in files:
+            builder = _BUILDERS[p.suffix.lower()]
+            # A .txt document is a blank-line separated paragraph, so one big file still splits train/val.
+            extra = {"sample_by": "paragraph"} if builder == "text" else {}
+            try:
+                rows = datasets.load_dataset(builder, data_files=[str(p)], split="train", streaming=True, **extra)
+                yield from _texts(rows, cfg.text_field, str(p))
+            except DataError:
+                raise
+            except Exception as err:  # datasets/pyarrow/json errors: keep the message, name the file
+                raise DataError(f"could not read {p} as {builder}: {type(err).__name__}: {err}") from None
+
+    return Source(f"data.path={root}", fp, documents)  # file bytes ≠ text bytes (JSON, parquet): no bar total
+
+
+def _texts(rows, text_field: str, where: str) -> Iterator[str]:
+    for n, row in enumerate(rows):
+        text = row.get(text_field)
+        if not isinstance(text, str):
+            what = "has no" if text is None else f"has a {type(text).__name__}, not a string, in its"
+            raise DataError(f"row {n} of {where} {what} {text_field!r} field (fields: {', '.join(row)}); "
+                            f"set data.text_field to the column holding the text")
+        yield text
+
+
+def hub_source(cfg: DataConfig) -> Source:
+    check_location(cfg)
+    name = cfg.hub_path + (f" (config {cfg.hub_name})" if cfg.hub_name else "")
+    fp = {"source": "hub", "hub_path": cfg.hub_path, "hub_name": cfg.hub_name, "split": cfg.hub_split,
+          "text_field": cfg.text_field}
+    fix = (f"Pre-download it on a machine with internet (`hf download --repo-type dataset {cfg.hub_path} "
+           f"--local-dir DIR`, `--include` to pick one config's files) and use data=local data.path=DIR, "
+           f"or use data=pystdlib (offline)")
+
+    def check() -> dict:
+        # datasets retries an unreachable hub for ~20 s; one short request tells us at once.
+        if any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("HF_HUB_OFFLINE",
+                                                                                "HF_DATASETS_OFFLINE")):
+            return {}  # offline mode: datasets answers from its local cache or fails fast itself
+        url = f"{os.environ.get('HF_ENDPOINT', 'https://huggingface.co').rstrip('/')}/api/datasets/{cfg.hub_path}"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                return {"hub_revision": json.load(resp).get("sha")}
+        except urllib.error.HTTPError as err:
+            if err.code == 404:
+                raise DataError(f"hub dataset {name} does not exist (404 from {url}); check data.hub_path") from None
+            return {}  # reachable (e.g. gated: datasets will use the user's token)
+        except (OSError, ValueError) as err:
+            raise DataError(f"cannot reach the Hugging Face Hub for dataset {name}: {err}. {fix}") from None
+
+    def documents() -> Iterator[str]:
+        import datasets
+        try:
+            rows = datasets.load_dataset(cfg.hub_path, cfg.hub_name, split=cfg.hub_split, streaming=True)
+            yield from _texts(rows, cfg.text_field, f"hub dataset {name}")
+        except DataError:
+            raise
+        except Exception as err:
+            raise DataError(f"could not load hub dataset {name} split {cfg.hub_split}: "
+                            f"{type(err).__name__}: {err}. {fix}") from None
+
+    return Source(f"hub dataset {name}", fp, documents, check=check)
