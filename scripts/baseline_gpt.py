@@ -5,7 +5,7 @@
     python scripts/baseline_gpt.py --compare [shape flags] [--steps 200] [--chunk 10] [SWEEP_OVERRIDES ...]
 
 Alone, it trains the baseline (on random tokens, or a 1-D token array saved with numpy) and prints tok/s and the
-loss. With --compare, the baseline and sweep's own trainer step (`sweep.bench.Stepper`: its model, AdamW, autocast
+loss. With --compare, the baseline and sweep's own trainer step (`sweep.train.bench.Stepper`: its model, AdamW, autocast
 and compile, at its defaults for the device unless overridden, e.g. train.dtype=float32) train the same shape from
 the same initial weights on the same batches of the `pystdlib` corpus at the same lr schedule, in interleaved chunks
 of --chunk steps so that a busy machine slows both alike. The first --warmup steps of each are untimed (compilation
@@ -171,11 +171,11 @@ def compare(args, overrides: list[str]) -> dict:
     """Baseline vs sweep's trainer step, interleaved, on the same batches of real text."""
     from pathlib import Path
 
-    from sweep.bench import Stepper
-    from sweep.cli import compose
+    from sweep.config import compose
     from sweep.data import open_tokens, prepare
-    from sweep.runtime import resolve
-    from sweep.train import make_plan
+    from sweep.train.bench import Stepper
+    from sweep.train.plan import make_plan
+    from sweep.train.runtime import resolve
 
     run = compose([f"model.n_layer={args.n_layer}", f"model.d_model={args.d_model}", f"model.n_head={args.n_head}",
                    f"model.seq_len={args.seq_len}", f"model.vocab_size={args.vocab}", f"data.vocab_size={args.vocab}",
@@ -183,14 +183,14 @@ def compare(args, overrides: list[str]) -> dict:
                    "device=cpu", *overrides])
     data = prepare(run.data, Path(run.out_dir) / run.data.cache_dir)
     runtime = resolve(run.device, run.train)
-    plan = make_plan(run, args.vocab, runtime)
+    plan = make_plan(run.model, run.train, args.vocab, runtime)
     lr = args.lr or plan.lr
     sampler = Sampler(open_tokens(data.train_path), args.seq_len, args.batch, args.seed)
     val = open_tokens(data.val_path)
     n_val = min(64, len(val) // (args.seq_len + 1))
     windows = torch.from_numpy(np.asarray(val[:n_val * (args.seq_len + 1)], dtype=np.int64)).view(n_val, -1)
 
-    ours = Stepper(run, args.vocab, runtime, plan)
+    ours = Stepper(run.model, run.train, run.seed, args.vocab, runtime, plan)
     base = BaselineGPT(args.n_layer, args.d_model, args.n_head, args.seq_len, args.vocab)
     # The same initial weights (parameters correspond in order and shape): what differs is the trainer alone.
     base.load_state_dict(dict(zip(base.state_dict(), ours.model.state_dict().values())))

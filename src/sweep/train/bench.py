@@ -1,6 +1,6 @@
 """`sweep bench`: training throughput of one shape through the trainer's own step, against the machine's matmul peak.
 
-The model, optimizer, autocast, compile and step are train.py's (build, step_module, train_step), on random tokens,
+The model, optimizer, autocast, compile and step are the trainer's (train/step.py), on random tokens,
 so what this measures is what a run spends. No run directory is created.
 """
 
@@ -14,7 +14,10 @@ import time
 
 import torch
 
-from .config import ConfigError
+from ..config import ConfigError, compose
+from .plan import make_plan, model_vocab
+from .runtime import resolve, settle
+from .step import build, set_lr, step_module, train_step
 
 VARIANTS = {"fp32-eager": (torch.float32, False), "fp32-compile": (torch.float32, True),
             "bf16-eager": (torch.bfloat16, False), "bf16-compile": (torch.bfloat16, True)}
@@ -80,24 +83,19 @@ class Stepper:
     """The trainer's model, optimizer and optimizer step for one config, fed batches by the caller (this bench, and
     scripts/baseline_gpt.py's side-by-side comparison)."""
 
-    def __init__(self, run, vocab_size: int, runtime, plan):
-        from .train import build, settle, step_module
-
-        self.run, self.runtime, self.plan = run, settle(runtime, plan), plan  # settle: the trainer's auto choices
-        self.model, self.optimizer = build(run, vocab_size, self.runtime, plan)
+    def __init__(self, m, t, seed: int, vocab_size: int, runtime, plan):
+        self.grad_clip, self.runtime, self.plan = t.grad_clip, settle(runtime, plan.flops), plan  # as the trainer runs
+        self.model, self.optimizer = build(m, t, vocab_size, seed, plan.lr, self.runtime)
         self.module = step_module(self.model, self.runtime)
         self.loss_sum = torch.zeros((), device=runtime.device)
 
     def step(self, x: torch.Tensor, y: torch.Tensor, lr: float | None = None) -> None:
         """One optimizer step on a batch of plan.batch_tokens tokens (split into the plan's micro-batches)."""
-        from .train import train_step
-
         if lr is not None:
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
+            set_lr(self.optimizer, lr)
         mb = self.plan.micro_batch
         train_step(self.module, self.model, self.optimizer, lambda i: (x[i * mb:(i + 1) * mb], y[i * mb:(i + 1) * mb]),
-                   self.plan.accum, self.runtime, self.run.train.grad_clip, self.loss_sum)
+                   self.plan.accum, self.runtime, self.grad_clip, self.loss_sum)
 
     def pop_loss(self) -> float:
         """Sum of the step losses since the last call (a host sync)."""
@@ -112,7 +110,7 @@ def measure(run, vocab_size: int, runtime, plan, steps: int, warmup: int, profil
     device = runtime.device
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    stepper = Stepper(run, vocab_size, runtime, plan)
+    stepper = Stepper(run.model, run.train, run.seed, vocab_size, runtime, plan)
     gen = torch.Generator().manual_seed(run.seed)
     sequences = plan.batch_tokens // run.model.seq_len
     windows = torch.randint(vocab_size, (N_BATCHES, sequences, run.model.seq_len + 1), generator=gen)
@@ -141,7 +139,7 @@ def measure(run, vocab_size: int, runtime, plan, steps: int, warmup: int, profil
 
         if stepper.runtime.compile and device.type == "cpu":  # a second compile whose kernels show by name
             with inductor_config.patch({"cpp.enable_kernel_profile": True}):
-                stepper = Stepper(run, vocab_size, runtime, plan)
+                stepper = Stepper(run.model, run.train, run.seed, vocab_size, runtime, plan)
                 stepper.step(xs[0], ys[0])
 
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
@@ -173,17 +171,13 @@ def gemm_share(events, dense_flops: float) -> dict:
 
 def bench(argv: list[str], out=None) -> dict:
     """Run the variants asked for, print a table, and print the default variant's result as the last line (JSON)."""
-    from .cli import compose
-    from .runtime import resolve
-    from .train import make_plan, settle
-
     out = out or sys.stdout
     options, overrides = parse(argv)
     run = compose(overrides)
     runtime = resolve(run.device, run.train)
-    vocab_size = run.model.vocab_size or run.data.vocab_size
-    plan = make_plan(run, vocab_size, runtime)
-    settled = settle(runtime, plan)
+    vocab_size = model_vocab(run.model, run.data.vocab_size)
+    plan = make_plan(run.model, run.train, vocab_size, runtime)
+    settled = settle(runtime, plan.flops)
     default = variant_name(settled.dtype, settled.compile)
     names = list(VARIANTS) if options["variants"] == "all" else \
         [default] if options["variants"] == "default" else options["variants"].split(",")

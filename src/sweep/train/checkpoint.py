@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 
 import numpy as np
 import torch
 
-LATEST = "checkpoint.pt"
-PREVIOUS = "checkpoint.prev.pt"
+from ..files import atomic_write
+from ..rundir import CHECKPOINT as LATEST, CHECKPOINT_PREVIOUS as PREVIOUS
 
 
 class CheckpointError(RuntimeError):
@@ -34,16 +33,9 @@ def set_rng_state(state: dict) -> None:
 
 def save(run_dir: Path, state: dict) -> Path:
     """tmp → fsync → latest becomes previous → tmp becomes latest. A crash at any point leaves a loadable file."""
-    latest, previous = run_dir / LATEST, run_dir / PREVIOUS
-    tmp = run_dir / (LATEST + ".tmp")
-    with open(tmp, "wb") as f:
+    with atomic_write(run_dir / LATEST, "wb", keep_previous=run_dir / PREVIOUS) as f:
         torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    if latest.exists():
-        os.replace(latest, previous)
-    os.replace(tmp, latest)
-    return latest
+    return run_dir / LATEST
 
 
 def load(run_dir: Path, warn=print) -> dict | None:

@@ -1,6 +1,6 @@
 """Pure bookkeeping: parameters by convention, FLOPs per token, horizons and per-size defaults.
 
-Conventions (DESIGN.md §3): `non_embedding` is everything but the token and position embeddings (Kaplan);
+Conventions (README, "Conventions"): `non_embedding` is everything but the token and position embeddings (Kaplan);
 `matmul` is the weights that take part in matmuls, output head included (Porian et al.). FLOPs per token are
 6·N_matmul + 6·n_layer·seq_len·d_model, the second term being the attention scores (Kaplan's C ≈ 6N + 6·L·T·d).
 """
@@ -42,11 +42,6 @@ def flops_per_token(n_layer: int, d_model: int, vocab_size: int, seq_len: int) -
     """Training FLOPs (forward + backward) per token, attention scores included."""
     matmul = param_counts(n_layer, d_model, vocab_size, seq_len)["matmul"]
     return 6.0 * matmul + 6.0 * n_layer * seq_len * d_model
-
-
-def flops_6nd(n_params: float, tokens: float) -> float:
-    """The plain C = 6·N·D estimate."""
-    return 6.0 * n_params * tokens
 
 
 def tokens_for_flops(flops: float, per_token: float) -> float:

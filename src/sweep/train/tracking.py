@@ -2,33 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import math
-import os
 import uuid
 from pathlib import Path
 
-from .config import LoggerConfig
-
-
-def _json_safe(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None if math.isnan(value) else (1e308 if value > 0 else -1e308)
-    return value
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write to a temporary name, fsync, rename: readers see the old file or the new one, never half of one."""
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def write_json_atomic(path: Path, obj: dict) -> None:
-    write_text_atomic(path, json.dumps(obj, indent=2, default=float))
+from ..config import LoggerConfig
+from ..files import dumps, json_safe
+from ..rundir import METRICS
 
 
 class Tracker:
@@ -40,7 +19,7 @@ class Tracker:
 
     def __init__(self, run_dir: Path, cfg: LoggerConfig, run_name: str, group: str, config: dict,
                  wandb_id: str | None = None, resume_offset: int | None = None):
-        self.path = run_dir / "metrics.jsonl"
+        self.path = run_dir / METRICS
         if resume_offset is not None and self.path.exists():
             with open(self.path, "r+b") as f:
                 f.truncate(resume_offset)
@@ -67,8 +46,8 @@ class Tracker:
         return self._file.tell()
 
     def log(self, event: dict) -> None:
-        event = {k: _json_safe(v) for k, v in event.items()}
-        self._file.write(json.dumps(event) + "\n")
+        event = json_safe(event)  # a non-finite loss is written as null (sweep.files)
+        self._file.write(dumps(event) + "\n")
         self._file.flush()
         if self.wandb_run is not None:
             self.wandb_run.log(event)

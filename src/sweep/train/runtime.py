@@ -5,13 +5,15 @@ from __future__ import annotations
 import os
 import signal
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.distributed as dist
 
-from .config import ConfigError, TrainConfig
+from ..config import ConfigError, TrainConfig
+from ..config.schema import is_auto
 
+CPU_COMPILE_MIN_FLOPS = 1e14  # ≥ ~5 min at the fastest CPU speeds measured: a ~30 s compile is then repaid
 # Exit code of a run that checkpointed because it was asked to stop (SIGTERM/SIGUSR1/SIGUSR2): relaunch to resume.
 EXIT_STOPPED = 75  # EX_TEMPFAIL
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
@@ -21,7 +23,7 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
 class Runtime:
     device: torch.device
     dtype: torch.dtype  # autocast dtype; float32 means no autocast
-    compile: bool | None  # None: train.compile=auto on CPU, decided per run by train.settle
+    compile: bool | None  # None: train.compile=auto on CPU, decided per run by settle()
     rank: int = 0
     world_size: int = 1
 
@@ -45,21 +47,21 @@ def select(device: str, train: TrainConfig) -> Runtime:
     if device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device=cuda but no CUDA GPU is visible; use device=cpu or device=auto")
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    use_cuda = device == "cuda" or (is_auto(device) and torch.cuda.is_available())
     dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if use_cuda else torch.device("cpu")
     # auto: bf16 autocast on CUDA, and on CPUs with native bf16 matmuls (AVX512-BF16, AMX), where it measured
     # 1.01-2.5x fp32's tokens/s from gpt-6k to gpt-5m, never slower (README, Performance); elsewhere bf16 is
     # emulated and slower.
     if train.dtype == "bfloat16" and use_cuda and not torch.cuda.is_bf16_supported():
         raise ConfigError("train.dtype=bfloat16 but this GPU has no bf16 support; use train.dtype=float32")
-    if train.dtype == "auto":
+    if is_auto(train.dtype):
         native = cuda_has_native_bf16() if use_cuda else cpu_has_native_bf16()
         dtype = torch.bfloat16 if native else torch.float32  # fp16 instead would need a loss scaler
     else:
         dtype = torch.bfloat16 if train.dtype == "bfloat16" else torch.float32
     compile_flag = str(train.compile).lower()
     # auto: always on CUDA; on CPU compiling costs ~20-30 s, so the trainer compiles only runs long enough to repay it.
-    use_compile = (True if use_cuda else None) if compile_flag == "auto" else compile_flag == "true"
+    use_compile = (True if use_cuda else None) if is_auto(compile_flag) else compile_flag == "true"
     return Runtime(device=dev, dtype=dtype, compile=use_compile, rank=rank, world_size=world)
 
 
@@ -89,7 +91,8 @@ def usable_cpus() -> int:
 
 def _export_slurm_ranks() -> None:
     """Under a submitit SLURM job with several tasks, each task is a DDP rank: set torchrun's variables."""
-    if "RANK" not in os.environ and int(os.environ.get("SLURM_NTASKS", "1")) > 1 and os.environ.get("SUBMITIT_EXECUTOR") == "slurm":
+    under_slurm = os.environ.get("SUBMITIT_EXECUTOR") == "slurm"
+    if "RANK" not in os.environ and int(os.environ.get("SLURM_NTASKS", "1")) > 1 and under_slurm:
         import submitit
 
         submitit.helpers.TorchDistributedEnvironment().export()
@@ -106,10 +109,39 @@ def resolve(device: str, train: TrainConfig, parallel_jobs: int = 1) -> Runtime:
     else:
         # One thread per usable core, shared among the cells and ranks on this machine: more threads than cores
         # makes OpenMP's spinning barriers wait on descheduled threads, which costs far more than it gains.
-        torch.set_num_threads(train.threads or max(1, usable_cpus() // max(1, parallel_jobs * rt.world_size)))
+        shared = max(1, usable_cpus() // max(1, parallel_jobs * rt.world_size))
+        torch.set_num_threads(shared if is_auto(train.threads) else int(train.threads))
     if rt.world_size > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if rt.device.type == "cuda" else "gloo")
     return rt
+
+
+def settle(runtime: Runtime, flops: float) -> Runtime:
+    """train.compile=auto on CPU, which depends on the run: torch.compile only for runs of ≥ CPU_COMPILE_MIN_FLOPS.
+    Compiling takes 10-30 s on 2 cores and needs a C++ toolchain that short cells should not depend on."""
+    if runtime.compile is not None:
+        return runtime
+    return replace(runtime, compile=flops >= CPU_COMPILE_MIN_FLOPS)
+
+
+def keep_started_dtype(runtime: Runtime, started: str | None, log) -> Runtime:
+    """A resumed run keeps the precision train.dtype=auto chose when it started (config.yaml's runtime block), even
+    on a machine whose auto choice differs, so the run does not change arithmetic half-way."""
+    if started is None or started == runtime.dtype_name:
+        return runtime
+    dtype = getattr(torch, started)
+    if dtype == torch.bfloat16 and runtime.device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        log.warning("the run started in bfloat16, which this GPU lacks; going on in %s", runtime.dtype_name)
+        return runtime
+    log.warning("the run started in %s under train.dtype=auto; keeping it (auto here would be %s)", started,
+                runtime.dtype_name)
+    return replace(runtime, dtype=dtype)
+
+
+def describe(runtime: Runtime) -> dict:
+    """config.yaml's `runtime` block: what the `auto` settings became on this machine."""
+    return {"device": str(runtime.device), "dtype": runtime.dtype_name, "compile": runtime.compile,
+            "threads": torch.get_num_threads(), "world_size": runtime.world_size}
 
 
 class StopRequest:

@@ -1,0 +1,265 @@
+"""One training run, top to bottom: check the run directory, plan, build, resume, then the loop (step, log,
+evaluate, checkpoint, stop on a signal), then summary.json. Everything a resume needs besides the weights, the
+optimizer and the RNG is one small TrainState."""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from .. import rundir
+from ..config import ConfigError, RunConfig
+from ..config.schema import is_auto
+from ..data import PreparedData, TokenBatches, open_tokens, prepare, val_windows
+from . import checkpoint
+from .plan import Plan, lr_at, make_plan, model_vocab
+from .runtime import EXIT_STOPPED, Runtime, StopRequest, describe, keep_started_dtype, settle
+from .step import build, evaluate, set_lr, step_module, train_step
+from .tracking import Tracker
+
+log = logging.getLogger("sweep.train")
+
+
+class NonFiniteLoss(RuntimeError):
+    pass
+
+
+class Stopped(SystemExit):
+    """Raised after a signal-triggered checkpoint; exits with runtime.EXIT_STOPPED."""
+
+    def __init__(self):
+        super().__init__(EXIT_STOPPED)
+
+
+@dataclass
+class TrainState:
+    """Where a run is, beyond its weights, optimizer and RNG: what a checkpoint restores."""
+    step: int = 0  # optimizer steps done
+    skipped: int = 0  # steps skipped under train.nonfinite=skip
+    wall_s: float = 0.0  # wall time of the attempts before this one
+    interval_loss: float = 0.0  # sum of the step losses since the last train event (mean over ranks)
+    interval_steps: int = 0  # steps whose losses that sum holds
+
+    @classmethod
+    def from_checkpoint(cls, saved: dict) -> "TrainState":
+        loss, steps = saved["loss_interval"]
+        return cls(saved["step"], saved["skipped"], saved["wall_s"], loss, steps)
+
+    def to_checkpoint(self, batch_tokens: int, wall_s: float) -> dict:
+        return {"step": self.step, "tokens": self.step * batch_tokens, "skipped": self.skipped, "wall_s": wall_s,
+                "loss_interval": (self.interval_loss, self.interval_steps)}
+
+
+class TrainClock:
+    """Seconds since it was made, minus the spans spent inside paused() (evals): the time tok_per_s divides by."""
+
+    def __init__(self, now=time.perf_counter):
+        self.now, self.start, self.paused_s = now, now(), 0.0
+
+    @contextmanager
+    def paused(self):
+        began = self.now()
+        try:
+            yield
+        finally:
+            self.paused_s += self.now() - began
+
+    def elapsed(self) -> float:
+        return self.now() - self.start - self.paused_s
+
+
+def mean_over_ranks(value: torch.Tensor, runtime: Runtime) -> float:
+    if runtime.world_size > 1:
+        value = value.clone()
+        dist.all_reduce(value)
+        value /= runtime.world_size
+    return value.item()
+
+
+def device_batch(batches: TokenBatches, step: int, micro: int, runtime: Runtime) -> tuple:
+    """Micro-batch `micro` of `step` for this rank, on the device."""
+    x, y = batches.get(step, micro * runtime.world_size + runtime.rank)
+    if runtime.device.type == "cuda":  # from pageable memory the copy would wait for the GPU to drain
+        x, y = x.pin_memory(), y.pin_memory()
+    return x.to(runtime.device, non_blocking=True), y.to(runtime.device, non_blocking=True)
+
+
+def check_finite(bad_steps: torch.Tensor, upto: int, run_name: str) -> None:
+    """Raise NonFiniteLoss naming the first bad step among the first `upto` (a host sync: log and checkpoint
+    steps only)."""
+    if bool(bad_steps[:upto].any()):
+        first = int(bad_steps[:upto].nonzero()[0])
+        raise NonFiniteLoss(f"{run_name}: non-finite loss or gradient at step {first + 1}; no checkpoint was "
+                            f"written after it. Lower train.lr, or set train.nonfinite=skip")
+
+
+def event(step: int, plan: Plan) -> dict:
+    return {"step": step, "tokens": step * plan.batch_tokens, "flops": step * plan.batch_tokens * plan.flops_per_token}
+
+
+def config_record(run: RunConfig, plan: Plan, vocab_size: int, runtime: Runtime) -> dict:
+    """config.yaml: the resolved config with the per-size defaults filled in, the plan and the runtime."""
+    from omegaconf import OmegaConf
+
+    record = OmegaConf.to_container(OmegaConf.structured(run), resolve=True)
+    record["model"]["vocab_size"] = vocab_size
+    record["train"].update(plan.defaults(), micro_batch=plan.micro_batch)
+    record["plan"] = plan.record()
+    record["runtime"] = describe(runtime)
+    return record
+
+
+def summary_of(run: RunConfig, plan: Plan, state: TrainState, val: tuple, data: PreparedData, wall_s: float) -> dict:
+    return {
+        "run_name": run.run_name, "status": "completed", "sweep": run.sweep.name, "model": run.model.name,
+        "data": run.data.name, "seed": run.seed, "n_params": plan.n_params, "flops_per_token": plan.flops_per_token,
+        "flops_budget": plan.flops_budget, "tokens_per_param": plan.tokens / plan.n_params["non_embedding"],
+        "tokens": plan.tokens, "flops": plan.flops, "val_loss": val[0], "val_bpb": val[1], "lr": plan.lr,
+        "batch_tokens": plan.batch_tokens, "steps": plan.steps, "skipped_steps": state.skipped,
+        "data_fingerprint": data.fingerprint, "wall_s": wall_s,
+    }
+
+
+def train(run: RunConfig, run_dir: Path, runtime: Runtime, data: PreparedData | None = None,
+          progress: bool = True) -> dict:
+    """Train one cell into run_dir (resuming from its checkpoint if any); returns summary.json's content.
+    progress: a tqdm bar (off when cells share a terminal: their bars would interleave; a log line ends each)."""
+    t = run.train
+    saved = rundir.read_config(run_dir)
+    rundir.check_same_cell(run, run_dir, saved)
+    if rundir.is_completed(run_dir):
+        log.info("%s is already completed; nothing to train", run_dir)
+        return rundir.read_summary(run_dir)
+    attempt_start = time.time()
+    data = data or prepare(run.data, Path(run.out_dir) / run.data.cache_dir)
+    vocab_size = model_vocab(run.model, data.vocab_size)
+    if vocab_size < data.vocab_size:
+        raise ConfigError(f"model.vocab_size={vocab_size} is smaller than the tokenizer's {data.vocab_size} tokens "
+                          f"({data.tokenizer_path}); set model.vocab_size=auto or ≥ {data.vocab_size}")
+    plan = make_plan(run.model, t, vocab_size, runtime)
+    rundir.check_same_defaults(run_dir, saved, plan.defaults())
+    runtime = settle(runtime, plan.flops)
+    model, optimizer = build(run.model, t, vocab_size, run.seed, plan.lr, runtime)
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    resumed = checkpoint.load(run_dir, warn=log.warning)
+    state = TrainState()
+    if resumed is not None:
+        model.load_state_dict(resumed["model"])
+        optimizer.load_state_dict(resumed["optimizer"])
+        checkpoint.set_rng_state(resumed["rng"])
+        state = TrainState.from_checkpoint(resumed)
+        log.info("resuming %s at step %d/%d", run.run_name, state.step, plan.steps)
+        if is_auto(t.dtype):
+            runtime = keep_started_dtype(runtime, ((saved or {}).get("runtime") or {}).get("dtype"), log)
+    record = config_record(run, plan, vocab_size, runtime)
+    log.info("%s: %s params (matmul), %d steps of %d tokens (%d micro-batches of %d sequences), lr %.3g; %s",
+             run.run_name, f"{plan.n_params['matmul']:,}", plan.steps, plan.batch_tokens, plan.accum,
+             plan.micro_batch, plan.lr, ", ".join(f"{k} {v}" for k, v in record["runtime"].items()))
+    tracker = None
+    if runtime.is_main:
+        rundir.write_config(run_dir, record)
+        tracker = Tracker(run_dir, run.logger, run.run_name, run.sweep.name, record,
+                          wandb_id=resumed and resumed.get("wandb_id"),
+                          resume_offset=resumed and resumed["metrics_offset"])
+
+    train_model = step_module(model, runtime)
+    batches = TokenBatches(open_tokens(data.train_path), run.model.seq_len, plan.micro_batch, run.seed)
+    windows = val_windows(open_tokens(data.val_path), run.model.seq_len)
+    target_bytes = int(data.token_bytes()[windows[:, 1:].numpy()].sum())
+    stop = StopRequest().install()
+    bad_steps = torch.zeros(plan.steps, dtype=torch.bool, device=runtime.device)  # read lazily: no per-step sync
+    loss_sum = torch.full((), state.interval_loss, device=runtime.device)
+    # A resume restores the loss interval's steps, not their time: tok_per_s counts only the steps the clock saw.
+    clock, timed_steps = TrainClock(), 0
+    val = None
+    bar = tqdm(total=plan.steps, initial=state.step, desc=run.run_name, unit="step",
+               disable=not (runtime.is_main and progress), dynamic_ncols=True, leave=False)
+    try:
+        while state.step < plan.steps:
+            step = state.step
+            lr = lr_at(step, plan, run.schedule)
+            set_lr(optimizer, lr)
+            finite = train_step(train_model, model, optimizer, partial(device_batch, batches, step, runtime=runtime),
+                                plan.accum, runtime, t.grad_clip, loss_sum, skip_nonfinite=t.nonfinite == "skip")
+            if finite is False:
+                state.skipped += 1
+                log.warning("%s: skipped step %d (non-finite gradient), %d/%d", run.run_name, step + 1,
+                            state.skipped, t.max_skipped_steps)
+                if state.skipped > t.max_skipped_steps:
+                    raise NonFiniteLoss(f"{run.run_name}: more than train.max_skipped_steps={t.max_skipped_steps} "
+                                        f"non-finite steps (last at step {step + 1})")
+            else:
+                state.interval_steps += 1  # the mean train loss divides by the steps whose losses it holds
+                if t.nonfinite == "stop":
+                    bad_steps[step] = ~finite
+            state.step += 1
+            timed_steps += 1
+            bar.update(1)
+            last = state.step == plan.steps
+
+            if state.step % t.log_every == 0 or last:
+                check_finite(bad_steps, state.step, run.run_name)
+                interval_loss = mean_over_ranks(loss_sum, runtime)
+                train_loss = interval_loss / state.interval_steps if state.interval_steps else None
+                tok_per_s = timed_steps * plan.batch_tokens / clock.elapsed()
+                if tracker:
+                    tracker.log({**event(state.step, plan), "train_loss": train_loss, "lr": lr, "tok_per_s": tok_per_s})
+                bar.set_postfix(loss=f"{train_loss:.3f}" if train_loss is not None else "-",
+                                tok_s=f"{tok_per_s:,.0f}", tokens=f"{state.step * plan.batch_tokens:.3g}")
+                loss_sum.zero_()
+                state.interval_steps, clock, timed_steps = 0, TrainClock(), 0
+
+            if state.step % plan.eval_every == 0 or last:
+                with clock.paused():  # eval time is not training throughput
+                    val = evaluate(model, windows, target_bytes, plan.micro_batch, runtime)
+                    if tracker:
+                        tracker.log({**event(state.step, plan), "val_loss": val[0], "val_bpb": val[1]})
+
+            # Under DDP the ranks agree on stopping through an all-reduce and a host sync: only on log steps,
+            # which sync anyway, so the steps between run ahead of the host.
+            check_stop = runtime.world_size == 1 or state.step % t.log_every == 0
+            stopping = not last and check_stop and stop.requested(runtime)
+            if state.step % t.checkpoint_every == 0 or last or stopping:
+                if t.nonfinite == "stop":
+                    check_finite(bad_steps, state.step, run.run_name)
+                state.interval_loss = mean_over_ranks(loss_sum, runtime)  # every rank restores it, then adds its own
+                if runtime.is_main:
+                    checkpoint.save(run_dir, {
+                        "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                        "rng": checkpoint.rng_state(), "wandb_id": tracker.wandb_id,
+                        "metrics_offset": tracker.offset(),
+                        **state.to_checkpoint(plan.batch_tokens, state.wall_s + time.time() - attempt_start)})
+            if stopping:
+                log.warning("%s: signal %d received; checkpointed at step %d, exiting with code %d",
+                            run.run_name, stop.signum, state.step, EXIT_STOPPED)
+                if tracker:
+                    tracker.finish()
+                    tracker = None
+                if not stop.forward():
+                    raise Stopped()
+                return {"status": "stopped", "step": state.step}
+
+        if val is None:  # resumed from the final checkpoint: its eval is logged already, recompute the value
+            val = evaluate(model, windows, target_bytes, plan.micro_batch, runtime)
+        summary = summary_of(run, plan, state, val, data, state.wall_s + time.time() - attempt_start)
+        if tracker:
+            tracker.finish(summary)
+            tracker = None
+            rundir.write_summary(run_dir, summary)  # last: its presence means the cell is done
+            log.info("%s: completed in %.0f s, val_loss %.4f (%.3f bits/byte)", run.run_name, summary["wall_s"],
+                     val[0], val[1])
+        return summary
+    finally:
+        bar.close()
+        stop.uninstall()
+        if tracker:
+            tracker.finish()
