@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sweep import analyze
+from sweep.analysis.load import AnalysisError, load_sweep
+from sweep.analysis.main import main, run
 
 # Ground truth of the synthetic sweep: sizes bracket each budget's optimum (N* ≈ 9e4, 1.4e5, 2.4e5).
 TRUE = {"E": 1.8, "A": 60.0, "B": 120.0, "alpha": 0.34, "beta": 0.30}
@@ -72,12 +73,13 @@ def write_sweep(root: Path, wandb=False) -> Path:
 
 
 @pytest.fixture(scope="module")
-def analysed(tmp_path_factory):
+def analysed(tmp_path_factory):  # a few seconds: the tests that use it are marked slow
     root = write_sweep(tmp_path_factory.mktemp("sweep") / "synth")
-    report = analyze.run(sweep_dir=root, bootstrap=60, wandb_mode="auto")
+    report = run(sweep_dir=root, bootstrap=60, wandb_mode="auto")
     return root, report
 
 
+@pytest.mark.slow
 def test_end_to_end_outputs(analysed):
     root, report = analysed
     out = root / "analysis"
@@ -116,17 +118,19 @@ def test_end_to_end_outputs(analysed):
         assert imread(png).std() > 0.05  # not a blank canvas
 
 
+@pytest.mark.slow
 def test_params_convention_changes_n(analysed, tmp_path):
     root, _ = analysed
-    report = analyze.run(sweep_dir=root, out=tmp_path, params="total", bootstrap=0, wandb_mode="off")
+    report = run(sweep_dir=root, out=tmp_path, params="total", bootstrap=0, wandb_mode="off")
     fits = json.loads((tmp_path / "fits.json").read_text())
     assert fits["params"] == "total" and "**total**" in report.read_text()
     assert fits["approach3"].get("ci") is None  # no bootstrap asked for
 
 
+@pytest.mark.slow
 def test_main_prints_summary(analysed, tmp_path, capsys):
     root, _ = analysed
-    assert analyze.main([str(root), "--out", str(tmp_path), "--bootstrap", "20", "--wandb", "off"]) == 0
+    assert main([str(root), "--out", str(tmp_path), "--bootstrap", "20", "--wandb", "off"]) == 0
     out = capsys.readouterr().out
     assert "Approach 3" in out and "alpha=" in out and "Approach 2" in out and "report:" in out
 
@@ -141,7 +145,7 @@ def test_ladder_sweep_fits_l_of_n(tmp_path):
         (d / "config.yaml").write_text(cfg)
         summary = json.loads((d / "summary.json").read_text())
         (d / "summary.json").write_text(json.dumps({**summary, "flops_budget": None}))
-    analyze.run(sweep_dir=root, bootstrap=40, wandb_mode="off")
+    run(sweep_dir=root, bootstrap=40, wandb_mode="off")
     fits = json.loads((root / "analysis" / "fits.json").read_text())
     (ln,) = fits["kaplan"]["fits"]
     assert ln["key"] == "tokens/param 20" and ln["n_sizes"] == 5 and "ci" in ln
@@ -149,6 +153,38 @@ def test_ladder_sweep_fits_l_of_n(tmp_path):
     pred = ln["E"] + ln["A"] / n ** ln["alpha"]
     assert np.allclose(pred, true_loss(n, 20 * n), rtol=0.01)
     assert fits["holdout"]["kaplan"]["n_test"] == 1 and "skipped" in fits["approach2"]
+
+
+def test_non_finite_values_never_reach_a_fit(tmp_path):
+    """Summaries with val_loss null or an old trainer's 1e308 (its inf), eval events with val_loss 1e308, null or NaN
+    and flops inf: the runs are excluded with their reason, the points left out (and counted), the fits finite."""
+    root = write_sweep(tmp_path / "synth")
+    rng = np.random.default_rng(3)
+    for name, val_loss in (("gpt-3e+05_f3e+12_s0", None), ("gpt-6e+05_f3e+12_s0", 1e308)):
+        d = write_run(root, name, float(name[4:9]), 3e12, rng)
+        summary = json.loads((d / "summary.json").read_text())
+        (d / "summary.json").write_text(json.dumps({**summary, "val_loss": val_loss}))
+    tainted = root / "gpt-1e+05_f3e+12_s0"
+    last = json.loads((tainted / "metrics.jsonl").read_text().splitlines()[-1])
+    with open(tainted / "metrics.jsonl", "a") as f:
+        for bad in ({"val_loss": 1e308}, {"val_loss": None}, {"val_loss": float("nan")}, {"flops": float("inf")}):
+            f.write(json.dumps({**last, "step": last["step"] + 1, **bad}) + "\n")  # NaN, Infinity: as json writes
+    report = run(sweep_dir=root, bootstrap=0, wandb_mode="off")
+
+    text = (root / "analysis" / "fits.json").read_text()
+    fits = json.loads(text, parse_constant=lambda c: pytest.fail(f"fits.json holds {c}"))
+    reasons = {e["run_name"]: e["reason"] for e in fits["runs"]["excluded"]}
+    assert reasons["gpt-3e+05_f3e+12_s0"] == "summary.json has a non-finite val_loss (null)"
+    assert reasons["gpt-6e+05_f3e+12_s0"] == "summary.json has a non-finite val_loss (1e+308)"
+    assert fits["runs"]["used"] == 12 and "gpt-1e+05_f3e+12_s0" in fits["runs"]["names"]
+    assert any("gpt-1e+05_f3e+12_s0: 4 eval point(s) with a non-finite value" in w for w in fits["warnings"])
+    assert "a non-finite val_loss (null)" in report.read_text()
+    assert all(row["L"] < 10 for row in fits["approach1"]["envelope"])
+    # the fitted points: every eval of the tainted run but the four bad ones, all finite
+    ds = load_sweep(root, "non_embedding")
+    pts = ds.points[ds.points["run"] == ds.runs.index[ds.runs["run_name"] == "gpt-1e+05_f3e+12_s0"][0]]
+    assert len(pts) == 8 and pts["loss"].max() < 10
+    assert np.isfinite(ds.points[["N", "D", "C", "loss"]].to_numpy()).all() and ds.points["loss"].max() < 10
 
 
 def write_csv(path: Path, text: str) -> Path:
@@ -171,22 +207,22 @@ GOOD = "n_params,tokens,loss\n" + "".join(f"{n},{d},{true_loss(n, d):.4f}\n" for
 ])
 def test_bad_csv_errors(tmp_path, text, needle):
     path = write_csv(tmp_path / "bad.csv", text)
-    with pytest.raises(analyze.AnalysisError, match=needle.replace("(", r"\(").replace(")", r"\)")):
-        analyze.run(csv=path, out=tmp_path / "o", bootstrap=0)
+    with pytest.raises(AnalysisError, match=needle.replace("(", r"\(").replace(")", r"\)")):
+        run(csv=path, out=tmp_path / "o", bootstrap=0)
 
 
 def test_unreadable_inputs(tmp_path, capsys):
-    with pytest.raises(analyze.AnalysisError, match="cannot read CSV"):
-        analyze.run(csv=tmp_path / "missing.csv", bootstrap=0)
+    with pytest.raises(AnalysisError, match="cannot read CSV"):
+        run(csv=tmp_path / "missing.csv", bootstrap=0)
     (tmp_path / "bin.csv").write_bytes(b"\xff\xfe\x00\x01garbage\x00")
-    with pytest.raises(analyze.AnalysisError):
-        analyze.run(csv=tmp_path / "bin.csv", bootstrap=0)
+    with pytest.raises(AnalysisError):
+        run(csv=tmp_path / "bin.csv", bootstrap=0)
     empty = tmp_path / "empty_sweep"
     empty.mkdir()
-    with pytest.raises(analyze.AnalysisError, match="no completed runs"):
-        analyze.run(sweep_dir=empty, bootstrap=0)
+    with pytest.raises(AnalysisError, match="no completed runs"):
+        run(sweep_dir=empty, bootstrap=0)
     # main turns it into one line on stderr and exit code 2
-    assert analyze.main(["--csv", str(tmp_path / "missing.csv")]) == 2
+    assert main(["--csv", str(tmp_path / "missing.csv")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("sweep analyze: cannot read CSV")
 
@@ -197,7 +233,7 @@ def test_csv_with_groups(tmp_path):
         for N in (1e5, 3e5, 1e6, 3e6):
             D = C / (6 * N)
             rows.append(f"{N},{D},{true_loss(N, D):.5f},C{C:.0e}")
-    report = analyze.run(csv=write_csv(tmp_path / "g.csv", "\n".join(rows) + "\n"), out=tmp_path / "o", bootstrap=0)
+    report = run(csv=write_csv(tmp_path / "g.csv", "\n".join(rows) + "\n"), out=tmp_path / "o", bootstrap=0)
     fits = json.loads((tmp_path / "o" / "fits.json").read_text())
     assert fits["budget_basis"] == "group column" and len(fits["approach2"]["budgets"]) == 2
     assert report.exists()
@@ -206,7 +242,7 @@ def test_csv_with_groups(tmp_path):
 def test_wandb_offline_analysis_run(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     root = write_sweep(tmp_path / "synth", wandb=True)  # runs logged with logger=wandb → auto means offline
-    analyze.run(sweep_dir=root, bootstrap=0)
+    run(sweep_dir=root, bootstrap=0)
     fits = json.loads((root / "analysis" / "fits.json").read_text())
     assert fits["wandb"]["mode"] == "offline" and "error" not in fits["wandb"], fits["wandb"]
     import wandb

@@ -1,0 +1,213 @@
+"""Every fit on a Dataset: `Estimator` says which law is fitted to which runs (Approaches 1-3, the allocation and
+recipe, L(N)), `fit_loss_vs_tokens` fits L(D) per size, and `estimate` runs them on the full data, over bootstrap
+resamples of runs and with the largest size held out, into fits.json's content (with the report's warnings).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .bootstrap import attach_intervals, bootstrap, flatten_estimates, percentile_ci
+from .laws import allocation, fit_envelope, fit_isoflop, holdout_largest, loglog_fit, optimal_nd, optimal_nd_flops, \
+    size_clusters
+from .load import Dataset
+from .lse import LseFitter, approach3_params, power_params, single_threaded_blas
+from .report import diagnostics
+
+CI_NAMES = {"E", "A", "B", "alpha", "beta", "G", "a", "b", "N_opt", "D_opt", "L_opt", "tpp",
+            "N_opt_a2", "D_opt_a2", "tpp_a2", "N_opt_flops", "D_opt_flops", "tpp_flops"}
+
+
+class Estimator:
+    """Which law is fitted to which runs. `compute(w)` does every fit with run weights w (bootstrap counts)."""
+
+    def __init__(self, ds: Dataset):
+        r, p = ds.runs, ds.points
+        self.N, self.D, self.C, self.L = (r[k].to_numpy(float) for k in ("N", "D", "C", "loss"))
+        self.budget = r["budget"].to_numpy(float)
+        self.pts = {k: p[k].to_numpy() for k in ("run", "N", "D", "C", "loss")}
+        self.curves = ds.has_curves
+        self.sizes = size_clusters(self.N)
+        self.a3 = LseFitter(np.column_stack([self.N, self.D]), self.L)
+        # L(N) at the tokens/param a ladder asked for; else each size's loss interpolated at one common tokens/param.
+        tpp = r["tpp_req"].to_numpy(float) if "tpp_req" in r else np.full(len(r), np.nan)
+        groups = [(f"tokens/param {g:.3g}", tpp == g) for g in np.unique(tpp[np.isfinite(tpp)])]
+        groups = sorted((g for g in groups if len(np.unique(self.sizes[g[1]])) >= 3), key=lambda g: -g[1].sum())
+        self.ln_groups = groups[:4]
+        if not self.ln_groups and (t := self._common_tpp()) is not None:
+            self.ln_groups = [(f"tokens/param {t:.3g}, interpolated per size", t)]
+        self.fpt = loglog_fit(self.N, self.C / self.D)  # the data's FLOPs per token against N
+        self.own_flops = bool(np.abs(np.log(self.C / (6 * self.N * self.D))).max() > 0.05)
+        hi = self.C.max()
+        self.recipe_C = sorted({float(f"{c:.1g}") for c in [self.C.min(), hi, 10 * hi, 100 * hi, 1000 * hi]})
+        self.warm: dict = {}
+
+    def _size_curves(self, w):
+        """Per size, (D, loss) sorted by D: its longest drawn run's eval curve, else its drawn runs' final losses."""
+        out = {}
+        for s in np.unique(self.sizes[w > 0]):
+            runs = np.flatnonzero((self.sizes == s) & (w > 0))
+            if self.curves:
+                m = self.pts["run"] == runs[np.argmax(self.D[runs])]
+                D, L = self.pts["D"][m], self.pts["loss"][m]
+            else:
+                D, L = self.D[runs], self.L[runs]
+            order = np.argsort(D)
+            out[s] = (float(self.N[runs].mean()), D[order], L[order])
+        return out
+
+    def _common_tpp(self) -> float | None:
+        """The tokens/param reached by the most sizes (20, Chinchilla's, when it is among them; else the largest)."""
+        spans = [(D[0] / n, D[-1] / n) for n, D, _ in self._size_curves(np.ones(len(self.L))).values()]
+        cands = sorted({20.0, *[t for span in spans for t in span]})
+        cover = [sum(lo <= t <= hi for lo, hi in spans) for t in cands]
+        best = [t for t, c in zip(cands, cover) if c == max(cover)]
+        if max(cover) < 3:
+            return None
+        return 20.0 if 20.0 in best else best[-1]
+
+    def _ln_points(self, spec, w):
+        """The (N, loss, weight) points L(N) is fitted to: a ladder's runs, or per size its loss at tokens/param t."""
+        if not isinstance(spec, float):
+            m = spec & (w > 0)
+            return self.N[m], self.L[m], w[m]
+        n, loss = [], []
+        for size, D, L in self._size_curves(w).values():
+            d = spec * size
+            if D[0] * (1 - 1e-9) <= d <= D[-1] * (1 + 1e-9):  # interpolate only, in log-log
+                n.append(size)
+                loss.append(float(np.exp(np.interp(np.log(d), np.log(D), np.log(L)))))
+        return np.array(n), np.array(loss), np.ones(len(n))
+
+    def compute(self, w=None, full: bool = False) -> dict:
+        w = np.ones(len(self.L)) if w is None else w
+        warm = None if full else self.warm
+        f3 = self.a3.fit(w, n_refine=8 if full else 0, warm=None if full else warm["a3"])
+        p3 = approach3_params(f3.theta)
+        out = {"approach3": {**p3, "objective": f3.objective, "n_points": int((w > 0).sum()),
+                             "starts": f3.starts, "at_bound": f3.at_bound, "negligible": f3.negligible,
+                             "theta": [float(t) for t in f3.theta]}}
+        out["allocation"] = {**allocation(p3), "convention": "C = 6ND"}
+        a2 = fit_isoflop(self.N, self.D, self.L, self.budget, w) if self._has_budgets() else None
+        out["approach2"] = a2 if a2 is not None else {"skipped": "the runs do not form FLOP budgets "
+                                                      "(no two budgets with 3 or more model sizes)"}
+        for row in out["approach2"].get("budgets", []):
+            row["key"], row["tpp"] = f"{row['C']:.4g}", row["D_opt"] / row["N_opt"]
+        out["approach1"] = fit_envelope(self.pts["C"], self.pts["N"], self.pts["D"], self.pts["loss"],
+                                        self.pts["run"], w=np.asarray(w))
+        out["approach1"]["source"] = "eval points of all runs" if self.curves else "final point of each run"
+        out["recipe"] = self._recipe(p3, out["approach2"])
+        out["kaplan"] = {"form": "L(N) = E + A/N^alpha", "fits": []}
+        if not self.ln_groups:
+            out["kaplan"]["skipped"] = ("no tokens/param that 3 or more sizes reach (not a ladder, and the sizes' "
+                                        "eval curves do not overlap in tokens/param)")
+        for key, spec in self.ln_groups:
+            n, loss, wb = self._ln_points(spec, w)
+            if len(n) < 3 or len(np.unique(size_clusters(n))) < 3:
+                continue
+            fl = LseFitter(n, loss).fit(wb, n_refine=6 if full else 0, warm=None if full else warm.get(key))
+            out["kaplan"]["fits"].append({"key": key, **power_params(fl.theta), "n_sizes": int(len(np.unique(n))),
+                                          "at_bound": fl.at_bound, "negligible": fl.negligible,
+                                          "theta": [float(t) for t in fl.theta]})
+        if full:
+            self.warm = {"a3": f3.theta, **{f["key"]: np.array(f["theta"]) for f in out["kaplan"]["fits"]}}
+        return out
+
+    def keeps_budgets(self, w) -> bool:
+        """A resample is redrawn if a budget of 4+ sizes is left with fewer than 3 (no parabola).
+
+        A budget of exactly 3 sizes is not protected: only the original draw would keep it, and conditioning on
+        that would give every resample the same parabola (a zero-width interval); there it may drop out instead.
+        """
+        for c in np.unique(self.budget[np.isfinite(self.budget)]):
+            m = self.budget == c
+            if len(np.unique(self.sizes[m])) >= 4 and len(np.unique(self.sizes[m & (w > 0)])) < 3:
+                return False
+        return True
+
+    def _has_budgets(self) -> bool:
+        ok = [c for c in np.unique(self.budget[np.isfinite(self.budget)])
+              if len(np.unique(self.sizes[self.budget == c])) >= 3]
+        return len(ok) >= 2
+
+    def _recipe(self, p3: dict, a2: dict) -> list[dict]:
+        rows = []
+        n3, d3 = optimal_nd(p3, self.recipe_C)
+        for i, c in enumerate(self.recipe_C):
+            row = {"key": f"{c:.3g}", "C": c, "N_opt": float(n3[i]), "D_opt": float(d3[i]), "tpp": float(d3[i] / n3[i])}
+            if self.own_flops:  # the same law's optimum under the data's own FLOPs per token (not 6ND)
+                n, d = optimal_nd_flops(p3, c, *self.fpt)
+                row.update(N_opt_flops=n, D_opt_flops=d, tpp_flops=d / n)
+            if "a" in a2:
+                n, d = a2["k_N"] * c ** a2["a"], a2["k_D"] * c ** a2["b"]
+                row.update(N_opt_a2=n, D_opt_a2=d, tpp_a2=d / n)
+            rows.append(row)
+        return rows
+
+    def holdout(self) -> dict:
+        """Fit without the largest size, predict its runs' final losses (Approach 3, and L(N) on its basis)."""
+        out = {}
+
+        def a3(train, test):
+            th = self.a3.fit(train.astype(float), n_refine=8).theta
+            return self.a3.predict(th, np.column_stack([self.N, self.D])[test]), self.L[test]
+
+        out["approach3"] = holdout_largest(self.N, a3)
+        out["kaplan"] = None
+        if self.ln_groups:
+            key, spec = self.ln_groups[0]
+            n, loss, _ = self._ln_points(spec, np.ones(len(self.L)))
+
+            def ln(train, test):
+                f = LseFitter(n[train], loss[train])
+                return f.predict(f.fit(n_refine=6).theta, n[test]), loss[test]
+
+            out["kaplan"] = holdout_largest(n, ln)
+        if out["kaplan"]:
+            out["kaplan"]["basis"] = key
+        return out
+
+
+def fit_loss_vs_tokens(ds: Dataset, est: Estimator) -> list[dict]:
+    """L(D) = E + B/D^beta per size: from its runs at several horizons, else from its longest run's eval curve."""
+    out = []
+    for s in np.unique(est.sizes):
+        runs = np.flatnonzero(est.sizes == s)
+        D, L, basis = est.D[runs], est.L[runs], "final loss of runs at several horizons"
+        if len(np.unique(size_clusters(D))) < 4 and est.curves:
+            r = runs[np.argmax(est.D[runs])]
+            m = (est.pts["run"] == r) & (est.pts["D"] >= 0.1 * est.D[r])  # past the first tenth: warmup noise
+            D, L, basis = est.pts["D"][m], est.pts["loss"][m], f"eval curve of {ds.runs['run_name'].iloc[r]}"
+        if len(np.unique(size_clusters(D))) < 4:
+            continue
+        f = LseFitter(D, L).fit(n_refine=4)
+        p = power_params(f.theta)
+        out.append({"key": f"{est.N[runs].mean():.4g}", "N": float(est.N[runs].mean()), "E": p["E"], "B": p["A"],
+                    "beta": p["alpha"], "n_points": int(len(L)), "basis": basis, "at_bound": f.at_bound,
+                    "negligible": f.negligible})
+    return out
+
+
+def estimate(ds: Dataset, n_boot: int = 200, seed: int = 0) -> dict:
+    """Every fit on the full data, bootstrap intervals over runs, holdout checks and warnings: fits.json's content."""
+    est = Estimator(ds)
+    with single_threaded_blas():
+        res = est.compute(full=True)
+        res["holdout"] = est.holdout()
+        res["loss_vs_tokens"] = fit_loss_vs_tokens(ds, est)
+        strata = ds.runs["budget"].to_numpy() if ds.budget_basis != "log-binned flops" else None
+        samples = bootstrap(lambda w: flatten_estimates(est.compute(w), CI_NAMES), len(est.L), n_boot, seed,
+                            None if strata is None else np.nan_to_num(strata, nan=-1.0),
+                            accept=est.keeps_budgets) if n_boot > 0 else {}
+    cis = {k: percentile_ci(v) for k, v in samples.items()}
+    attach_intervals(res, {k: c["ci"] for k, c in cis.items()})
+    warnings = diagnostics(res, len(np.unique(est.sizes)), len(est.L), cis, n_boot) + [f"input: {n}" for n in ds.notes]
+    res.update(params=ds.params, source=ds.source, sweep=ds.sweep_name, budget_basis=ds.budget_basis,
+               bootstrap={"n": n_boot, "seed": seed, "level": 0.95, "method": "percentile; runs resampled with "
+                          "replacement" + (" within FLOP budgets" if strata is not None else "") +
+                          "; a resample leaving a budget of 4+ sizes with fewer than 3 is redrawn",
+                          "n_valid_min": min((c["n_valid"] for c in cis.values()), default=0)},
+               runs={"used": len(ds.runs), "excluded": ds.excluded, "names": ds.runs["run_name"].tolist()},
+               flops_per_token_fit={"exponent": est.fpt[0], "coefficient": est.fpt[1], "is_6N": not est.own_flops},
+               warnings=warnings)
+    return res

@@ -1,0 +1,202 @@
+"""The analysis' input: a sweep directory's runs (read only through sweep.rundir) or a CSV of published runs, as a
+`Dataset` of per-run rows and eval points, with FLOP budgets and checks that there is enough to fit.
+
+Only finite values (finite.py) get in: a run whose summary lacks a positive finite size, tokens, FLOPs or loss is
+listed in `excluded` with the reason, and an eval point with a non-finite value is left out and counted in `notes`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import rundir
+from ..config import ConfigError
+from .finite import HUGE, is_non_finite, is_positive
+from .laws import size_clusters
+
+CONVENTIONS = ("non_embedding", "total", "matmul")
+
+
+class AnalysisError(ValueError):
+    """Input the analysis cannot use: the message names the file, row or column and the fix."""
+
+
+@dataclass
+class Dataset:
+    runs: pd.DataFrame  # run_name, N, D, C, loss, budget (NaN: none), model, seed
+    points: pd.DataFrame  # eval points: run (row of runs), D, C, loss
+    source: str
+    params: str
+    budget_basis: str  # where FLOP budgets came from: flops_budget | group column | log-binned flops
+    excluded: list[dict] = field(default_factory=list)
+    sweep_name: str = "sweep"
+    logger: dict = field(default_factory=dict)  # the runs' logger config (wandb mode/project)
+    has_curves: bool = False
+    notes: list[str] = field(default_factory=list)  # input left out short of a whole run (report warnings)
+
+
+# ------------------------------------------------------------------------------------------ sweep directory
+def _describe(value) -> str:
+    return "null" if value is None else repr(value)
+
+
+def _summary_problem(summary: dict, params: str) -> str | None:
+    """Why a completed run's summary cannot enter the fits (None: it can)."""
+    fields = (("n_params." + params, (summary.get("n_params") or {}).get(params)), ("tokens", summary.get("tokens")),
+              ("flops", summary.get("flops")), ("val_loss", summary.get("val_loss")))
+    non_finite = [f"{k} ({_describe(v)})" for k, v in fields if is_non_finite(v)]
+    not_positive = [k for k, v in fields if not is_non_finite(v) and not is_positive(v)]
+    parts = ([f"a non-finite {', '.join(non_finite)}"] if non_finite else []) + \
+        ([f"no positive {', '.join(not_positive)}"] if not_positive else [])
+    return f"summary.json has {' and '.join(parts)}" if parts else None
+
+
+def _eval_points(run_dir: Path) -> tuple[list[tuple[float, float, float]], int]:
+    """(tokens, flops, val_loss) of each eval event, and how many were left out for a non-finite value.
+
+    An eval with a non-positive value (step 0 has tokens 0) is left out as before, without counting.
+    """
+    points, non_finite = [], 0
+    for ev in rundir.read_events(run_dir):
+        if "val_loss" not in ev:
+            continue  # a train or task event
+        values = [ev.get(k) for k in ("tokens", "flops", "val_loss")]
+        if all(is_positive(v) for v in values):
+            points.append(tuple(float(v) for v in values))
+        elif any(is_non_finite(v) for v in values):
+            non_finite += 1
+    return points, non_finite
+
+
+def _read_config(run_dir: Path) -> dict:
+    """config.yaml, for the logger, sweep name and tokens/param only: a missing or corrupt one reads as empty."""
+    try:
+        return rundir.read_config(run_dir) or {}
+    except ConfigError:
+        return {}
+
+
+def load_sweep(sweep_dir: Path, params: str) -> Dataset:
+    if not sweep_dir.is_dir():
+        raise AnalysisError(f"{sweep_dir} is not a directory; pass a sweep directory (<out_dir>/<sweep name>) "
+                            f"or --csv FILE")
+    rows, points, excluded, notes, logger, sweep_names = [], [], [], [], {}, set()
+    for d in rundir.run_dirs(sweep_dir):
+        s = rundir.read_summary(d)
+        if s is None:
+            if (d / rundir.CONFIG).exists() or (d / rundir.METRICS).exists():
+                excluded.append({"run_name": d.name, "reason": "incomplete: no summary.json (running, or stopped)"})
+            continue
+        if s.get("status") == "unreadable":
+            excluded.append({"run_name": d.name, "reason": s.get("error") or "unreadable summary.json"})
+            continue
+        if s.get("status") != "completed":
+            why = s.get("error") or ""
+            excluded.append({"run_name": d.name, "reason": f"status {s.get('status')!r}" + (f": {why}" if why else "")})
+            continue
+        problem = _summary_problem(s, params)
+        if problem:
+            excluded.append({"run_name": d.name, "reason": problem})
+            continue
+        cfg = _read_config(d)
+        logger = logger or (cfg.get("logger") or {})
+        sweep_names.add((cfg.get("sweep") or {}).get("name") or s.get("sweep") or sweep_dir.name)
+        budget = s.get("flops_budget")
+        tpp = (cfg.get("train") or {}).get("tokens_per_param")
+        n = s["n_params"][params]
+        rows.append({"run_name": s.get("run_name", d.name), "N": float(n), "D": float(s["tokens"]),
+                     "C": float(s["flops"]), "loss": float(s["val_loss"]),
+                     "budget": float(budget) if is_positive(budget) else np.nan,
+                     "tpp_req": float(tpp) if is_positive(tpp) else np.nan, "model": s.get("model"),
+                     "seed": s.get("seed")})
+        run_points, n_bad = _eval_points(d)
+        points += [(len(rows) - 1, n, *p) for p in run_points]
+        if n_bad:
+            notes.append(f"{rows[-1]['run_name']}: {n_bad} eval point(s) with a non-finite value (null, NaN, inf or "
+                         f"|value| >= {HUGE:.0e}) left out of the fits")
+    if not rows:
+        raise AnalysisError(f"no completed runs in {sweep_dir} (expected <run>/summary.json with status "
+                            f"'completed'; {len(excluded)} incomplete or failed)")
+    runs = pd.DataFrame(rows)
+    pts = pd.DataFrame(points, columns=["run", "N", "D", "C", "loss"])
+    has_curves = len(pts) > 0
+    if not has_curves:  # Approach 1 still has each run's final point
+        pts = runs.assign(run=np.arange(len(runs)))[["run", "N", "D", "C", "loss"]]
+    basis = "flops_budget" if runs["budget"].notna().any() else "log-binned flops"
+    if basis != "flops_budget":
+        runs["budget"] = _bin_flops(runs["C"].to_numpy(), runs["N"].to_numpy())
+    ds = Dataset(runs, pts, str(sweep_dir), params, basis, excluded, sorted(sweep_names)[0] if sweep_names
+                 else sweep_dir.name, logger, has_curves, notes)
+    _check_sizes(ds)
+    return ds
+
+
+def _bin_flops(C: np.ndarray, N: np.ndarray, gap_decades: float = 0.03) -> np.ndarray:
+    """FLOP groups when none were declared: runs within a small gap in log C share a budget (its geometric mean).
+
+    Only groups with 3 or more sizes are kept (NaN otherwise): a stray run is no isoFLOP curve, and needs no warning.
+    """
+    labels = size_clusters(C, rel_tol=10**gap_decades - 1)
+    out = np.full(len(C), np.nan)
+    for g in np.unique(labels):
+        m = labels == g
+        if len(np.unique(size_clusters(N[m]))) >= 3:
+            out[m] = np.exp(np.log(C[m]).mean())
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------- CSV
+def load_csv(path: Path) -> Dataset:
+    try:
+        df = pd.read_csv(path)
+    except (OSError, ValueError, UnicodeDecodeError) as err:  # pandas' parser errors are ValueErrors
+        raise AnalysisError(f"cannot read CSV {path}: {err}") from None
+    df.columns = [str(c).strip() for c in df.columns]
+    if df.empty:
+        raise AnalysisError(f"CSV {path} has a header but no rows; add one row per training run")
+    for col in ("n_params", "tokens", "loss"):
+        if col not in df.columns:
+            raise AnalysisError(f"CSV {path} has no column {col!r} (it has {', '.join(df.columns) or 'none'}); "
+                                f"expected columns n_params,tokens,loss and optionally flops,group")
+    for col in ("n_params", "tokens", "loss", "flops"):
+        if col not in df.columns:
+            continue
+        values = pd.to_numeric(df[col], errors="coerce")
+        bad = ~(np.isfinite(values) & (values > 0) & (values.abs() < HUGE))
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise AnalysisError(f"CSV {path}, row {i + 1} (line {i + 2}), column {col!r}: {df[col].iloc[i]!r} is not "
+                                f"a finite positive number; every {col} must be > 0 and < {HUGE:.0e} (fix or delete "
+                                f"the row; {int(bad.sum())} such row(s))")
+        df[col] = values.astype(float)
+    if "group" in df.columns and df["group"].isna().any():
+        i = int(np.flatnonzero(df["group"].isna().to_numpy())[0])
+        raise AnalysisError(f"CSV {path}, row {i + 1} (line {i + 2}): empty 'group'; give every row a group "
+                            f"(its FLOP budget) or drop the column")
+    C = df["flops"].to_numpy() if "flops" in df.columns else 6.0 * df["n_params"].to_numpy() * df["tokens"].to_numpy()
+    runs = pd.DataFrame({"run_name": [f"row{i + 1}" for i in range(len(df))], "N": df["n_params"].to_numpy(),
+                         "D": df["tokens"].to_numpy(), "C": C, "loss": df["loss"].to_numpy()})
+    if "group" in df.columns:  # a group's budget: the geometric mean of its runs' FLOPs
+        runs["budget"] = np.exp(pd.Series(np.log(C)).groupby(df["group"].to_numpy()).transform("mean").to_numpy())
+        basis = "group column"
+    else:
+        runs["budget"], basis = _bin_flops(C, runs["N"].to_numpy()), "log-binned flops"
+    pts = runs.assign(run=np.arange(len(runs)))[["run", "N", "D", "C", "loss"]]
+    # N is whatever the CSV counted: the --params convention only chooses among a sweep's counts
+    ds = Dataset(runs, pts, str(path), "the CSV's n_params", basis, sweep_name=Path(path).stem)
+    _check_sizes(ds)
+    return ds
+
+
+def _check_sizes(ds: Dataset) -> None:
+    n_sizes = len(np.unique(size_clusters(ds.runs["N"].to_numpy())))
+    if n_sizes < 2:
+        raise AnalysisError(f"{ds.source}: all {len(ds.runs)} runs have one model size "
+                            f"({ds.runs['N'].iloc[0]:.4g} parameters); a scaling law needs at least 2 sizes "
+                            f"(ideally 4 or more)")
+    if len(ds.runs) < 5:
+        raise AnalysisError(f"{ds.source}: {len(ds.runs)} runs; L(N, D) has 5 parameters, give at least 5 runs")

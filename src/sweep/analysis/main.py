@@ -1,0 +1,83 @@
+"""`sweep analyze`: the command line, and the order of the stages — load (a sweep directory or a CSV), estimate,
+then the outputs: plots, the wandb analysis run, fits.json (under sweep.files' JSON policy) and report.md.
+
+`run(...)` is the entry `sweep demo` uses; `main(argv)` the console command (0 on success, 2 with one line on
+stderr on input the analysis cannot use).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..files import write_json_atomic
+from .estimate import estimate
+from .load import CONVENTIONS, AnalysisError, Dataset, load_csv, load_sweep
+
+EXIT_INPUT_ERROR = 2
+WANDB_MODES = ("auto", "off", "offline", "online")
+
+
+def run(sweep_dir: Path | None = None, csv: Path | None = None, out: Path | None = None,
+        params: str = "non_embedding", bootstrap: int = 200, wandb_mode: str = "auto", seed: int = 0) -> Path:
+    """Analyse a sweep directory or a CSV; write fits.json, report.md and plots; return report.md's path."""
+    return _analyze(sweep_dir, csv, out, params, bootstrap, wandb_mode, seed)[0]
+
+
+def _analyze(sweep_dir, csv, out, params, n_boot, wandb_mode, seed) -> tuple[Path, dict]:
+    from .wandb_run import resolve_mode
+
+    if params not in CONVENTIONS:
+        raise AnalysisError(f"unknown parameter convention {params!r}; use one of {', '.join(CONVENTIONS)}")
+    if (sweep_dir is None) == (csv is None):
+        raise AnalysisError("give exactly one of a sweep directory or --csv FILE")
+    if wandb_mode not in (*WANDB_MODES, "disabled"):
+        raise AnalysisError(f"--wandb {wandb_mode!r}: use auto, off, offline or online")
+    ds = load_sweep(Path(sweep_dir), params) if sweep_dir is not None else load_csv(Path(csv))
+    out = Path(out) if out is not None else (Path(sweep_dir) / "analysis" if sweep_dir is not None
+                                             else Path(csv).with_suffix("").parent / f"{Path(csv).stem}_analysis")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise AnalysisError(f"cannot create the output directory {out} ({err.strerror}); pass --out DIR") from None
+    fits = estimate(ds, n_boot=n_boot, seed=seed)
+    return write_outputs(ds, fits, out, wandb_mode=resolve_mode(ds, wandb_mode)), fits
+
+
+def write_outputs(ds: Dataset, fits: dict, out: Path, wandb_mode: str = "off") -> Path:
+    """Plots, then the wandb run (so fits.json can name it), then fits.json and report.md. Returns report.md."""
+    from .plots import make_plots
+    from .report import write_report
+    from .wandb_run import log_wandb
+
+    plots = make_plots(ds, fits, out)
+    fits["plots"] = {k: p.name for k, p in plots.items()}
+    wb = wandb_mode in ("offline", "online")
+    fits["wandb"] = log_wandb(ds, fits, plots, out, wandb_mode) if wb else {"mode": "off"}
+    write_json_atomic(out / "fits.json", fits)  # non-finite values as null
+    return write_report(ds, fits, plots, out)
+
+
+def main(argv: list[str]) -> int:
+    """`sweep analyze ...`: 0 on success, 2 (one line on stderr) on input the analysis cannot use."""
+    from .report import summary_text
+
+    parser = argparse.ArgumentParser(prog="sweep analyze", description="fit scaling laws to a sweep or a CSV")
+    parser.add_argument("sweep_dir", nargs="?", type=Path, help="a sweep directory: <out_dir>/<sweep name>")
+    parser.add_argument("--csv", type=Path, help="columns n_params,tokens,loss[,flops][,group] instead of a sweep")
+    parser.add_argument("--out", type=Path, help="output directory (default: SWEEP_DIR/analysis)")
+    parser.add_argument("--params", default="non_embedding", choices=CONVENTIONS, help="parameter convention")
+    parser.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples over runs (0: none)")
+    parser.add_argument("--wandb", default="auto", choices=WANDB_MODES,
+                        help="analysis run in wandb (auto: as the runs' logger config)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    try:
+        report_path, fits = _analyze(args.sweep_dir, args.csv, args.out, args.params, args.bootstrap,
+                                     args.wandb, args.seed)
+    except AnalysisError as err:
+        print(f"sweep analyze: {err}", file=sys.stderr)
+        return EXIT_INPUT_ERROR
+    print(summary_text(fits, report_path))
+    return 0
