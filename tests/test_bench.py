@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from sweep import runtime
-from sweep.bench import Stepper
-from sweep.cli import compose, main
-from sweep.train import CPU_COMPILE_MIN_FLOPS, make_plan, settle
+from sweep.cli import main
+from sweep.config import compose
+from sweep.train import runtime
+from sweep.train.bench import Stepper
+from sweep.train.plan import make_plan
+from sweep.train.runtime import CPU_COMPILE_MIN_FLOPS, settle
 
 TINY = ["device=cpu", "model.n_layer=2", "model.d_model=32", "model.n_head=2", "model.seq_len=32",
         "model.vocab_size=256", "data.vocab_size=256", "train.batch_tokens=256", "train.threads=1"]
@@ -59,15 +61,15 @@ def test_auto_settings_per_device():
     native = runtime.cpu_has_native_bf16()
     assert rt.dtype == (torch.bfloat16 if native else torch.float32)  # bf16 only where the CPU has it natively
     assert rt.compile is None  # CPU auto: decided by train.settle from the run's length
-    plan = make_plan(run, 256, rt)
-    small = settle(rt, plan)  # a short run: eager, precision untouched
+    plan = make_plan(run.model, run.train, 256, rt)
+    small = settle(rt, plan.flops)  # a short run: eager, precision untouched
     assert small.compile is False and small.dtype == rt.dtype
     big = compose([*TINY, "model.d_model=256", "model.n_head=4", "model.seq_len=256", "train.batch_tokens=8192",
                    f"train.flops={2 * CPU_COMPILE_MIN_FLOPS}"])
-    large = settle(rt, make_plan(big, 256, rt))
+    large = settle(rt, make_plan(big.model, big.train, 256, rt).flops)
     assert large.compile is True and large.dtype == (torch.bfloat16 if native else torch.float32)
     forced = runtime.select("cpu", compose([*TINY, "train.compile=false", "train.dtype=bfloat16"]).train)
-    assert settle(forced, plan) == dataclasses.replace(forced, compile=False)  # an explicit dtype stays
+    assert settle(forced, plan.flops) == dataclasses.replace(forced, compile=False)  # an explicit dtype stays
 
 
 def _train_losses(corpus, dtype: str, compile_flag: str, steps: int, seed: int = 0) -> list[float]:
@@ -75,8 +77,8 @@ def _train_losses(corpus, dtype: str, compile_flag: str, steps: int, seed: int =
     run = compose([*TINY, "model.seq_len=64", "train.batch_tokens=512", "train.micro_batch=4", "train.lr=0.01",
                    f"train.dtype={dtype}", f"train.compile={compile_flag}", f"seed={seed}"])
     rt = runtime.resolve(run.device, run.train)
-    plan = make_plan(run, 256, rt)
-    stepper = Stepper(run, 256, rt, plan)
+    plan = make_plan(run.model, run.train, 256, rt)
+    stepper = Stepper(run.model, run.train, run.seed, 256, rt, plan)
     tokens = np.frombuffer(corpus.read_bytes(), dtype=np.uint8)
     rng = np.random.default_rng(seed)
     losses = []

@@ -38,6 +38,6 @@ def test_prepare_tokenizes_once(tmp_path, capsys):
 def test_unknown_command_and_help():
     assert main(["frobnicate"]) == 2
     assert main(["--help"]) == 0
-    result = subprocess.run([sys.executable, "-m", "sweep.cli", "analyze", "--csv", "/no/such.csv"],
+    result = subprocess.run([sys.executable, "-m", "sweep", "analyze", "--csv", "/no/such.csv"],
                             capture_output=True, text=True)
     assert result.returncode == 2 and "Traceback" not in result.stderr and "/no/such.csv" in result.stderr

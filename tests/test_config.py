@@ -4,8 +4,8 @@ import importlib.resources
 
 import pytest
 
-from sweep.cli import compose, horizon_tag
-from sweep.config import ConfigError
+from sweep.config import ConfigError, compose, compose_raw
+from sweep.config.naming import horizon_tag
 
 GROUPS = ("model", "data", "train", "schedule", "logger", "sweep")
 
@@ -48,7 +48,6 @@ def test_horizon_tags():
     (["model.n_head=5"], "model.d_model=128 is not divisible by model.n_head=5"),
     (["device=tpu"], "device='tpu' is not one of"),
     (["train.lr=-1"], "train.lr must be positive"),
-    (["data=local"], "data=local needs data.path"),
     (["schedule.min_lr_ratio=2"], "schedule.min_lr_ratio"),
     (["model.vocab_size=100"], "model.vocab_size=100 is smaller than"),
 ])
@@ -64,15 +63,39 @@ def test_unknown_model_names_the_options():
 
 @pytest.mark.parametrize("launcher", ["slurm", "submitit_slurm", "submitit_local", "joblib"])
 def test_launchers_compose(launcher):
-    from sweep.cli import _compose_raw
-
-    cfg = _compose_raw([f"hydra/launcher={launcher}", "sweep=isoflop"])
+    cfg = compose_raw([f"hydra/launcher={launcher}", "sweep=isoflop"])
     assert launcher.split("_")[-1].lower() in cfg.hydra.launcher._target_.lower()
 
 
 def test_slurm_config_requeues_on_preemption_and_timeout():
-    from sweep.cli import _compose_raw
-
-    launcher = _compose_raw(["hydra/launcher=slurm"]).hydra.launcher
+    launcher = compose_raw(["hydra/launcher=slurm"]).hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher")
     assert launcher.max_num_timeout > 0 and launcher.signal_delay_s >= 60 and launcher.gpus_per_node == 1
+
+
+def test_a_corpus_location_is_checked_before_launching(tmp_path, capsys):
+    from sweep.cli import main
+
+    assert main(["train", "data=local", f"out_dir={tmp_path}"]) == 2
+    assert "data=local needs data.path" in capsys.readouterr().err
+    assert main(["train", "data=local", f"data.path={tmp_path / 'missing.txt'}", f"out_dir={tmp_path}"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # nothing created
+
+
+def test_a_setting_without_effect_is_reported(caplog):
+    with caplog.at_level("WARNING", logger="sweep.config"):
+        compose(["schedule=cosine", "schedule.decay_fraction=0.3"])
+    assert "schedule.decay_fraction=0.3 has no effect with schedule=cosine" in caplog.text
+    with pytest.raises(ConfigError, match="schedule=wsd needs schedule.decay_fraction"):
+        compose(["schedule=wsd", "schedule.decay_fraction=null"])
+
+
+def test_auto_is_the_one_spelling_of_derived_values():
+    run = compose(["train.lr=null", "train.batch_tokens=auto", "model.vocab_size=auto"])
+    assert (run.train.lr, run.train.batch_tokens, run.model.vocab_size) == ("auto", "auto", "auto")
+    assert compose(["train.lr=0.01"]).train.lr == 0.01
+    with pytest.raises(ConfigError, match="train.lr='fast' is not a number or auto"):
+        compose(["train.lr=fast"])
+    with pytest.raises(ConfigError, match="train.micro_batch=2.5 is not a whole number or auto"):
+        compose(["train.micro_batch=2.5"])

@@ -9,38 +9,32 @@ from pathlib import Path
 import pytest
 import torch
 
-from sweep import checkpoint
-from sweep.cli import compose
+from conftest import SWEEP, local_overrides, read_metrics, run_dir_of
+from sweep.train import checkpoint
 
 
 def overrides(out: Path, corpus: Path, cache: Path) -> list[str]:
     # 4 sequences per step: one process accumulates 2 micro-batches of 2; two processes take one each.
-    return ["data=local", f"data.path={corpus}", "data.vocab_size=384", "data.val_tokens=2048",
-            f"data.cache_dir={cache}", f"out_dir={out}", "model=gpt-25k", "model.seq_len=64",
-            "train.batch_tokens=256", "train.micro_batch=2", "train.tokens=7680", "train.eval_every=15",
-            "train.log_every=5", "device=cpu", "train.threads=1"]
-
-
-def run_dir_of(args):
-    run = compose(args)
-    return Path(run.out_dir) / run.sweep.name / run.run_name
+    return local_overrides(out, corpus, f"data.cache_dir={cache}", "model=gpt-25k", "train.micro_batch=2",
+                           "train.tokens=7680", "train.eval_every=15", "train.log_every=5", vocab=384,
+                           batch_tokens=256)
 
 
 @pytest.mark.slow
 def test_two_process_ddp_matches_one_process(tmp_path, corpus):
     cache = tmp_path / "cache"
     single = overrides(tmp_path / "one", corpus, cache)
-    result = subprocess.run([sys.executable, "-m", "sweep.cli", "train", *single], capture_output=True, text=True,
+    result = subprocess.run([*SWEEP, "train", *single], capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     double = overrides(tmp_path / "two", corpus, cache)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                             "-m", "sweep.cli", "train", *double], capture_output=True, text=True, timeout=300, env=env)
+                             "-m", "sweep", "train", *double], capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
 
     one, two = run_dir_of(single), run_dir_of(double)
-    events = [[json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines()] for d in (one, two)]
+    events = [read_metrics(d) for d in (one, two)]
     assert [e["step"] for e in events[0]] == [e["step"] for e in events[1]]
     for a, b in zip(*events):
         for key in ("train_loss", "val_loss", "val_bpb"):

@@ -2,11 +2,12 @@ import math
 
 import torch
 
-from sweep.model import GPT, GPTConfig
+from sweep.config import ModelConfig
+from sweep.train.model import GPT
 
 
 def _tiny(**kw):
-    return GPT(GPTConfig(n_layer=2, d_model=32, n_head=4, seq_len=16, vocab_size=64, **kw))
+    return GPT(ModelConfig(n_layer=2, d_model=32, n_head=4, seq_len=16, vocab_size=64, **kw))
 
 
 def test_initial_loss_is_near_uniform():

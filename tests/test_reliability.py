@@ -11,11 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from sweep import checkpoint, runtime
-from sweep.cli import compose
-from sweep.train import NonFiniteLoss, train
-
-SWEEP = [sys.executable, "-m", "sweep.cli"]
+from conftest import SWEEP, local_overrides, read_metrics, run_dir_of
+from sweep.config import compose
+from sweep.train import checkpoint, runtime
+from sweep.train.loop import NonFiniteLoss, train
 
 
 @pytest.fixture(scope="module")
@@ -25,15 +24,9 @@ def cache(tmp_path_factory) -> Path:
 
 def overrides(out: Path, corpus: Path, cache: Path, *extra: str) -> list[str]:
     # 120 steps of 512 tokens in micro-batches of 2 sequences (accumulation 4), eval every 25 steps.
-    return ["data=local", f"data.path={corpus}", "data.vocab_size=512", "data.val_tokens=2048",
-            f"data.cache_dir={cache}", f"out_dir={out}", "model=gpt-50k", "model.seq_len=64",
-            "train.batch_tokens=512", "train.micro_batch=2", "train.tokens=61440", "train.eval_every=25",
-            "train.checkpoint_every=10", "train.log_every=5", "device=cpu", "train.threads=1", *extra]
-
-
-def run_dir_of(args: list[str]) -> Path:
-    run = compose(args)
-    return Path(run.out_dir) / run.sweep.name / run.run_name
+    return local_overrides(out, corpus, f"data.cache_dir={cache}", "model=gpt-50k", "train.micro_batch=2",
+                           "train.tokens=61440", "train.eval_every=25", "train.checkpoint_every=10",
+                           "train.log_every=5", *extra)
 
 
 def launch(args: list[str]) -> subprocess.Popen:
@@ -150,7 +143,7 @@ class _PoisonedGPT:
         self.calls, self.at_call = 0, at_call
 
     def install(self, monkeypatch):
-        from sweep import model as model_module
+        from sweep.train import model as model_module
 
         original = model_module.GPT.forward
 
@@ -182,6 +175,10 @@ def test_nonfinite_skip_policy_skips_the_batch_and_finishes(tmp_path, corpus, ca
     summary = train(run, tmp_path / "run", runtime.resolve(run.device, run.train))
     assert summary["status"] == "completed" and summary["skipped_steps"] == 1
     assert summary["val_loss"] == summary["val_loss"]  # finite, not NaN
+    # The train loss of the interval holding the skipped step (steps 11-15) is the mean of its four good steps:
+    # close to its neighbours' (it once divided one step's loss by five).
+    losses = {e["step"]: e["train_loss"] for e in read_metrics(tmp_path / "run") if "train_loss" in e}
+    assert losses[10] > losses[15] > 0.9 * losses[20] and losses[15] > 0.8 * losses[10], losses
 
 
 @pytest.mark.parametrize("bad,message", [

@@ -11,22 +11,16 @@ from pathlib import Path
 import pytest
 from wandb_records import config_keys, history_keys, run_record
 
-SWEEP = [sys.executable, "-m", "sweep.cli"]
+from conftest import SWEEP, local_overrides, summaries
 
 
 def tiny(out: Path, corpus: Path, *extra: str) -> list[str]:
-    return ["data=local", f"data.path={corpus}", "data.vocab_size=512", "data.val_tokens=2048", f"out_dir={out}",
-            "model.seq_len=64", "train.batch_tokens=512", "train.eval_every=10", "train.checkpoint_every=5",
-            "device=cpu", "train.threads=1", *extra]
+    return local_overrides(out, corpus, "train.eval_every=10", "train.checkpoint_every=5", *extra)
 
 
 def sweep_cmd(*args: str, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([*SWEEP, *args], capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, **(env or {})})
-
-
-def summaries(sweep_dir: Path) -> dict[str, dict]:
-    return {p.parent.name: json.loads(p.read_text()) for p in sorted(sweep_dir.glob("*/summary.json"))}
 
 
 GRID = ["model=gpt-25k,gpt-50k", "train.flops=2e10,4e10", "sweep.name=grid"]
@@ -141,3 +135,28 @@ def test_demo_end_to_end_then_again_trains_nothing(tmp_path, corpus):
     again = sweep_cmd(*args, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
     assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes
+
+
+@pytest.mark.slow
+def test_grid_over_a_data_path_reports_its_failed_cell(tmp_path, corpus):
+    """A grid whose shared overrides alone do not compose (data=local needs a path) still names its failed cells."""
+    binary = tmp_path / "binary.txt"
+    binary.write_bytes(bytes(range(256)) * 64)
+    args = [*tiny(tmp_path, corpus), "train.tokens=2048", "sweep.name=paths"]
+    args = [a for a in args if not a.startswith("data.path=")]
+    result = sweep_cmd("train", "-m", *args, f"data.path={corpus},{binary}")
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "1 cell(s) of" in result.stderr and "NUL bytes" in result.stderr
+    assert [c["status"] for c in summaries(tmp_path / "paths").values()].count("completed") == 1
+
+
+@pytest.mark.slow
+def test_refused_relaunch_keeps_completed_results(tmp_path, corpus):
+    """Relaunching a finished grid with another setting is refused, and its completed cells stay completed."""
+    grid = ["model=gpt-25k,gpt-50k", "train.tokens=2048", "sweep.name=kept"]
+    first = sweep_cmd("train", "-m", *tiny(tmp_path, corpus), *grid)
+    assert first.returncode == 0, first.stderr[-3000:]
+    before = summaries(tmp_path / "kept")
+    refused = sweep_cmd("train", "-m", *tiny(tmp_path, corpus), *grid, "train.weight_decay=0.2")
+    assert refused.returncode != 0 and "other settings" in refused.stderr
+    assert summaries(tmp_path / "kept") == before

@@ -8,34 +8,24 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from sweep import accounting, checkpoint, runtime
-from sweep.cli import compose
-from sweep.config import ConfigError
-from sweep.train import CPU_ACTIVATION_BUDGET, TrainClock, lr_at, make_plan, train
+from conftest import local_overrides, read_metrics, run_cell
+from sweep.config import ConfigError, compose
+from sweep.train import accounting, checkpoint, runtime
+from sweep.train.loop import TrainClock
+from sweep.train.plan import CPU_ACTIVATION_BUDGET, lr_at, make_plan
 
 CONTRACT_SUMMARY = {"run_name", "status", "model", "data", "seed", "n_params", "tokens", "flops", "val_loss",
                     "val_bpb", "wall_s"}
 
 
 def small_run(tmp_path: Path, corpus: Path, *overrides: str):
-    return compose(["data=local", f"data.path={corpus}", "data.vocab_size=512", "data.val_tokens=4096",
-                    f"out_dir={tmp_path}", "model=gpt-50k", "model.seq_len=64", "train.batch_tokens=1024",
-                    "device=cpu", "train.threads=1", *overrides])
-
-
-def run_cell(run, tmp_path: Path):
-    rt = runtime.resolve(run.device, run.train)
-    run_dir = tmp_path / run.sweep.name / run.run_name
-    return train(run, run_dir, rt), run_dir
-
-
-def read_metrics(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return compose(local_overrides(tmp_path, corpus, "model=gpt-50k", *overrides, val_tokens=4096,
+                                   batch_tokens=1024))
 
 
 def test_loss_falls_and_run_directory_holds_the_contract(tmp_path, corpus):
     run = small_run(tmp_path, corpus, "train.tokens=307200", "train.eval_every=100", "train.lr=0.01")
-    summary, run_dir = run_cell(run, tmp_path)
+    summary, run_dir = run_cell(run)
     assert summary["status"] == "completed" and CONTRACT_SUMMARY <= set(summary)
     assert set(summary["n_params"]) >= {"total", "non_embedding", "embedding", "matmul"}
     events = read_metrics(run_dir)
@@ -58,7 +48,7 @@ def test_loss_falls_and_run_directory_holds_the_contract(tmp_path, corpus):
     assert resolved.compile is False  # a short run
     assert (run_dir / checkpoint.LATEST).exists()
 
-    again, _ = run_cell(run, tmp_path)  # completed: skipped, same summary
+    again, _ = run_cell(run)  # completed: skipped, same summary
     assert again == json.loads((run_dir / "summary.json").read_text())
     assert len(read_metrics(run_dir)) == len(events)
 
@@ -68,7 +58,7 @@ def test_conflicting_horizons_raise(tmp_path, corpus):
 
     run = small_run(tmp_path, corpus, "train.tokens=1e6", "train.flops=1e9")
     with pytest.raises(ConfigError, match="conflicting horizons"):
-        make_plan(run, 512, runtime.resolve("cpu", run.train))
+        make_plan(run.model, run.train, 512, runtime.resolve("cpu", run.train))
 
 
 def test_batch_not_multiple_of_micro_batch_is_rejected(tmp_path, corpus):
@@ -76,23 +66,22 @@ def test_batch_not_multiple_of_micro_batch_is_rejected(tmp_path, corpus):
 
     run = small_run(tmp_path, corpus, "train.tokens=1e5", "train.micro_batch=5")
     with pytest.raises(ConfigError, match="not a multiple of train.micro_batch=5"):
-        make_plan(run, 512, runtime.resolve("cpu", run.train))
+        make_plan(run.model, run.train, 512, runtime.resolve("cpu", run.train))
 
 
 def test_gradient_accumulation_matches_one_big_batch(tmp_path, corpus):
-    whole, _ = run_cell(small_run(tmp_path / "a", corpus, "train.tokens=20480"), tmp_path / "a")
-    accum, run_dir = run_cell(small_run(tmp_path / "b", corpus, "train.tokens=20480", "train.micro_batch=4"),
-                              tmp_path / "b")
+    whole, _ = run_cell(small_run(tmp_path / "a", corpus, "train.tokens=20480"))
+    accum, run_dir = run_cell(small_run(tmp_path / "b", corpus, "train.tokens=20480", "train.micro_batch=4"))
     assert "micro_batch: 4" in (run_dir / "config.yaml").read_text()
     assert accum["val_loss"] == pytest.approx(whole["val_loss"], abs=2e-3)
 
 
 def test_schedules_warm_up_then_decay():
     from sweep.config import ScheduleConfig
-    from sweep.train import Plan
+    from sweep.train.plan import Plan
 
     plan = Plan(n_params={}, flops_per_token=1.0, horizon="", flops_budget=None, steps=100, tokens=100,
-                batch_tokens=1, micro_batch=1, accum=1, lr=1.0, warmup_steps=10)
+                batch_tokens=1, micro_batch=1, accum=1, lr=1.0, warmup_steps=10, eval_every=5)
     cosine = [lr_at(s, plan, ScheduleConfig("cosine", 0.1)) for s in range(100)]
     assert cosine[0] == pytest.approx(0.1) and cosine[9] == pytest.approx(1.0)
     assert cosine[-1] == pytest.approx(0.1) and all(a >= b for a, b in zip(cosine[9:], cosine[10:]))
@@ -100,12 +89,13 @@ def test_schedules_warm_up_then_decay():
     assert wsd[50] == 1.0 and wsd[79] == 1.0 and wsd[-1] == pytest.approx(0.0)
 
 
+@pytest.mark.slow
 def test_pystdlib_default_corpus_trains(tmp_path):
     """The embedded default: loss falls clearly within a few hundred steps on the standard library."""
     run = compose([f"out_dir={tmp_path}", "data.vocab_size=1024", "data.val_tokens=16384", "data.max_tokens=2000000",
                    "model=gpt-100k", "model.seq_len=128", "train.batch_tokens=2048", "train.tokens=409600",
                    "train.eval_every=50", "device=cpu"])
-    summary, run_dir = run_cell(run, tmp_path)
+    summary, run_dir = run_cell(run)
     events = read_metrics(run_dir)
     evals = [e["val_loss"] for e in events if "val_loss" in e]
     trains = [e["train_loss"] for e in events if "train_loss" in e]
@@ -129,18 +119,19 @@ def test_default_batches_split_into_real_micro_batches():
     for name in ("gpt-1m", "gpt-5m", "gpt-10m", "gpt-20m", "gpt-50m", "gpt-100m"):
         run = compose([f"model={name}", "device=cpu", "train.tokens=1e6"])
         rt = runtime.select(run.device, run.train)
-        plan = make_plan(run, 4096, rt)
+        plan = make_plan(run.model, run.train, 4096, rt)
         sequences = plan.batch_tokens // run.model.seq_len
         m = run.model
-        fit = CPU_ACTIVATION_BUDGET // (accounting.activation_bytes_per_token(m.n_layer, m.d_model, m.n_head, m.seq_len, 4096,
-                                                              flash_attention=False) * m.seq_len)
+        per_token = accounting.activation_bytes_per_token(m.n_layer, m.d_model, m.n_head, m.seq_len, 4096,
+                                                          flash_attention=False)
+        fit = CPU_ACTIVATION_BUDGET // (per_token * m.seq_len)
         assert plan.micro_batch * 2 > min(fit, sequences), (name, sequences, fit, plan.micro_batch)
 
 
 def test_resume_refuses_per_size_defaults_that_changed(tmp_path, corpus):
     """A run started when the default batch was another (an older version's rule) is not resumed with the new one."""
     run = small_run(tmp_path, corpus, "train.tokens=4096", "train.batch_tokens=null")
-    summary, run_dir = run_cell(run, tmp_path)
+    summary, run_dir = run_cell(run)
     config = OmegaConf.load(run_dir / "config.yaml")
     started_with = config.train.batch_tokens + run.model.seq_len
     config.train.batch_tokens = started_with
@@ -148,24 +139,24 @@ def test_resume_refuses_per_size_defaults_that_changed(tmp_path, corpus):
     (run_dir / "summary.json").unlink()  # as if interrupted
     with pytest.raises(ConfigError, match=rf"train.batch_tokens: {started_with} there.*pass train.batch_tokens="
                                           rf"{started_with}") as refused:
-        run_cell(run, tmp_path)
+        run_cell(run)
     assert not (run_dir / "summary.json").exists() and (run_dir / checkpoint.LATEST).exists()  # nothing touched
     # The overrides the message names are enough to go on with that directory.
     message = str(refused.value)
     suggested = message.split("pass ")[1].split(" (")[0].split() + [message.split("needs ")[1].split(",")[0]]
     resumed = small_run(tmp_path, corpus, "train.tokens=4096", *suggested)
     assert resumed.run_name == run_dir.name
-    summary, same_dir = run_cell(resumed, tmp_path)
+    summary, same_dir = run_cell(resumed)
     assert same_dir == run_dir and summary["status"] == "completed" and summary["batch_tokens"] == started_with
 
 
 def test_resume_keeps_the_precision_auto_chose_at_the_start(tmp_path, corpus):
     run = small_run(tmp_path, corpus, "train.tokens=4096")
-    _, run_dir = run_cell(run, tmp_path)
+    _, run_dir = run_cell(run)
     config = OmegaConf.load(run_dir / "config.yaml")
     other = "float32" if config.runtime.dtype == "bfloat16" else "bfloat16"
     config.runtime.dtype = other  # as if started on a machine whose auto choice was the other one
     OmegaConf.save(config, run_dir / "config.yaml")
     (run_dir / "summary.json").unlink()
-    run_cell(run, tmp_path)  # resumes at the last checkpoint, evaluates, completes
+    run_cell(run)  # resumes at the last checkpoint, evaluates, completes
     assert OmegaConf.load(run_dir / "config.yaml").runtime.dtype == other

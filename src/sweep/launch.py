@@ -1,0 +1,156 @@
+"""Launching cells through Hydra: one run, or a grid (multirun) on any Hydra launcher (basic, joblib, submitit).
+
+`sweep train` validates before Hydra creates anything; a grid's first cell is composed once up front (the grid's
+directory and keys, its shared corpus, tokenized once before the cells start); each cell is `train_cell`, the Hydra
+task, which trains into the directory Hydra gives it and records a failure there. After a grid, its failed cells
+are listed.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import rundir
+from .config import ConfigError, compose, compose_raw, load
+from .config.compose import CONFIG_MODULE, PRIMARY, register
+from .data import DataError, check_location
+
+log = logging.getLogger("sweep.launch")
+EXIT_INPUT_ERROR = 2
+EXIT_FAILED_CELLS = 1
+
+
+# ---------------------------------------------------------------------------------------------- one cell
+def parallel_cells() -> int:
+    """How many cells of this multirun share the machine (for dividing torch threads): joblib's n_jobs."""
+    from hydra.core.hydra_config import HydraConfig
+
+    launcher = HydraConfig.get().launcher
+    if "joblib" not in str(launcher.get("_target_", "")):
+        return 1
+    from joblib import effective_n_jobs  # n_jobs=-1 → the usable CPUs (affinity and cgroup quota), as joblib runs
+
+    return max(1, effective_n_jobs(int(launcher.get("n_jobs") or 1)))
+
+
+def _is_single_run() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.get().mode == RunMode.RUN
+
+
+def train_cell(cfg) -> float | None:
+    """The Hydra task of one cell: train into Hydra's output directory; a failure is recorded there."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from .train import runtime
+    from .train.loop import train
+
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        run = load(cfg)
+        cells = parallel_cells()
+        summary = train(run, run_dir, runtime.resolve(run.device, run.train, cells), progress=cells == 1)
+    except (ConfigError, DataError) as err:
+        rundir.record_failure(run_dir, err)
+        raise SystemExit(f"error: {err}") if _is_single_run() else err
+    except Exception as err:
+        rundir.record_failure(run_dir, err)
+        raise
+    return summary.get("val_loss")
+
+
+def _hydra_run(argv: list[str]) -> int:
+    """Hydra's own entry point on these arguments (so -m, --cfg, --help, tab completion behave as Hydra's)."""
+    import hydra
+
+    register()
+    app = hydra.main(config_path=f"pkg://{CONFIG_MODULE}", config_name=PRIMARY, version_base="1.3")(train_cell)
+    saved = sys.argv
+    sys.argv = ["sweep", *argv]
+    try:
+        app()
+    except SystemExit as exc:
+        if isinstance(exc.code, str):
+            print(exc.code, file=sys.stderr)
+            return EXIT_INPUT_ERROR
+        return exc.code or 0
+    finally:
+        sys.argv = saved
+    return 0
+
+
+def preflight(run) -> None:
+    """Everything checkable before Hydra creates a directory or any data work starts: the plan (horizon, batch
+    arithmetic, device) and where the corpus is."""
+    from .train.plan import check_plan
+
+    check_plan(run)
+    check_location(run.data)
+
+
+# ------------------------------------------------------------------------------------------------- grids
+@dataclass(frozen=True)
+class Grid:
+    """A multirun as composed once before launching: the overrides every cell shares and the swept keys."""
+    argv: list[str]
+    keys: list[str]
+    sweep_dir: Path
+    run: object  # the RunConfig of its first cell (a grid over data.* prepares per cell instead)
+
+
+def _first_cell(override) -> str | None:
+    """`key=first value` of a sweep override (`model=gpt-25k` of `model=gpt-25k,gpt-50k`); None if it has none."""
+    try:
+        first = next(iter(override.sweep_string_iterator()))
+    except Exception:  # an interval (optimizer sweeps) has no first value
+        return None
+    return f"{override.get_key_element()}={first}"
+
+
+def plan_grid(argv: list[str]) -> Grid:
+    """Compose the grid's first cell once, before launching: the sweep directory, the swept keys, and the config to
+    prepare a shared corpus from. Bad overrides raise ConfigError here, before any cell or data work."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    overrides = [a for a in argv if not a.startswith("-")]
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    swept = {o.get_key_element().lstrip("+~") for o in parsed if o.is_sweep_override()}
+    first = [_first_cell(o) if o.is_sweep_override() else text for text, o in zip(overrides, parsed)
+             if not o.get_key_element().lstrip("+~").startswith("hydra")]
+    raw = compose_raw([o for o in first if o is not None])
+    keys = sorted(swept | set(raw.hydra.sweeper.params or {}))
+    run = load(raw)
+    preflight(run)
+    return Grid([*argv, f"sweep.grid=[{','.join(keys)}]"], keys, Path(run.out_dir) / run.sweep.name, run)
+
+
+def launch_grid(argv: list[str]) -> tuple[int, Path]:
+    """Run every cell of the grid; 1 when a cell failed (each named on stderr), else Hydra's exit code."""
+    grid = plan_grid(argv)
+    if not any(k == "data" or k.startswith("data.") for k in grid.keys):
+        from .data import prepare  # parallel cells share one corpus: tokenize it once, up front
+
+        prepare(grid.run.data, Path(grid.run.out_dir) / grid.run.data.cache_dir)
+    code = _hydra_run(grid.argv)
+    failed = rundir.failed_cells(grid.sweep_dir) if grid.sweep_dir.is_dir() else []
+    if failed:
+        print(f"{len(failed)} cell(s) of {grid.sweep_dir} failed:", file=sys.stderr)
+        for name, error in failed:
+            print(f"  {name}: {error}", file=sys.stderr)
+        return EXIT_FAILED_CELLS, grid.sweep_dir
+    return code, grid.sweep_dir
+
+
+def launch(argv: list[str]) -> int:
+    """`sweep train [-m] ARGS`. A single run is validated (config, horizon, batch arithmetic, device) before Hydra
+    creates its directory, so a rejected config leaves nothing behind."""
+    if "-m" in argv or "--multirun" in argv:
+        return launch_grid(argv)[0]
+    if not any(a.startswith("-") for a in argv):  # Hydra's own flags (--help, --cfg, -sc) go straight to Hydra
+        preflight(compose(argv))
+    return _hydra_run(argv)
