@@ -90,6 +90,7 @@ def _train_losses(corpus, dtype: str, compile_flag: str, steps: int, seed: int =
     return losses
 
 
+@pytest.mark.slow
 def test_bf16_loss_matches_fp32_over_a_few_hundred_steps(corpus):
     steps = 300
     fp32 = _train_losses(corpus, "float32", "false", steps)

@@ -107,6 +107,8 @@ def prepare(cfg: DataConfig, cache_root: Path) -> PreparedData:
                         "settings": settings, **_build(cfg, src, tmp)}
             write_json_atomic(tmp / MANIFEST, manifest)  # last: an entry with a manifest is complete
             os.replace(tmp, entry)
+            log.info("prepared %s: %d train / %d val tokens in %.0f s", entry, manifest["train_tokens"],
+                     manifest["val_tokens"], manifest["seconds"])
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -192,7 +194,5 @@ def _build(cfg: DataConfig, src: Source, out: Path) -> dict:
             raise DataError(f"{src.describe} leaves only {n['train_tokens']} training tokens next to "
                             f"data.val_tokens={cfg.val_tokens} (needs ≥ {MIN_TRAIN_OVER_VAL}×); lower "
                             f"data.val_tokens or use a larger corpus")
-    log.info("prepared %s: %d train / %d val tokens in %.0f s", out.name, n["train_tokens"], n["val_tokens"],
-             time.time() - t0)
     return {"vocab_size": vocab, "eot_id": eot, "dtype": np.dtype(dtype).name, **n,
             "tokenizer_seconds": round(t_tok, 2), "seconds": round(time.time() - t0, 2), **facts}
