@@ -84,8 +84,10 @@ def test_a_corpus_location_is_checked_before_launching(tmp_path, capsys):
 
 
 def test_a_setting_without_effect_is_reported(caplog):
-    with caplog.at_level("WARNING", logger="sweep.config"):
-        compose(["schedule=cosine", "schedule.decay_fraction=0.3"])
+    from sweep.launch import preflight
+
+    with caplog.at_level("WARNING", logger="sweep.launch"):
+        preflight(compose(["schedule=cosine", "schedule.decay_fraction=0.3", "train.tokens=1e6"]))
     assert "schedule.decay_fraction=0.3 has no effect with schedule=cosine" in caplog.text
     with pytest.raises(ConfigError, match="schedule=wsd needs schedule.decay_fraction"):
         compose(["schedule=wsd", "schedule.decay_fraction=null"])

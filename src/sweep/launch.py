@@ -87,10 +87,13 @@ def _hydra_run(argv: list[str]) -> int:
 def preflight(run) -> None:
     """Everything checkable before Hydra creates a directory or any data work starts: the plan (horizon, batch
     arithmetic, device) and where the corpus is."""
+    from .config.schema import no_effect
     from .train.plan import check_plan
 
     check_plan(run)
     check_location(run.data)
+    for message in no_effect(run):
+        log.warning(message)
 
 
 # ------------------------------------------------------------------------------------------------- grids

@@ -5,12 +5,12 @@ typo'd key or a wrong type fails before any heavy work. Each stage then receives
 
 `auto` is the one spelling of "derive it" (from the tokenizer, a per-size rule, the machine): every field that can
 be derived takes the string "auto" (null is read as auto too). Code asks `is_auto(value)`. A field set to a value
-that has no effect under the other settings (schedule.decay_fraction under cosine) is reported by `load`.
+that has no effect under the other settings (schedule.decay_fraction under cosine) is named by `no_effect`, which the
+launcher reports once before training.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Optional
@@ -18,7 +18,6 @@ from typing import Any, Optional
 from omegaconf import DictConfig, OmegaConf
 
 
-log = logging.getLogger("sweep.config")
 AUTO = "auto"
 
 
@@ -60,7 +59,7 @@ class DataConfig:
 @dataclass
 class ScheduleConfig:
     name: str = "cosine"  # cosine | wsd | constant
-    min_lr_ratio: Optional[float] = None  # cosine, wsd: the final lr as a fraction of the peak
+    min_lr_ratio: Optional[float] = 0.1  # cosine, wsd: the final lr as a fraction of the peak
     decay_fraction: Optional[float] = None  # wsd: share of the horizon spent decaying
 
 
@@ -130,12 +129,7 @@ def load(cfg: DictConfig) -> RunConfig:
     except Exception as err:  # omegaconf's errors name the key; keep that, drop the traceback
         raise ConfigError(f"invalid config: {err}") from None
     run = OmegaConf.to_object(merged)
-    for section, key in AUTO_FIELDS:  # null is read as auto: one spelling from here on
-        if getattr(getattr(run, section), key) is None:
-            setattr(getattr(run, section), key, AUTO)
-    validate(run)
-    for message in no_effect(run):
-        log.warning(message)
+    validate(run)  # also turns a null auto field into AUTO: one spelling from here on
     return run
 
 
