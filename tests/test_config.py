@@ -101,3 +101,21 @@ def test_auto_is_the_one_spelling_of_derived_values():
         compose(["train.lr=fast"])
     with pytest.raises(ConfigError, match="train.micro_batch=2.5 is not a whole number or auto"):
         compose(["train.micro_batch=2.5"])
+
+
+def test_keys_that_do_not_define_a_cell_leave_its_name_alone():
+    plain = compose(["train.tokens=1e6"]).run_name
+    assert compose(["train.tokens=1e6", "train.nonfinite=skip", "train.max_skipped_steps=3"]).run_name == plain
+
+
+def test_an_unquoted_unicode_value_gets_the_quoting_fix():
+    with pytest.raises(ConfigError, match=r"quote the value, e.g. out_dir='/tmp/ünï'"):
+        compose(["out_dir=/tmp/ünï"])
+    assert compose(["out_dir='/tmp/ünï'"]).out_dir == "/tmp/ünï"
+
+
+def test_a_horizon_below_half_a_step_is_refused():
+    from sweep.train.plan import check_plan
+
+    with pytest.raises(ConfigError, match="less than half of one optimizer step"):
+        check_plan(compose(["train.flops=1", "device=cpu"]))

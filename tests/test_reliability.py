@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from conftest import SWEEP, local_overrides, read_metrics, run_dir_of
+from sweep import rundir
 from sweep.config import compose
 from sweep.train import checkpoint, runtime
 from sweep.train.loop import NonFiniteLoss, train
@@ -88,15 +89,18 @@ def test_sigkill_then_relaunch_is_bit_identical(tmp_path, corpus, cache, straigh
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2])
-def test_stop_signal_checkpoints_exits_75_and_resumes_identically(tmp_path, corpus, cache, straight, sig):
+@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, runtime.EXIT_STOPPED), (signal.SIGUSR1, runtime.EXIT_STOPPED),
+                                      (signal.SIGUSR2, runtime.EXIT_STOPPED), (signal.SIGINT, runtime.EXIT_INTERRUPTED)])
+def test_stop_signal_checkpoints_exits_and_resumes_identically(tmp_path, corpus, cache, straight, sig, code):
+    """SIGTERM/SIGUSR1/SIGUSR2 (a scheduler's warning) exit 75, Ctrl-C 130: both after a checkpoint."""
     args = overrides(tmp_path, corpus, cache)
     run_dir = run_dir_of(args)
     proc = launch(args)
     wait_for(run_dir / checkpoint.LATEST, proc)
     proc.send_signal(sig)
     err, _ = proc.communicate(timeout=120)
-    assert proc.returncode == runtime.EXIT_STOPPED, err[-3000:]
+    assert proc.returncode == code, err[-3000:]
+    assert "Traceback" not in err
     stopped_at = torch.load(run_dir / checkpoint.LATEST, weights_only=False)["step"]
     assert f"checkpointed at step {stopped_at}" in err and stopped_at < 120
 
@@ -104,6 +108,107 @@ def test_stop_signal_checkpoints_exits_75_and_resumes_identically(tmp_path, corp
     err, _ = relaunch.communicate(timeout=300)
     assert relaunch.returncode == 0, err[-3000:]
     assert_identical(straight, run_dir)
+
+
+@pytest.mark.slow
+def test_second_ctrl_c_exits_at_once_and_the_run_still_resumes(tmp_path, corpus, cache, straight):
+    args = overrides(tmp_path, corpus, cache)
+    run_dir = run_dir_of(args)
+    proc = launch(args)
+    wait_for(run_dir / checkpoint.LATEST, proc)
+    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGINT)
+    err, _ = proc.communicate(timeout=120)
+    assert proc.returncode == runtime.EXIT_INTERRUPTED, err[-3000:]
+    assert "Traceback" not in err
+    checkpoint.load(run_dir)  # whichever generation the interrupt left is whole
+
+    relaunch = launch(args)
+    err, _ = relaunch.communicate(timeout=300)
+    assert relaunch.returncode == 0, err[-3000:]
+    assert_identical(straight, run_dir)
+
+
+@pytest.mark.slow
+def test_a_second_launch_of_a_running_cell_is_refused_and_touches_nothing(tmp_path, corpus, cache):
+    args = overrides(tmp_path, corpus, cache, "train.tokens=819200")  # 1,600 steps: still running when the second starts
+    run_dir = run_dir_of(args)
+    first = launch(args)
+    wait_for(run_dir / checkpoint.LATEST, first)
+    second = subprocess.run([*SWEEP, "train", *args], capture_output=True, text=True, timeout=120)
+    assert first.poll() is None, "the first run ended before the second launch could race it"
+    assert second.returncode == 1 and "being trained by another process" in second.stderr, second.stderr[-2000:]
+    assert "Traceback" not in second.stderr
+    err, _ = first.communicate(timeout=300)
+    assert first.returncode == 0, err[-3000:]
+    steps = [e["step"] for e in read_metrics(run_dir) if "train_loss" in e]
+    assert steps == sorted(set(steps)) and steps[-1] == 1600  # every event once, in order
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "completed"
+
+
+@pytest.mark.slow
+def test_metrics_shorter_than_the_checkpoint_says_is_refused_never_padded(tmp_path, corpus, cache, straight):
+    args = overrides(tmp_path, corpus, cache)
+    run_dir = run_dir_of(args)
+    proc = launch(args)
+    wait_for(run_dir / checkpoint.PREVIOUS, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    metrics = run_dir / "metrics.jsonl"
+    metrics.write_bytes(metrics.read_bytes()[: metrics.stat().st_size // 3])  # lost events
+    size = metrics.stat().st_size
+    relaunch = subprocess.run([*SWEEP, "train", *args], capture_output=True, text=True, timeout=120)
+    assert relaunch.returncode == 1, relaunch.stderr[-3000:]
+    assert "truncated or replaced" in relaunch.stderr and "Traceback" not in relaunch.stderr
+    assert metrics.stat().st_size == size and b"\0" not in metrics.read_bytes()
+
+
+def _mount_tmpfs(path: Path, size: int) -> bool:
+    path.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                          capture_output=True).returncode == 0
+
+
+@pytest.mark.slow
+def test_full_disk_at_a_checkpoint_is_reported_and_the_run_resumes_once_space_is_back(tmp_path, corpus, cache,
+                                                                                       straight):
+    """A run directory on a tmpfs with room for two checkpoints and not a third write: the run stops with one line,
+    its previous checkpoint loads, and with space back the same command finishes it identically."""
+    room = int(2.5 * (straight / checkpoint.LATEST).stat().st_size) + (64 << 10)
+    disk = tmp_path / "disk"
+    if not _mount_tmpfs(disk, room):
+        pytest.skip("cannot mount a tmpfs here (needs root in a namespace that allows mounts)")
+    try:
+        args = overrides(disk, corpus, cache)
+        run_dir = run_dir_of(args)
+        full = subprocess.run([*SWEEP, "train", *args], capture_output=True, text=True, timeout=300)
+        assert full.returncode == 1, full.stderr[-3000:]
+        assert "No space left on device writing" in full.stderr and "Traceback" not in full.stderr
+        assert not list(run_dir.glob(".*.tmp"))  # the failed write's temporary file is gone
+        assert not rundir.is_completed(run_dir)
+        assert checkpoint.load(run_dir)["step"] > 0
+        subprocess.run(["mount", "-o", f"remount,size={64 << 20}", str(disk)], check=True)
+        again = subprocess.run([*SWEEP, "train", *args], capture_output=True, text=True, timeout=300)
+        assert again.returncode == 0, again.stderr[-3000:]
+        assert_identical(straight, run_dir)
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+def test_a_checkpoint_of_another_model_falls_back_to_the_previous_one(tmp_path):
+    from sweep.config import ModelConfig
+    from sweep.train.model import GPT
+
+    ours = GPT(ModelConfig(n_layer=1, d_model=16, n_head=2, seq_len=8, vocab_size=300))
+    other = GPT(ModelConfig(n_layer=1, d_model=32, n_head=2, seq_len=8, vocab_size=300))
+    checkpoint.save(tmp_path, {"model": ours.state_dict(), "step": 1})
+    checkpoint.save(tmp_path, {"model": other.state_dict(), "step": 2})
+    warnings = []
+    assert checkpoint.load(tmp_path, warn=warnings.append, model=ours)["step"] == 1
+    assert "does not fit this run" in warnings[0] and "another model's" in warnings[0]
+    checkpoint.save(tmp_path, {"model": other.state_dict(), "step": 3})  # now both generations are the other's
+    with pytest.raises(checkpoint.CheckpointError, match="no usable checkpoint"):
+        checkpoint.load(tmp_path, warn=warnings.append, model=ours)
 
 
 @pytest.mark.slow
@@ -132,7 +237,7 @@ def test_save_is_atomic_and_keeps_the_previous_generation(tmp_path):
     assert not list(tmp_path.glob("*.tmp"))
     (tmp_path / checkpoint.LATEST).write_bytes(b"garbage")
     (tmp_path / checkpoint.PREVIOUS).write_bytes(b"garbage")
-    with pytest.raises(checkpoint.CheckpointError, match="no readable checkpoint"):
+    with pytest.raises(checkpoint.CheckpointError, match="no usable checkpoint"):
         checkpoint.load(tmp_path, warn=lambda message: None)
 
 
@@ -189,6 +294,9 @@ def test_nonfinite_skip_policy_skips_the_batch_and_finishes(tmp_path, corpus, ca
     (["train.micro_batch=3"], "not a multiple of train.micro_batch=3"),
     (["device=cuda"], "device=cuda but no CUDA GPU"),
     (["data.path=/no/such/file.txt"], "data.path=/no/such/file.txt does not exist"),
+    (["train.tokens=null", "train.flops=1"], "less than half of one optimizer step"),
+    (["data.vocab_size=100"], "data.vocab_size=100 is below 257"),
+    (["model.seq_len=100000"], "model.seq_len=100000 needs data.val_tokens"),
 ])
 def test_rejected_config_is_named_and_creates_nothing(tmp_path, corpus, cache, bad, message):
     if bad == ["device=cuda"] and torch.cuda.is_available():
@@ -203,9 +311,9 @@ def test_rejected_config_is_named_and_creates_nothing(tmp_path, corpus, cache, b
 def test_vocab_smaller_than_the_tokenizer_is_rejected(tmp_path, corpus, cache):
     from sweep.config import ConfigError
 
-    run = compose(overrides(tmp_path, corpus, cache, "model.vocab_size=100", "data.vocab_size=100"))
-    run.data.vocab_size = 512  # the tokenizer on disk has 512 tokens; the model asks for 100
-    with pytest.raises(ConfigError, match="model.vocab_size=100 is smaller than the tokenizer's"):
+    run = compose(overrides(tmp_path, corpus, cache, "model.vocab_size=300", "data.vocab_size=300"))
+    run.data.vocab_size = 512  # the tokenizer on disk has 512 tokens; the model asks for 300
+    with pytest.raises(ConfigError, match="model.vocab_size=300 is smaller than the tokenizer's"):
         train(run, tmp_path / "run", runtime.resolve(run.device, run.train))
 
 

@@ -22,6 +22,7 @@ commands:
 Run `sweep train --help` for Hydra's help on config groups and overrides.
 """
 EXIT_INPUT_ERROR = 2
+EXIT_INTERRUPTED = 130  # as sweep.train.runtime.EXIT_INTERRUPTED: 128 + SIGINT
 
 
 def cmd_train(argv: list[str]) -> int:
@@ -104,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_INPUT_ERROR
+    except KeyboardInterrupt:  # a second Ctrl-C during training, or one outside it (a prepare cleans up after itself)
+        print("sweep: interrupted; relaunch the same command to go on from the last checkpoint", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

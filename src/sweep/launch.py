@@ -8,6 +8,7 @@ are listed.
 
 from __future__ import annotations
 
+import errno
 import logging
 import sys
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from .data import DataError, check_location
 
 log = logging.getLogger("sweep.launch")
 EXIT_INPUT_ERROR = 2
-EXIT_FAILED_CELLS = 1
+EXIT_FAILED = 1  # a run or a grid's cell failed (its error is named)
 
 
 # ---------------------------------------------------------------------------------------------- one cell
@@ -43,21 +44,51 @@ def _is_single_run() -> bool:
     return HydraConfig.get().mode == RunMode.RUN
 
 
+def describe_failure(err: BaseException) -> str:
+    """One line for an operational failure: what failed, where, and what to do."""
+    if isinstance(err, OSError) and err.strerror:
+        where = f" writing {err.filename}" if err.filename else ""
+        fix = ("free some space" if err.errno == errno.ENOSPC else "make it writable" if err.errno in
+               (errno.EACCES, errno.EPERM, errno.EROFS) else "fix the cause")
+        return (f"{err.strerror}{where}; {fix} and relaunch the same command: the run resumes from its last "
+                f"checkpoint, which was left intact")
+    return str(err)
+
+
 def train_cell(cfg) -> float | None:
-    """The Hydra task of one cell: train into Hydra's output directory; a failure is recorded there."""
+    """The Hydra task of one cell: train into Hydra's output directory; a failure is recorded there (except that a
+    cell another process is training is left alone). A single run's known failures end in one line on stderr: exit 2
+    for bad input, 1 for a failed run; a grid's go to Hydra, which goes on with the other cells."""
     from hydra.core.hydra_config import HydraConfig
 
     from .train import runtime
-    from .train.loop import train
+    from .train.checkpoint import CheckpointError
+    from .train.loop import NonFiniteLoss, train
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    single = _is_single_run()
     try:
         run = load(cfg)
         cells = parallel_cells()
         summary = train(run, run_dir, runtime.resolve(run.device, run.train, cells), progress=cells == 1)
+    except (rundir.RunDirBusy, rundir.OtherSettings) as err:  # the directory is another launch's: leave it be
+        if single:
+            print(f"error: {err}", file=sys.stderr)
+            raise SystemExit(EXIT_INPUT_ERROR if isinstance(err, ConfigError) else EXIT_FAILED) from None
+        raise
     except (ConfigError, DataError) as err:
+        if single and rundir.discard_unstarted(run_dir):  # refused before training: leave nothing behind
+            raise SystemExit(f"error: {err}") from None
         rundir.record_failure(run_dir, err)
-        raise SystemExit(f"error: {err}") if _is_single_run() else err
+        if single:
+            raise SystemExit(f"error: {err}") from None
+        raise
+    except (rundir.RunDirError, CheckpointError, NonFiniteLoss, OSError) as err:
+        rundir.record_failure(run_dir, err)
+        if single:
+            print(f"error: {describe_failure(err)}", file=sys.stderr)
+            raise SystemExit(EXIT_FAILED) from None
+        raise
     except Exception as err:
         rundir.record_failure(run_dir, err)
         raise
@@ -120,8 +151,15 @@ def plan_grid(argv: list[str]) -> Grid:
     prepare a shared corpus from. Bad overrides raise ConfigError here, before any cell or data work."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
+    from hydra.errors import HydraException
+
+    from .config.compose import explain
+
     overrides = [a for a in argv if not a.startswith("-")]
-    parsed = OverridesParser.create().parse_overrides(overrides)
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except HydraException as err:
+        raise ConfigError(explain(err, overrides)) from None
     swept = {o.get_key_element().lstrip("+~") for o in parsed if o.is_sweep_override()}
     first = [_first_cell(o) if o.is_sweep_override() else text for text, o in zip(overrides, parsed)
              if not o.get_key_element().lstrip("+~").startswith("hydra")]
@@ -145,7 +183,7 @@ def launch_grid(argv: list[str]) -> tuple[int, Path]:
         print(f"{len(failed)} cell(s) of {grid.sweep_dir} failed:", file=sys.stderr)
         for name, error in failed:
             print(f"  {name}: {error}", file=sys.stderr)
-        return EXIT_FAILED_CELLS, grid.sweep_dir
+        return EXIT_FAILED, grid.sweep_dir
     return code, grid.sweep_dir
 
 

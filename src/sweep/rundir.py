@@ -10,6 +10,7 @@ relaunch may do with it. The trainer, the grid launcher and the analysis all go 
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
@@ -23,8 +24,43 @@ METRICS = "metrics.jsonl"
 SUMMARY = "summary.json"
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_PREVIOUS = "checkpoint.prev.pt"
+LOCK = ".lock"  # held by the process training the cell (released by the OS if that process dies)
 NOT_RUNS = frozenset({"analysis", "cache", "wandb"})  # folders of a sweep directory that are not runs (nor .hidden)
 DEFINING_SECTIONS = ("model", "data", "train", "schedule")
+
+
+class RunDirError(RuntimeError):
+    """A run directory that cannot be used as it is: the message names the file and what to do."""
+
+
+class RunDirBusy(RunDirError):
+    """Another process is training this cell: nothing here may be touched."""
+
+
+class OtherSettings(ConfigError):
+    """The directory holds a cell with other settings than this launch's: a refusal that leaves it as it is."""
+
+
+@contextmanager
+def claim(run_dir: Path) -> Iterator[None]:
+    """Hold the cell's lock while training it: a second launch of the same cell is refused, never interleaved."""
+    from filelock import FileLock, Timeout
+
+    run_dir = Path(run_dir)
+    lock = FileLock(str(run_dir / LOCK))
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        lock.acquire(timeout=0)
+    except Timeout:  # before OSError: filelock's Timeout is a TimeoutError
+        raise RunDirBusy(f"{run_dir} is being trained by another process (it holds {run_dir / LOCK}); wait for "
+                         f"it to finish or stop it, then relaunch: the cell resumes or is skipped") from None
+    except OSError as err:
+        raise RunDirError(f"cannot write to {run_dir} ({err.strerror}); make it writable or use another out_dir") \
+            from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 # ------------------------------------------------------------------------------------------------ summary
@@ -47,6 +83,19 @@ def is_completed(run_dir: Path) -> bool:
 def write_summary(run_dir: Path, summary: dict) -> None:
     """Last, atomically: its presence with `status: completed` means the cell is done."""
     write_json_atomic(Path(run_dir) / SUMMARY, summary)
+
+
+def discard_unstarted(run_dir: Path) -> bool:
+    """Remove a run directory in which training never started (no config.yaml) and that holds nothing but Hydra's
+    own files, so that a run refused for its input leaves nothing behind. True if it was removed."""
+    import shutil
+
+    run_dir = Path(run_dir)
+    hydra_own = {".hydra", "train.log", LOCK}  # Hydra's saved config and job log, and the cell's lock
+    if not run_dir.is_dir() or (run_dir / CONFIG).exists() or {p.name for p in run_dir.iterdir()} - hydra_own:
+        return False
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return True
 
 
 def record_failure(run_dir: Path, err: BaseException) -> None:
@@ -95,7 +144,7 @@ def check_same_cell(run: RunConfig, run_dir: Path, saved: dict | None) -> None:
     if saved.get("seed") != run.seed:
         differ.append(f"seed: {saved.get('seed')!r} there, {run.seed!r} now")
     if differ:
-        raise ConfigError(f"{run_dir} holds a run with other settings ({'; '.join(differ)}); use another "
+        raise OtherSettings(f"{run_dir} holds a run with other settings ({'; '.join(differ)}); use another "
                           f"out_dir or sweep.name, or delete that directory to retrain it")
 
 
@@ -107,7 +156,7 @@ def check_same_defaults(run_dir: Path, saved: dict | None, now: dict) -> None:
     there = saved.get("train") or {}
     differ = {k: (there.get(k), v) for k, v in now.items() if there.get(k) is not None and there.get(k) != v}
     if differ:
-        raise ConfigError(f"{run_dir} was started with other per-size defaults ("
+        raise OtherSettings(f"{run_dir} was started with other per-size defaults ("
                           + "; ".join(f"train.{k}: {a!r} there, {b!r} now" for k, (a, b) in differ.items())
                           + "); to resume it as it was, pass " + " ".join(f"train.{k}={a}" for k, (a, _) in
                           differ.items()) + f" (a single run also needs run_name={Path(run_dir).name}, which those "

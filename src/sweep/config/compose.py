@@ -34,9 +34,21 @@ def compose_raw(overrides: list[str]):
         with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
             cfg = hydra_compose(PRIMARY, overrides=overrides, return_hydra_config=True)
     except HydraException as err:  # unknown group option, bad override syntax, missing key
-        raise ConfigError(str(err).strip()) from None
+        raise ConfigError(explain(err, overrides)) from None
     HydraConfig.instance().set_config(cfg)
     return cfg
+
+
+def explain(err: Exception, overrides: list[str]) -> str:
+    """Hydra's message, plus the fix for the lexer error a user meets most: a value with characters outside the
+    override grammar (unicode, spaces, some punctuation) must be quoted."""
+    message = str(err).strip()
+    if "LexerNoViableAltException" in message or "token recognition error" in message:
+        suspects = [o for o in overrides if not o.isascii() or " " in o.partition("=")[2]]
+        example = suspects[0].partition("=") if suspects else ("key", "=", "value")
+        message += (f"\nquote the value, e.g. {example[0]}='{example[2]}' (in a shell: "
+                    f"\"{example[0]}='{example[2]}'\")")
+    return message
 
 
 def compose(overrides: list[str]) -> RunConfig:

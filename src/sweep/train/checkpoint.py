@@ -31,23 +31,69 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+class _Writes:
+    """A file's writes, keeping the first OSError: torch.save turns a failed write (a full disk) into a RuntimeError
+    without its cause, which save() restores."""
+
+    def __init__(self, f):
+        self.f, self.error = f, None
+
+    def write(self, data) -> int:
+        try:
+            return self.f.write(data)
+        except OSError as err:
+            self.error = self.error or err
+            raise
+
+    def flush(self) -> None:
+        self.f.flush()
+
+
 def save(run_dir: Path, state: dict) -> Path:
-    """tmp → fsync → latest becomes previous → tmp becomes latest. A crash at any point leaves a loadable file."""
-    with atomic_write(run_dir / LATEST, "wb", keep_previous=run_dir / PREVIOUS) as f:
-        torch.save(state, f)
-    return run_dir / LATEST
+    """tmp → fsync → latest becomes previous → tmp becomes latest. A crash at any point leaves a loadable file; a
+    failed write (full disk) raises OSError naming the file and leaves the earlier generations as they were."""
+    latest = run_dir / LATEST
+    with atomic_write(latest, "wb", keep_previous=run_dir / PREVIOUS) as f:
+        writes = _Writes(f)
+        try:
+            torch.save(state, writes)
+        except RuntimeError:
+            if writes.error is None:
+                raise
+            raise OSError(writes.error.errno, writes.error.strerror, str(latest)) from None
+    return latest
 
 
-def load(run_dir: Path, warn=print) -> dict | None:
-    """The newest checkpoint that loads; a corrupt latest falls back to the previous one with a message."""
+def load(run_dir: Path, warn=print, model: torch.nn.Module | None = None) -> dict | None:
+    """The newest checkpoint that loads (and, given `model`, whose weights fit it); a corrupt or mismatched latest
+    falls back to the previous one with a message."""
+    problems = []
     for path in (run_dir / LATEST, run_dir / PREVIOUS):
         if not path.exists():
             continue
         try:
-            return torch.load(path, map_location="cpu", weights_only=False)
+            state = torch.load(path, map_location="cpu", weights_only=False)
         except Exception as err:  # truncated or garbled file: say so and try the older generation
+            problems.append(f"{path.name}: {type(err).__name__}: {err}")
             warn(f"checkpoint {path} is unreadable ({type(err).__name__}: {err}); trying the previous one")
-    if (run_dir / LATEST).exists() or (run_dir / PREVIOUS).exists():
-        raise CheckpointError(f"no readable checkpoint in {run_dir}; delete {LATEST} and {PREVIOUS} "
-                              f"there to restart the run from scratch")
+            continue
+        try:
+            if model is not None:
+                _check_fits(state["model"], model)
+            return state
+        except (KeyError, TypeError, ValueError) as err:  # another model's weights, or not a checkpoint of ours
+            problems.append(f"{path.name}: {err}")
+            warn(f"checkpoint {path} does not fit this run ({err}); trying the previous one")
+    if problems:
+        raise CheckpointError(f"no usable checkpoint in {run_dir} ({'; '.join(problems)}); delete {LATEST} and "
+                              f"{PREVIOUS} there to restart the run from scratch")
     return None
+
+
+def _check_fits(weights: dict, model: torch.nn.Module) -> None:
+    """Raise ValueError naming the first tensor whose name or shape differs from the model's."""
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in weights.items()}
+    for key in sorted(expected.keys() | found.keys()):
+        if expected.get(key) != found.get(key):
+            raise ValueError(f"its {key} is {found.get(key)}, the model's is {expected.get(key)}: another model's")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -21,7 +21,7 @@ from ..config.schema import is_auto
 from ..data import PreparedData, TokenBatches, open_tokens, prepare, val_windows
 from . import checkpoint
 from .plan import Plan, lr_at, make_plan, model_vocab
-from .runtime import EXIT_STOPPED, Runtime, StopRequest, describe, keep_started_dtype, settle
+from .runtime import Runtime, StopRequest, describe, keep_started_dtype, settle
 from .step import build, evaluate, set_lr, step_module, train_step
 from .tracking import Tracker
 
@@ -33,10 +33,7 @@ class NonFiniteLoss(RuntimeError):
 
 
 class Stopped(SystemExit):
-    """Raised after a signal-triggered checkpoint; exits with runtime.EXIT_STOPPED."""
-
-    def __init__(self):
-        super().__init__(EXIT_STOPPED)
+    """Raised after a signal-triggered checkpoint; exits with runtime.EXIT_STOPPED, or EXIT_INTERRUPTED for Ctrl-C."""
 
 
 @dataclass
@@ -131,13 +128,25 @@ def summary_of(run: RunConfig, plan: Plan, state: TrainState, val: tuple, data: 
 def train(run: RunConfig, run_dir: Path, runtime: Runtime, data: PreparedData | None = None,
           progress: bool = True) -> dict:
     """Train one cell into run_dir (resuming from its checkpoint if any); returns summary.json's content.
+    A completed cell is only read (so a read-only directory still counts as done); otherwise the main rank holds the
+    cell's lock while it trains, so a second launch of the same cell is refused instead of interleaving with it.
     progress: a tqdm bar (off when cells share a terminal: their bars would interleave; a log line ends each)."""
-    t = run.train
-    saved = rundir.read_config(run_dir)
-    rundir.check_same_cell(run, run_dir, saved)
+    rundir.check_same_cell(run, run_dir, rundir.read_config(run_dir))
     if rundir.is_completed(run_dir):
         log.info("%s is already completed; nothing to train", run_dir)
         return rundir.read_summary(run_dir)
+    with rundir.claim(run_dir) if runtime.is_main else nullcontext():
+        saved = rundir.read_config(run_dir)  # again, now that no other process can be writing it
+        rundir.check_same_cell(run, run_dir, saved)
+        if rundir.is_completed(run_dir):
+            log.info("%s was completed by another process; nothing to train", run_dir)
+            return rundir.read_summary(run_dir)
+        return _train_claimed(run, run_dir, runtime, saved, data, progress)
+
+
+def _train_claimed(run: RunConfig, run_dir: Path, runtime: Runtime, saved: dict | None, data: PreparedData | None,
+                   progress: bool) -> dict:
+    t = run.train
     attempt_start = time.time()
     data = data or prepare(run.data, Path(run.out_dir) / run.data.cache_dir)
     vocab_size = model_vocab(run.model, data.vocab_size)
@@ -150,7 +159,7 @@ def train(run: RunConfig, run_dir: Path, runtime: Runtime, data: PreparedData | 
     model, optimizer = build(run.model, t, vocab_size, run.seed, plan.lr, runtime)
     run_dir.mkdir(parents=True, exist_ok=True)
 
-    resumed = checkpoint.load(run_dir, warn=log.warning)
+    resumed = checkpoint.load(run_dir, warn=log.warning, model=model)
     state = TrainState()
     if resumed is not None:
         model.load_state_dict(resumed["model"])
@@ -239,13 +248,13 @@ def train(run: RunConfig, run_dir: Path, runtime: Runtime, data: PreparedData | 
                         "metrics_offset": tracker.offset(),
                         **state.to_checkpoint(plan.batch_tokens, state.wall_s + time.time() - attempt_start)})
             if stopping:
-                log.warning("%s: signal %d received; checkpointed at step %d, exiting with code %d",
-                            run.run_name, stop.signum, state.step, EXIT_STOPPED)
+                log.warning("%s: signal %d received; checkpointed at step %d, exiting with code %d; relaunch the "
+                            "same command to resume", run.run_name, stop.signum, state.step, stop.exit_code)
                 if tracker:
                     tracker.finish()
                     tracker = None
                 if not stop.forward():
-                    raise Stopped()
+                    raise Stopped(stop.exit_code)
                 return {"status": "stopped", "step": state.step}
 
         if val is None:  # resumed from the final checkpoint: its eval is logged already, recompute the value

@@ -78,6 +78,10 @@ def make_plan(m: ModelConfig, t: TrainConfig, vocab_size: int, runtime) -> Plan:
     if rest or sequences % ranks:
         raise ConfigError(f"train.batch_tokens={batch_tokens} must be a multiple of model.seq_len={m.seq_len} × "
                           f"{ranks} process(es); try {math.ceil(max(1, sequences) / ranks) * ranks * m.seq_len}")
+    if horizon < batch_tokens / 2:  # rounding up to one step would more than double the compute asked for
+        raise ConfigError(f"the horizon ({source}: {horizon:.3g} tokens, {horizon * per_token:.3g} FLOPs) is less "
+                          f"than half of one optimizer step ({batch_tokens} tokens, {batch_tokens * per_token:.3g} "
+                          f"FLOPs); raise it, or lower train.batch_tokens")
     local_sequences = sequences // ranks
     micro = _micro_batch(m, vocab_size, local_sequences, counts["total"], runtime) if is_auto(t.micro_batch) \
         else int(t.micro_batch)

@@ -14,9 +14,10 @@ from ..config import ConfigError, TrainConfig
 from ..config.schema import is_auto
 
 CPU_COMPILE_MIN_FLOPS = 1e14  # ≥ ~5 min at the fastest CPU speeds measured: a ~30 s compile is then repaid
-# Exit code of a run that checkpointed because it was asked to stop (SIGTERM/SIGUSR1/SIGUSR2): relaunch to resume.
-EXIT_STOPPED = 75  # EX_TEMPFAIL
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+# Exit codes of a run that checkpointed because it was asked to stop: relaunch the same command to resume.
+EXIT_STOPPED = 75  # EX_TEMPFAIL: SIGTERM, SIGUSR1, SIGUSR2 (a scheduler's warning before a time limit or preemption)
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGINT)
 
 
 @dataclass(frozen=True)
@@ -148,7 +149,8 @@ class StopRequest:
     """Turns stop signals into a flag the loop checks at step boundaries.
 
     After the run has checkpointed, `forward()` hands the signal to whoever handled it before us (submitit's
-    requeue handler under SLURM), so preemption still requeues the job.
+    requeue handler under SLURM), so preemption still requeues the job. Ctrl-C (SIGINT) stops at the next step
+    boundary like the others; a second Ctrl-C (or any signal after the first) raises KeyboardInterrupt at once.
     """
 
     def __init__(self):
@@ -164,7 +166,13 @@ class StopRequest:
         return self
 
     def _handle(self, signum, frame) -> None:
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # asked twice: stop now, without a checkpoint (the last one stays)
         self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_INTERRUPTED if self.signum == signal.SIGINT else EXIT_STOPPED
 
     def requested(self, runtime: Runtime) -> bool:
         if runtime.world_size == 1:
@@ -179,10 +187,11 @@ class StopRequest:
         self._previous.clear()
 
     def forward(self) -> bool:
-        """Restore the previous handlers; re-deliver the signal if one of them is a real handler."""
+        """Restore the previous handlers; re-deliver the signal if one of them is a real handler (not Python's
+        SIGINT handler, which would only raise KeyboardInterrupt after the checkpoint)."""
         previous = self._previous.get(self.signum)
         self.uninstall()
-        if callable(previous):
+        if callable(previous) and previous is not signal.default_int_handler:
             previous(self.signum, None)
             return True
         return False

@@ -7,7 +7,21 @@ from pathlib import Path
 
 from ..config import LoggerConfig
 from ..files import dumps, json_safe
-from ..rundir import METRICS
+from ..rundir import METRICS, RunDirError
+
+
+def _check_prefix(path: Path, offset: int) -> None:
+    """metrics.jsonl must still hold, whole, the events the checkpoint saw: its first `offset` bytes ending a line.
+    A shorter file (truncated, replaced) is refused: resuming would lose those events or pad the gap."""
+    size = path.stat().st_size if path.exists() else 0
+    ends_a_line = offset == 0
+    if size >= offset > 0:
+        with open(path, "rb") as f:
+            f.seek(offset - 1)
+            ends_a_line = f.read(1) == b"\n"
+    if size < offset or not ends_a_line:
+        raise RunDirError(f"{path} holds {size} bytes but the checkpoint saw {offset} bytes of whole events: it was "
+                          f"truncated or replaced since; restore it, or delete {path.parent} to retrain the cell")
 
 
 class Tracker:
@@ -20,10 +34,11 @@ class Tracker:
     def __init__(self, run_dir: Path, cfg: LoggerConfig, run_name: str, group: str, config: dict,
                  wandb_id: str | None = None, resume_offset: int | None = None):
         self.path = run_dir / METRICS
-        if resume_offset is not None and self.path.exists():
+        if resume_offset is not None:
+            _check_prefix(self.path, resume_offset)
             with open(self.path, "r+b") as f:
                 f.truncate(resume_offset)
-        elif resume_offset is None and self.path.exists():
+        elif self.path.exists():
             self.path.unlink()  # a fresh start: no stale events from a run that never checkpointed
         self._file = open(self.path, "a")
         self.wandb_run = None
