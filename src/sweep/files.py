@@ -30,6 +30,10 @@ def atomic_write(path: Path, mode: str = "w", keep_previous: Path | None = None)
         if keep_previous is not None and path.exists():
             os.replace(path, keep_previous)
         os.replace(tmp, path)
+    except OSError as err:
+        if err.filename is None:  # a failed write names no file: name the one being written
+            raise OSError(err.errno, err.strerror, str(path)) from None
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -62,8 +62,11 @@ class Tracker:
 
     def log(self, event: dict) -> None:
         event = json_safe(event)  # a non-finite loss is written as null (sweep.files)
-        self._file.write(dumps(event) + "\n")
-        self._file.flush()
+        try:
+            self._file.write(dumps(event) + "\n")
+            self._file.flush()
+        except OSError as err:  # a full disk: name the file; a resume cuts it back to the checkpoint's offset
+            raise OSError(err.errno, err.strerror, str(self.path)) from None
         if self.wandb_run is not None:
             self.wandb_run.log(event)
 
