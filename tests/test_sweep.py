@@ -37,6 +37,7 @@ def test_grid_runs_every_cell_and_relaunch_trains_nothing(tmp_path, corpus):
     assert len({json.dumps(c["data_fingerprint"], sort_keys=True) for c in cells.values()}) == 1
     mtimes = {p: p.stat().st_mtime_ns for p in (tmp_path / "grid").glob("*/metrics.jsonl")}
 
+    assert f"next: sweep analyze {tmp_path / 'grid'}" in first.stdout
     again = sweep_cmd("train", "-m", *tiny(tmp_path, corpus), *GRID)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "already completed" in again.stderr + again.stdout
@@ -66,16 +67,13 @@ def test_grid_killed_midway_completes_on_relaunch(tmp_path, corpus):
     assert len(summaries(tmp_path / "killed")) == 2
 
 
-@pytest.mark.slow
-def test_failing_cell_does_not_lose_the_others_and_is_named(tmp_path, corpus):
-    # n_head=3 does not divide d_model=32 of gpt-25k: that cell fails, the n_head=2 cell completes.
+def test_an_invalid_cell_stops_the_grid_before_any_work(tmp_path, corpus):
+    # n_head=3 does not divide d_model=32 of gpt-25k: the grid is refused naming that cell, and nothing is written.
     result = sweep_cmd("train", "-m", *tiny(tmp_path, corpus), "model=gpt-25k", "model.n_head=2,3",
                        "train.tokens=2048", "sweep.name=failing")
-    assert result.returncode != 0
-    assert "model.n_head=3" in result.stderr and "failed" in result.stderr
-    cells = summaries(tmp_path / "failing")
-    assert [c["status"] for c in cells.values()].count("completed") == 1
-    assert [c["status"] for c in cells.values()].count("failed") == 1
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "1 of 2 cell(s) of this grid are invalid" in result.stderr and "model.n_head=3" in result.stderr
+    assert "Traceback" not in result.stderr and not any(tmp_path.iterdir())
 
 
 @pytest.mark.slow
@@ -148,6 +146,9 @@ def test_grid_over_a_data_path_reports_its_failed_cell(tmp_path, corpus):
     assert result.returncode == 1, result.stderr[-3000:]
     assert "1 cell(s) of" in result.stderr and "NUL bytes" in result.stderr
     assert [c["status"] for c in summaries(tmp_path / "paths").values()].count("completed") == 1
+    # The end-of-grid table lists both cells, one failed.
+    table = result.stdout[result.stdout.index("2 cell(s)"):]
+    assert "completed" in table and "failed" in table
 
 
 @pytest.mark.slow

@@ -34,7 +34,7 @@ def cmd_train(argv: list[str]) -> int:
 def cmd_demo(argv: list[str]) -> int:
     """The `cpu` isoFLOP grid on the embedded corpus, cells in parallel, then the analysis."""
     from .analysis.main import run as analyze
-    from .launch import launch_grid
+    from .grid import launch_grid
 
     code, sweep_dir = launch_grid(["-m", "sweep=cpu", "hydra/launcher=joblib", *argv])
     if code != 0:

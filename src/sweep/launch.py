@@ -1,9 +1,6 @@
-"""Launching cells through Hydra: one run, or a grid (multirun) on any Hydra launcher (basic, joblib, submitit).
-
-`sweep train` validates before Hydra creates anything; a grid's first cell is composed once up front (the grid's
-directory and keys, its shared corpus, tokenized once before the cells start); each cell is `train_cell`, the Hydra
-task, which trains into the directory Hydra gives it and records a failure there. After a grid, its failed cells
-are listed.
+"""Launching cells through Hydra: `sweep train` validates a run before Hydra creates anything (`preflight`), then
+runs Hydra's own entry point, whose task is `train_cell`: train into the directory Hydra gives it and record a
+failure there. Grids (multiruns) are planned and reported by sweep.grid and run through the same task.
 """
 
 from __future__ import annotations
@@ -11,11 +8,10 @@ from __future__ import annotations
 import errno
 import logging
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 from . import rundir
-from .config import ConfigError, compose, compose_raw, load
+from .config import ConfigError, compose, load
 from .config.compose import CONFIG_MODULE, PRIMARY, register
 from .data import DataError, check_location
 
@@ -127,70 +123,12 @@ def preflight(run) -> None:
         log.warning(message)
 
 
-# ------------------------------------------------------------------------------------------------- grids
-@dataclass(frozen=True)
-class Grid:
-    """A multirun as composed once before launching: the overrides every cell shares and the swept keys."""
-    argv: list[str]
-    keys: list[str]
-    sweep_dir: Path
-    run: object  # the RunConfig of its first cell (a grid over data.* prepares per cell instead)
-
-
-def _first_cell(override) -> str | None:
-    """`key=first value` of a sweep override (`model=gpt-25k` of `model=gpt-25k,gpt-50k`); None if it has none."""
-    try:
-        first = next(iter(override.sweep_string_iterator()))
-    except Exception:  # an interval (optimizer sweeps) has no first value
-        return None
-    return f"{override.get_key_element()}={first}"
-
-
-def plan_grid(argv: list[str]) -> Grid:
-    """Compose the grid's first cell once, before launching: the sweep directory, the swept keys, and the config to
-    prepare a shared corpus from. Bad overrides raise ConfigError here, before any cell or data work."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    from hydra.errors import HydraException
-
-    from .config.compose import explain
-
-    overrides = [a for a in argv if not a.startswith("-")]
-    try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
-    except HydraException as err:
-        raise ConfigError(explain(err, overrides)) from None
-    swept = {o.get_key_element().lstrip("+~") for o in parsed if o.is_sweep_override()}
-    first = [_first_cell(o) if o.is_sweep_override() else text for text, o in zip(overrides, parsed)
-             if not o.get_key_element().lstrip("+~").startswith("hydra")]
-    raw = compose_raw([o for o in first if o is not None])
-    keys = sorted(swept | set(raw.hydra.sweeper.params or {}))
-    run = load(raw)
-    preflight(run)
-    return Grid([*argv, f"sweep.grid=[{','.join(keys)}]"], keys, Path(run.out_dir) / run.sweep.name, run)
-
-
-def launch_grid(argv: list[str]) -> tuple[int, Path]:
-    """Run every cell of the grid; 1 when a cell failed (each named on stderr), else Hydra's exit code."""
-    grid = plan_grid(argv)
-    if not any(k == "data" or k.startswith("data.") for k in grid.keys):
-        from .data import prepare  # parallel cells share one corpus: tokenize it once, up front
-
-        prepare(grid.run.data, Path(grid.run.out_dir) / grid.run.data.cache_dir)
-    code = _hydra_run(grid.argv)
-    failed = rundir.failed_cells(grid.sweep_dir) if grid.sweep_dir.is_dir() else []
-    if failed:
-        print(f"{len(failed)} cell(s) of {grid.sweep_dir} failed:", file=sys.stderr)
-        for name, error in failed:
-            print(f"  {name}: {error}", file=sys.stderr)
-        return EXIT_FAILED, grid.sweep_dir
-    return code, grid.sweep_dir
-
-
 def launch(argv: list[str]) -> int:
     """`sweep train [-m] ARGS`. A single run is validated (config, horizon, batch arithmetic, device) before Hydra
     creates its directory, so a rejected config leaves nothing behind."""
     if "-m" in argv or "--multirun" in argv:
+        from .grid import launch_grid
+
         return launch_grid(argv)[0]
     if not any(a.startswith("-") for a in argv):  # Hydra's own flags (--help, --cfg, -sc) go straight to Hydra
         preflight(compose(argv))

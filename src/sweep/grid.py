@@ -1,0 +1,126 @@
+"""Grids (`sweep train -m`, `sweep demo`): every cell composed and checked before any data or training work, the
+shared corpus prepared once, the cells run by Hydra's launcher (basic, joblib, submitit), then a table of the cells
+and the next command."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import rundir
+from .config import ConfigError, compose_raw, load
+from .config.compose import explain
+from .launch import EXIT_FAILED, _hydra_run, preflight
+
+MAX_ERRORS_SHOWN = 5
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A multirun as planned before launching."""
+    argv: list[str]  # what Hydra runs: the user's arguments plus sweep.grid
+    keys: list[str]  # the swept keys
+    sweep_dir: Path
+    cells: list[str]  # run names, in launch order
+    run: object  # the RunConfig of the first cell (its corpus is the one prepared up front)
+
+
+def _quoted(value: str) -> str:
+    return value if re.fullmatch(r"[\w./:+\-~@]*", value) else "'" + value.replace("'", "\\'") + "'"
+
+
+def _values(override) -> list[str] | None:
+    """The values of a sweep override (`model=a,b`, `range(...)`); None for one that cannot be listed (intervals)."""
+    try:
+        return [_quoted(str(v)) for v in override.sweep_string_iterator()]
+    except Exception:
+        return None
+
+
+def cell_overrides(argv: list[str]) -> tuple[list[list[str]], list[str]]:
+    """Every cell's overrides (the shared ones, then one value of each swept key: command line over preset), and the
+    swept keys. A sweep whose values cannot be listed is left to Hydra (its cells are checked by the first value)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    overrides = [a for a in argv if not a.startswith("-")]
+    parser = OverridesParser.create()
+    try:
+        parsed = parser.parse_overrides(overrides)
+    except HydraException as err:
+        raise ConfigError(explain(err, overrides)) from None
+    shared = [text for text, o in zip(overrides, parsed)
+              if not o.is_sweep_override() and not o.get_key_element().lstrip("+~").startswith("hydra")]
+    swept = {o.get_key_element(): o for o in parsed if o.is_sweep_override()}
+    preset = compose_raw(shared).hydra.sweeper.params or {}
+    for key, values in preset.items():
+        if key not in swept:  # the command line's values for a key replace the preset's, as in Hydra
+            swept[key] = parser.parse_override(f"{key}={values}")
+    axes = [[f"{key}={v}" for v in values] for key, o in swept.items() if (values := _values(o))]
+    keys = sorted(k.lstrip("+~") for k in swept)
+    return [shared + list(combo) for combo in itertools.product(*axes)], keys
+
+
+def plan_grid(argv: list[str]) -> Grid:
+    """Compose and check every cell before any data or training work: bad input anywhere in the grid is one
+    ConfigError naming the cells, and nothing is written."""
+    cells, keys = cell_overrides(argv)
+    grid_key = f"sweep.grid=[{','.join(keys)}]"
+    runs, errors = [], []
+    for overrides in cells:
+        try:
+            run = load(compose_raw([*overrides, grid_key]))
+            preflight(run)
+            runs.append(run)
+        except (ConfigError, ValueError) as err:
+            errors.append(f"{' '.join(o for o in overrides if o.split('=')[0] in keys) or 'the grid'}: {err}")
+    if errors:
+        shown = "\n  ".join(errors[:MAX_ERRORS_SHOWN])
+        more = f"\n  … and {len(errors) - MAX_ERRORS_SHOWN} more" if len(errors) > MAX_ERRORS_SHOWN else ""
+        raise ConfigError(f"{len(errors)} of {len(cells)} cell(s) of this grid are invalid; nothing was run:\n  "
+                          f"{shown}{more}")
+    names = [run.run_name for run in runs]
+    twins = sorted({n for n in names if names.count(n) > 1})
+    if twins:
+        raise ConfigError(f"cells of this grid share a directory ({', '.join(twins)}): their runs would refuse each "
+                          f"other; sweep a key that defines the cell, or give each grid its own sweep.name")
+    first = runs[0]
+    return Grid([*argv, grid_key], keys, Path(first.out_dir) / first.sweep.name, names, first)
+
+
+def cell_table(sweep_dir: Path, cells: list[str]) -> str:
+    """One line per cell: status, val_loss, tokens, wall time."""
+    lines = [f"{'cell':<40}{'status':>11}{'val_loss':>10}{'tokens':>10}{'wall':>8}"]
+    for name in cells:
+        s = rundir.read_summary(sweep_dir / name) or {"status": "not run"}
+        loss, tokens, wall = s.get("val_loss"), s.get("tokens"), s.get("wall_s")
+        lines.append(f"{name[:39]:<40}{s.get('status', '?'):>11}"
+                     f"{f'{loss:.4f}' if isinstance(loss, float) else '-':>10}"
+                     f"{f'{tokens:.3g}' if isinstance(tokens, (int, float)) else '-':>10}"
+                     f"{f'{wall:.0f} s' if isinstance(wall, (int, float)) else '-':>8}")
+    return "\n".join(lines)
+
+
+def launch_grid(argv: list[str]) -> tuple[int, Path]:
+    """Run every cell of the grid; 1 when a cell failed (each named on stderr), else Hydra's exit code. Ends with
+    the table of cells and the next command."""
+    grid = plan_grid(argv)
+    if not any(k == "data" or k.startswith("data.") for k in grid.keys):
+        from .data import prepare  # parallel cells share one corpus: tokenize it once, up front
+
+        prepare(grid.run.data, Path(grid.run.out_dir) / grid.run.data.cache_dir)
+    code = _hydra_run(grid.argv)
+    print(f"\n{grid.sweep_dir}: {len(grid.cells)} cell(s)\n{cell_table(grid.sweep_dir, grid.cells)}")
+    failed = rundir.failed_cells(grid.sweep_dir) if grid.sweep_dir.is_dir() else []
+    if failed:
+        print(f"{len(failed)} cell(s) of {grid.sweep_dir} failed:", file=sys.stderr)
+        for name, error in failed:
+            print(f"  {name}: {error}", file=sys.stderr)
+        print("relaunch the same command to retry them; completed cells are skipped", file=sys.stderr)
+        return EXIT_FAILED, grid.sweep_dir
+    if code == 0:
+        print(f"next: sweep analyze {grid.sweep_dir}")
+    return code, grid.sweep_dir
