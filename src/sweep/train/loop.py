@@ -13,7 +13,6 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from tqdm import tqdm
 
 from .. import rundir
 from ..config import ConfigError, RunConfig
@@ -21,6 +20,7 @@ from ..config.schema import is_auto
 from ..data import PreparedData, TokenBatches, open_tokens, prepare, val_windows
 from . import checkpoint
 from .plan import Plan, lr_at, make_plan, model_vocab
+from .progress import Progress
 from .runtime import Runtime, StopRequest, describe, keep_started_dtype, settle
 from .step import build, evaluate, set_lr, step_module, train_step
 from .tracking import Tracker
@@ -130,7 +130,8 @@ def train(run: RunConfig, run_dir: Path, runtime: Runtime, data: PreparedData | 
     """Train one cell into run_dir (resuming from its checkpoint if any); returns summary.json's content.
     A completed cell is only read (so a read-only directory still counts as done); otherwise the main rank holds the
     cell's lock while it trains, so a second launch of the same cell is refused instead of interleaving with it.
-    progress: a tqdm bar (off when cells share a terminal: their bars would interleave; a log line ends each)."""
+    progress: a bar on a terminal (False when cells share one: their bars would interleave); otherwise periodic
+    log lines (train/progress.py)."""
     rundir.check_same_cell(run, run_dir, rundir.read_config(run_dir))
     if rundir.is_completed(run_dir):
         log.info("%s is already completed; nothing to train", run_dir)
@@ -190,8 +191,7 @@ def _train_claimed(run: RunConfig, run_dir: Path, runtime: Runtime, saved: dict 
     # A resume restores the loss interval's steps, not their time: tok_per_s counts only the steps the clock saw.
     clock, timed_steps = TrainClock(), 0
     val = None
-    bar = tqdm(total=plan.steps, initial=state.step, desc=run.run_name, unit="step",
-               disable=not (runtime.is_main and progress), dynamic_ncols=True, leave=False)
+    view = Progress(run.run_name, plan.steps, state.step, enabled=runtime.is_main, bar=None if progress else False)
     try:
         while state.step < plan.steps:
             step = state.step
@@ -212,7 +212,7 @@ def _train_claimed(run: RunConfig, run_dir: Path, runtime: Runtime, saved: dict 
                     bad_steps[step] = ~finite
             state.step += 1
             timed_steps += 1
-            bar.update(1)
+            view.advance()
             last = state.step == plan.steps
 
             if state.step % t.log_every == 0 or last:
@@ -222,8 +222,7 @@ def _train_claimed(run: RunConfig, run_dir: Path, runtime: Runtime, saved: dict 
                 tok_per_s = timed_steps * plan.batch_tokens / clock.elapsed()
                 if tracker:
                     tracker.log({**event(state.step, plan), "train_loss": train_loss, "lr": lr, "tok_per_s": tok_per_s})
-                bar.set_postfix(loss=f"{train_loss:.3f}" if train_loss is not None else "-",
-                                tok_s=f"{tok_per_s:,.0f}", tokens=f"{state.step * plan.batch_tokens:.3g}")
+                view.report(state.step, state.step * plan.batch_tokens, train_loss, val and val[0], tok_per_s)
                 loss_sum.zero_()
                 state.interval_steps, clock, timed_steps = 0, TrainClock(), 0
 
@@ -264,11 +263,11 @@ def _train_claimed(run: RunConfig, run_dir: Path, runtime: Runtime, saved: dict 
             tracker.finish(summary)
             tracker = None
             rundir.write_summary(run_dir, summary)  # last: its presence means the cell is done
-            log.info("%s: completed in %.0f s, val_loss %.4f (%.3f bits/byte)", run.run_name, summary["wall_s"],
-                     val[0], val[1])
+            log.info("%s: completed in %.0f s, val_loss %.4f (%.3f bits/byte); %s", run.run_name, summary["wall_s"],
+                     val[0], val[1], run_dir)
         return summary
     finally:
-        bar.close()
+        view.close()
         stop.uninstall()
         if tracker:
             tracker.finish()
