@@ -1,8 +1,13 @@
 """The `sweep` command's small subcommands and its error handling."""
 
 import json
+import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 from sweep.cli import main
 
@@ -20,7 +25,38 @@ def test_sizes_json_lists_the_ladder_with_every_convention(capsys):
 def test_sizes_table(capsys):
     assert main(["sizes", "--vocab", "512"]) == 0
     out = capsys.readouterr().out
-    assert "gpt-100m" in out and "FLOPs/token" in out and "vocab 512" in out
+    assert "gpt-100m" in out and "FLOPs/token" in out
+    assert all(line.split()[5] == "512" for line in out.splitlines()[1:-1])  # the vocab column
+
+
+def test_sizes_under_a_preset_are_the_counts_its_runs_have(capsys):
+    assert main(["sizes", "sweep=cpu", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert (rows["gpt-6k"]["seq_len"], rows["gpt-6k"]["vocab_size"], rows["gpt-6k"]["matmul"]) == (128, 512, 14_336)
+
+
+def test_version_and_python_dash_m():
+    from sweep import __version__
+
+    result = subprocess.run([sys.executable, "-m", "sweep", "--version"], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.strip() == f"sweep {__version__}"
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_tab_completion_as_hydra_documents_it(tmp_path):
+    """eval "$(sweep -sc install=bash)", then what bash asks on <TAB>: commands first, then config groups/keys."""
+    script = """eval "$(sweep -sc install=bash)"
+    for line in "sweep tr" "sweep train model=gpt-1" "sweep train train.l"; do
+        COMP_LINE="$line"; COMP_POINT=${#line}; words=($line); COMP_CWORD=$(( ${#words[@]} - 1 ))
+        hydra_bash_completion; echo "${COMPREPLY[*]}"
+    done"""
+    bin_dir = Path(sys.executable).parent
+    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, cwd=tmp_path,
+                            env={**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"})
+    commands, models, keys = result.stdout.splitlines()
+    assert commands == "train"
+    assert "model=gpt-1m" in models.split() and "model=gpt-100m" in models.split()
+    assert {"train.lr=", "train.log_every="} <= set(keys.split())
 
 
 def test_prepare_tokenizes_once(tmp_path, capsys):

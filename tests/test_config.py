@@ -119,3 +119,8 @@ def test_a_horizon_below_half_a_step_is_refused():
 
     with pytest.raises(ConfigError, match="less than half of one optimizer step"):
         check_plan(compose(["train.flops=1", "device=cpu"]))
+
+
+def test_an_unknown_key_suggests_the_nearest_one():
+    with pytest.raises(ConfigError, match="did you mean train.lr"):
+        compose(["train.lrr=0.1"])

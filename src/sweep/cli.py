@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 
 USAGE = """usage: sweep COMMAND [ARGS]
@@ -13,21 +14,46 @@ commands:
   demo [OVERRIDES]          the embedded default end to end on CPU: the `cpu` isoFLOP grid, then analyze
   analyze SWEEP_DIR | --csv FILE [--out DIR] [--params non_embedding|total|matmul]
                             scaling-law fits, intervals, plots and report.md
-  sizes [--json] [--vocab N]
-                            the model ladder: shapes, parameters by convention, FLOPs/token
+  sizes [OVERRIDES] [--json] [--vocab N]
+                            the model ladder as runs with these overrides would have it (e.g. sweep=cpu)
   prepare [OVERRIDES]       tokenize a corpus into shards (train does this on demand)
   bench [OVERRIDES] [bench.variants=default|all|fp32-eager,...] [bench.steps=N] [bench.warmup=N] [bench.profile=N]
                             training throughput, FLOP/s, matmul peak and MFU; last line one JSON object
 
-Run `sweep train --help` for Hydra's help on config groups and overrides.
+Run `sweep train --help` for Hydra's help on config groups and overrides, `sweep --version` for the version.
+Tab completion of commands and overrides (bash): eval "$(sweep -sc install=bash)"
 """
 EXIT_INPUT_ERROR = 2
 EXIT_INTERRUPTED = 130  # as sweep.train.runtime.EXIT_INTERRUPTED: 128 + SIGINT
 
 
+COMPLETION_FLAGS = ("-sc", "--shell-completion")
+COMPLETES_OVERRIDES = ("train", "demo", "prepare", "bench")  # commands that take config overrides
+
+
+def complete(argv: list[str]) -> int:
+    """Shell completion as Hydra documents it: `eval "$(sweep -sc install=bash)"` installs it; the shell then asks
+    `sweep -sc query=bash` with the line typed so far in COMP_LINE. The first word completes to a command; after a
+    command that takes overrides, Hydra completes config groups and keys."""
+    from .launch import _hydra_run
+
+    if any(a.startswith("query") for a in argv):
+        line = os.environ.get("COMP_LINE", "sweep train ")
+        words = line.split()[1:]  # after the program's name
+        if not words or (len(words) == 1 and not line.endswith(" ")):
+            print(" ".join(c for c in COMMANDS if c.startswith(words[0] if words else "")))
+            return 0
+        if words[0] not in COMPLETES_OVERRIDES:
+            return 0
+        os.environ["COMP_LINE"] = " ".join(["sweep", *words[1:]]) + (" " if line.endswith(" ") else "")
+    return _hydra_run([a for a in argv if a != "train"])
+
+
 def cmd_train(argv: list[str]) -> int:
     from .launch import launch
 
+    if any(a in COMPLETION_FLAGS for a in argv):
+        return complete(argv)
     return launch(argv)
 
 
@@ -49,12 +75,14 @@ def cmd_sizes(argv: list[str]) -> int:
 
     from .train import ladder
 
-    parser = argparse.ArgumentParser(prog="sweep sizes", description="the model ladder")
+    parser = argparse.ArgumentParser(prog="sweep sizes", description="the model ladder, as runs with these "
+                                     "overrides would have it (e.g. sweep sizes sweep=cpu)")
+    parser.add_argument("overrides", nargs="*", help="config overrides or a preset, as for sweep train")
     parser.add_argument("--json", action="store_true", help="one JSON list instead of a table")
-    parser.add_argument("--vocab", type=int, default=4096, help="vocabulary size (default: data.vocab_size's 4096)")
+    parser.add_argument("--vocab", type=int, help="vocabulary size (default: the config's data.vocab_size)")
     args = parser.parse_args(argv)
-    rows = ladder.rows(args.vocab)
-    print(json.dumps(rows, indent=2) if args.json else ladder.table(rows, args.vocab))
+    rows = ladder.rows(args.overrides, args.vocab)
+    print(json.dumps(rows, indent=2) if args.json else ladder.table(rows))
     return 0
 
 
@@ -92,6 +120,13 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)
         return 0
+    if argv[0] in ("-V", "--version"):
+        from . import __version__
+
+        print(f"sweep {__version__}")
+        return 0
+    if argv[0] in COMPLETION_FLAGS:
+        return complete(argv)
     command = COMMANDS.get(argv[0])
     if command is None:
         print(f"sweep: unknown command {argv[0]!r}\n\n{USAGE}", file=sys.stderr)
@@ -105,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_INPUT_ERROR
+    except BrokenPipeError:  # `sweep sizes | head`: the reader left; nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:  # a second Ctrl-C during training, or one outside it (a prepare cleans up after itself)
         print("sweep: interrupted; relaunch the same command to go on from the last checkpoint", file=sys.stderr)
         return EXIT_INTERRUPTED

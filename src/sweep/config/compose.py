@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import re
+
 from .naming import horizon_tag, run_suffix
 from .schema import ConfigError, RunConfig, load
 
@@ -43,12 +47,28 @@ def explain(err: Exception, overrides: list[str]) -> str:
     """Hydra's message, plus the fix for the lexer error a user meets most: a value with characters outside the
     override grammar (unicode, spaces, some punctuation) must be quoted."""
     message = str(err).strip()
+    unknown = re.search(r"Could not override '([^']+)'", message)
+    if unknown and (close := difflib.get_close_matches(unknown.group(1), known_keys(), n=3, cutoff=0.8)):
+        message += f"\ndid you mean {' or '.join(close)}?"
     if "LexerNoViableAltException" in message or "token recognition error" in message:
         suspects = [o for o in overrides if not o.isascii() or " " in o.partition("=")[2]]
         example = suspects[0].partition("=") if suspects else ("key", "=", "value")
         message += (f"\nquote the value, e.g. {example[0]}='{example[2]}' (in a shell: "
                     f"\"{example[0]}='{example[2]}'\")")
     return message
+
+
+def known_keys(node=RunConfig, prefix: str = "") -> list[str]:
+    """Every dotted key of the schema (model.n_layer, train.lr, ...)."""
+    out = []
+    for f in dataclasses.fields(node):
+        if dataclasses.is_dataclass(f.type if isinstance(f.type, type) else None):
+            out += known_keys(f.type, f"{prefix}{f.name}.")
+        elif isinstance(f.default_factory, type) and dataclasses.is_dataclass(f.default_factory):
+            out += known_keys(f.default_factory, f"{prefix}{f.name}.")
+        else:
+            out.append(f"{prefix}{f.name}")
+    return out
 
 
 def compose(overrides: list[str]) -> RunConfig:
