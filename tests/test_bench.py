@@ -41,7 +41,7 @@ def test_bench_profile_says_where_the_step_time_went(capsys, tmp_path):
                  "bench.steps=2", "bench.warmup=1", "bench.peak_seconds=0.2", "bench.profile=2"]) == 0
     out = capsys.readouterr().out
     assert "aten::mm" in out  # the profiler table
-    line = next(l for l in out.splitlines() if l.startswith("bf16-eager: weight matmuls"))
+    line = next(x for x in out.splitlines() if x.startswith("bf16-eager: weight matmuls"))
     dense, _, attention, other = (int(s) for s in re.findall(r"(\d+)%", line))  # _: the matmuls' share of peak
     assert dense > 0 and attention > 0 and other > 0  # bf16 attention on CPU is two bmm: counted as attention
     record = json.loads(out.strip().splitlines()[-1])

@@ -4,7 +4,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -90,7 +89,8 @@ def test_sigkill_then_relaunch_is_bit_identical(tmp_path, corpus, cache, straigh
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sig,code", [(signal.SIGTERM, runtime.EXIT_STOPPED), (signal.SIGUSR1, runtime.EXIT_STOPPED),
-                                      (signal.SIGUSR2, runtime.EXIT_STOPPED), (signal.SIGINT, runtime.EXIT_INTERRUPTED)])
+                                      (signal.SIGUSR2, runtime.EXIT_STOPPED),
+                                      (signal.SIGINT, runtime.EXIT_INTERRUPTED)])
 def test_stop_signal_checkpoints_exits_and_resumes_identically(tmp_path, corpus, cache, straight, sig, code):
     """SIGTERM/SIGUSR1/SIGUSR2 (a scheduler's warning) exit 75, Ctrl-C 130: both after a checkpoint."""
     args = overrides(tmp_path, corpus, cache)
@@ -131,7 +131,8 @@ def test_second_ctrl_c_exits_at_once_and_the_run_still_resumes(tmp_path, corpus,
 
 @pytest.mark.slow
 def test_a_second_launch_of_a_running_cell_is_refused_and_touches_nothing(tmp_path, corpus, cache):
-    args = overrides(tmp_path, corpus, cache, "train.tokens=819200")  # 1,600 steps: still running when the second starts
+    # 1,600 steps: still running when the second launch starts.
+    args = overrides(tmp_path, corpus, cache, "train.tokens=819200")
     run_dir = run_dir_of(args)
     first = launch(args)
     wait_for(run_dir / checkpoint.LATEST, first)
