@@ -24,6 +24,7 @@ Run `sweep train --help` for Hydra's help on config groups and overrides, `sweep
 Tab completion of commands and overrides (bash): eval "$(sweep -sc install=bash)"
 """
 EXIT_INPUT_ERROR = 2
+LOG_FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"  # Hydra's job logging format: one format everywhere
 EXIT_INTERRUPTED = 130  # as sweep.train.runtime.EXIT_INTERRUPTED: 128 + SIGINT
 
 
@@ -131,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     if command is None:
         print(f"sweep: unknown command {argv[0]!r}\n\n{USAGE}", file=sys.stderr)
         return EXIT_INPUT_ERROR
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     from .config import ConfigError
     from .data import DataError
 

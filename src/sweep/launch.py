@@ -97,8 +97,9 @@ def _hydra_run(argv: list[str]) -> int:
 
     register()
     app = hydra.main(config_path=f"pkg://{CONFIG_MODULE}", config_name=PRIMARY, version_base="1.3")(train_cell)
-    saved = sys.argv
+    saved, handlers = sys.argv, logging.root.handlers[:]
     sys.argv = ["sweep", *argv]
+    logging.root.handlers.clear()  # Hydra installs its own (console and the job's log file): one line each, not two
     try:
         app()
     except SystemExit as exc:
@@ -108,6 +109,7 @@ def _hydra_run(argv: list[str]) -> int:
         return exc.code or 0
     finally:
         sys.argv = saved
+        logging.root.handlers[:] = handlers
     return 0
 
 
