@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from wandb_records import config_keys, history_keys, run_record
+from wandb_records import config_keys, history_keys, run_record, summary_keys
 
 from conftest import SWEEP, local_overrides, summaries
 
@@ -95,16 +95,21 @@ def test_wandb_offline_one_run_per_cell(tmp_path, corpus):
     result = sweep_cmd("train", "-m", *tiny(tmp_path, corpus), "model=gpt-25k,gpt-50k", "train.tokens=2048",
                        "sweep.name=wb", "logger=wandb", env={"WANDB_MODE": "offline"})
     assert result.returncode == 0, result.stderr[-3000:]
-    ids = set()
-    for cell in ("gpt-25k_t2.05e3_s0", "gpt-50k_t2.05e3_s0"):
+    ids, groups = set(), set()
+    for cell, model in (("gpt-25k_t2.05e3_s0", "gpt-25k"), ("gpt-50k_t2.05e3_s0", "gpt-50k")):
         runs = list((tmp_path / "wb" / cell / "wandb").glob("offline-run-*"))
         assert len(runs) == 1, runs  # one run per cell: finish() ended it, nothing merged
         run = run_record(runs[0])
-        assert (run.run_group, run.job_type, run.display_name) == ("wb", "train", cell)
+        assert (run.job_type, run.display_name) == ("train", cell)
+        assert run.run_group.startswith("wb-local-")  # <sweep>-<data>-<id of this sweep directory>
+        assert {model, "t2.05e3", "wb"} <= set(run.tags)
         assert {"model", "train", "plan"} <= config_keys(run)  # plan carries n_params, tokens, flops, lr, batch
         assert {"val_loss", "val_bpb", "train_loss", "tokens", "flops"} <= history_keys(runs[0])
+        assert {"n_params/total", "n_params/non_embedding", "best_val_loss", "val_loss", "tokens"} <= \
+            summary_keys(runs[0])
         ids.add(run.run_id)
-    assert len(ids) == 2
+        groups.add(run.run_group)
+    assert len(ids) == 2 and len(groups) == 1  # one group per study
 
 
 @pytest.mark.slow

@@ -50,3 +50,9 @@ def config_keys(run) -> set[str]:
 def history_keys(run_dir: Path) -> set[str]:
     return {item.key or ".".join(item.nested_key) for r in read_records(run_dir)
             if r.WhichOneof("record_type") == "history" for item in r.history.item}
+
+
+def summary_keys(run_dir: Path) -> set[str]:
+    """The keys a run's summary was given (nested ones joined with '/')."""
+    return {item.key or "/".join(item.nested_key) for r in read_records(run_dir)
+            if r.WhichOneof("record_type") == "summary" for item in r.summary.update}

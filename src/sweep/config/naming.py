@@ -68,3 +68,13 @@ def run_suffix(grid) -> str:
 
 def is_non_defining(section: str, key: str) -> bool:
     return f"{section}.{key}" in NON_DEFINING
+
+
+def study_group(sweep_name: str, data_name: str, sweep_dir) -> str:
+    """The wandb group of a study: readable (sweep and data) and unique per sweep directory (a short hash of its
+    absolute path), so two studies with one preset never share a group and a relaunch keeps its own."""
+    import hashlib
+    from pathlib import Path
+
+    digest = hashlib.sha1(str(Path(sweep_dir).expanduser().resolve()).encode()).hexdigest()[:6]
+    return f"{sweep_name}-{data_name}-{digest}"

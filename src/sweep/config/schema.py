@@ -97,6 +97,9 @@ class LoggerConfig:
     mode: str = "offline"  # offline | online | disabled
     project: str = "sweep"
     entity: Optional[str] = None
+    group: str = AUTO  # auto: one per study, <sweep>-<data>-<id of the sweep directory> (naming.study_group)
+    tags: list = field(default_factory=list)  # added to each run's own: model, horizon, preset
+    system_metrics: bool = True  # wandb's CPU/GPU/memory charts
 
 
 @dataclass

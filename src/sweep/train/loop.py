@@ -16,6 +16,7 @@ import torch.distributed as dist
 
 from .. import rundir
 from ..config import ConfigError, RunConfig
+from ..config.naming import horizon_tag, study_group
 from ..config.schema import is_auto
 from ..data import PreparedData, TokenBatches, open_tokens, prepare, val_windows
 from . import checkpoint
@@ -177,7 +178,11 @@ def _train_claimed(run: RunConfig, run_dir: Path, runtime: Runtime, saved: dict 
     tracker = None
     if runtime.is_main:
         rundir.write_config(run_dir, record)
-        tracker = Tracker(run_dir, run.logger, run.run_name, run.sweep.name, record,
+        group = run.logger.group if not is_auto(run.logger.group) else \
+            study_group(run.sweep.name, run.data.name, run_dir.parent)
+        tags = (run.model.name, horizon_tag(run.train.tokens, run.train.flops, run.train.tokens_per_param),
+                run.sweep.name)
+        tracker = Tracker(run_dir, run.logger, run.run_name, group, record, tags=tags,
                           wandb_id=resumed and resumed.get("wandb_id"),
                           resume_offset=resumed and resumed["metrics_offset"])
 

@@ -7,7 +7,18 @@ from pathlib import Path
 
 from ..config import LoggerConfig
 from ..files import dumps, json_safe
-from ..rundir import METRICS, RunDirError
+from ..rundir import METRICS, RunDirError, read_events
+
+
+def flatten(tree: dict, prefix: str = "") -> dict:
+    """{"n_params": {"total": 1}} → {"n_params/total": 1}."""
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}/"))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def _check_prefix(path: Path, offset: int) -> None:
@@ -32,7 +43,7 @@ class Tracker:
     """
 
     def __init__(self, run_dir: Path, cfg: LoggerConfig, run_name: str, group: str, config: dict,
-                 wandb_id: str | None = None, resume_offset: int | None = None):
+                 wandb_id: str | None = None, resume_offset: int | None = None, tags: tuple = ()):
         self.path = run_dir / METRICS
         if resume_offset is not None:
             _check_prefix(self.path, resume_offset)
@@ -41,6 +52,9 @@ class Tracker:
         elif self.path.exists():
             self.path.unlink()  # a fresh start: no stale events from a run that never checkpointed
         self._file = open(self.path, "a")
+        # The best val_loss so far, metrics.jsonl's kept events included (a resumed run's summary still has it).
+        self.best_val_loss = min((e["val_loss"] for e in read_events(run_dir) if e.get("val_loss") is not None),
+                                 default=None)
         self.wandb_run = None
         self.wandb_id = wandb_id
         if cfg.name == "wandb" and cfg.mode != "disabled":
@@ -50,7 +64,7 @@ class Tracker:
             self.wandb_run = wandb.init(
                 project=cfg.project, entity=cfg.entity, group=group, job_type="train", name=run_name,
                 id=self.wandb_id, resume="allow", dir=str(run_dir), mode=cfg.mode, config=config,
-                settings=wandb.Settings(console="off", x_disable_stats=True),
+                tags=[*tags, *cfg.tags], settings=wandb.Settings(console="off", x_disable_stats=not cfg.system_metrics),
             )
             self.wandb_run.define_metric("tokens")
             self.wandb_run.define_metric("*", step_metric="tokens")
@@ -62,6 +76,8 @@ class Tracker:
 
     def log(self, event: dict) -> None:
         event = json_safe(event)  # a non-finite loss is written as null (sweep.files)
+        if event.get("val_loss") is not None:
+            self.best_val_loss = min(event["val_loss"], self.best_val_loss or event["val_loss"])
         try:
             self._file.write(dumps(event) + "\n")
             self._file.flush()
@@ -73,7 +89,7 @@ class Tracker:
     def finish(self, summary: dict | None = None) -> None:
         self._file.close()
         if self.wandb_run is not None:
-            if summary:
-                self.wandb_run.summary.update({k: v for k, v in summary.items() if not isinstance(v, dict)})
+            if summary:  # nested values flattened (n_params/total, ...): wandb's summary drops dicts
+                self.wandb_run.summary.update({**flatten(summary), "best_val_loss": self.best_val_loss})
             self.wandb_run.finish()
             self.wandb_run = None
