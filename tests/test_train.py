@@ -166,12 +166,13 @@ def test_progress_without_a_terminal_is_periodic_lines_not_carriage_returns(capl
     from sweep.train.progress import LINE_EVERY_S, Progress
 
     clock = iter(float(t) for t in [0, 1, 2, LINE_EVERY_S + 1, LINE_EVERY_S + 2, 2 * LINE_EVERY_S + 5])
-    view = Progress("cell", total=100, initial=0, enabled=True, bar=False, now=lambda: next(clock))
+    view = Progress("cell", total=100, initial=0, enabled=True, bar=False, now=lambda: next(clock),
+                    flops_per_token=100.0, peak=lambda: 1e6)
     assert view.bar is None
     with caplog.at_level("INFO", logger="sweep.train"):
         for step in (10, 20, 30, 40, 50):  # at 1, 2, 31, 32, 65 s
             view.report(step, step * 100, 2.5, 2.7 if step > 20 else None, 1234.0)
     lines = [r.getMessage() for r in caplog.records]
-    assert lines == ["cell: step 30/100 (30%), train_loss 2.500, val_loss 2.700, tok/s 1,234, tokens 3e+03",
-                     "cell: step 50/100 (50%), train_loss 2.500, val_loss 2.700, tok/s 1,234, tokens 5e+03"]
+    assert lines == ["cell: step 30/100 (30%), train_loss 2.500, val_loss 2.700, tok/s 1,234, tokens 3e+03, MFU 12%",
+                     "cell: step 50/100 (50%), train_loss 2.500, val_loss 2.700, tok/s 1,234, tokens 5e+03, MFU 12%"]
     assert not any("\r" in line for line in lines)

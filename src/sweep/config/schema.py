@@ -183,9 +183,6 @@ def validate(run: RunConfig) -> None:
         value = getattr(getattr(run, section), key)
         setattr(getattr(run, section), key, _auto_or_number(f"{section}.{key}", value, kind,
                                                             strict=key != "warmup_tokens"))
-    if run.data.vocab_size < 257:
-        raise ConfigError(f"data.vocab_size={run.data.vocab_size} is below 257 (256 bytes + the end-of-text token); "
-                          f"raise it")
     if m.seq_len + 1 > run.data.val_tokens:
         raise ConfigError(f"model.seq_len={m.seq_len} needs data.val_tokens ≥ {m.seq_len + 1} (one validation window "
                           f"of seq_len + 1 tokens), got {run.data.val_tokens}; raise data.val_tokens or lower "

@@ -16,7 +16,7 @@ import torch
 
 from ..config import ConfigError, compose
 from .plan import make_plan, model_vocab
-from .runtime import resolve, settle
+from .runtime import _sync, matmul_peak, resolve, settle
 from .step import build, set_lr, step_module, train_step
 
 VARIANTS = {"fp32-eager": (torch.float32, False), "fp32-compile": (torch.float32, True),
@@ -47,28 +47,6 @@ def parse(argv: list[str]) -> tuple[dict, list[str]]:
 
 def variant_name(dtype: torch.dtype, compiled: bool) -> str:
     return f"{'bf16' if dtype == torch.bfloat16 else 'fp32'}-{'compile' if compiled else 'eager'}"
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def matmul_peak(device: torch.device, dtype: torch.dtype, seconds: float = 1.0) -> float:
-    """The best FLOP/s of a large square matmul in `dtype`: what the matmul units deliver here, the MFU baseline.
-    Best of many single products, so a busy neighbour lowers it less than it lowers a mean."""
-    n = 8192 if device.type == "cuda" else 2048  # big enough to saturate, small enough to time in well under 1 s
-    a, b = (torch.randn(n, n, device=device).to(dtype) for _ in range(2))
-    for _ in range(2):
-        a @ b
-    _sync(device)
-    best, deadline = 0.0, time.perf_counter() + seconds
-    while time.perf_counter() < deadline:
-        start = time.perf_counter()
-        a @ b
-        _sync(device)
-        best = max(best, 2 * n**3 / (time.perf_counter() - start))
-    return best
 
 
 def peak_memory(device: torch.device) -> int:

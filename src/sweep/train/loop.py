@@ -21,8 +21,8 @@ from ..config.schema import is_auto
 from ..data import PreparedData, TokenBatches, open_tokens, prepare, val_windows
 from . import checkpoint
 from .plan import Plan, lr_at, make_plan, model_vocab
-from .progress import Progress
-from .runtime import Runtime, StopRequest, describe, keep_started_dtype, settle
+from .progress import PEAK_SECONDS, Progress
+from .runtime import Runtime, StopRequest, describe, keep_started_dtype, matmul_peak, settle
 from .step import build, evaluate, set_lr, step_module, train_step
 from .tracking import Tracker
 
@@ -196,7 +196,9 @@ def _train_claimed(run: RunConfig, run_dir: Path, runtime: Runtime, saved: dict 
     # A resume restores the loss interval's steps, not their time: tok_per_s counts only the steps the clock saw.
     clock, timed_steps = TrainClock(), 0
     val = None
-    view = Progress(run.run_name, plan.steps, state.step, enabled=runtime.is_main, bar=None if progress else False)
+    view = Progress(run.run_name, plan.steps, state.step, enabled=runtime.is_main, bar=None if progress else False,
+                    flops_per_token=plan.flops_per_token,
+                    peak=partial(matmul_peak, runtime.device, runtime.dtype, PEAK_SECONDS))
     try:
         while state.step < plan.steps:
             step = state.step

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
 
@@ -115,6 +116,28 @@ def resolve(device: str, train: TrainConfig, parallel_jobs: int = 1) -> Runtime:
     if rt.world_size > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if rt.device.type == "cuda" else "gloo")
     return rt
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_peak(device: torch.device, dtype: torch.dtype, seconds: float = 1.0) -> float:
+    """The best FLOP/s of a large square matmul in `dtype`: what the matmul units deliver here, the MFU baseline.
+    Best of many single products, so a busy neighbour lowers it less than it lowers a mean."""
+    n = 8192 if device.type == "cuda" else 2048  # big enough to saturate, small enough to time in well under 1 s
+    a, b = (torch.randn(n, n, device=device).to(dtype) for _ in range(2))
+    for _ in range(2):
+        a @ b
+    _sync(device)
+    best, deadline = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        start = time.perf_counter()
+        a @ b
+        _sync(device)
+        best = max(best, 2 * n**3 / (time.perf_counter() - start))
+    return best
 
 
 def settle(runtime: Runtime, flops: float) -> Runtime:
