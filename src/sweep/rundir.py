@@ -95,6 +95,10 @@ def discard_unstarted(run_dir: Path) -> bool:
     if not run_dir.is_dir() or (run_dir / CONFIG).exists() or {p.name for p in run_dir.iterdir()} - hydra_own:
         return False
     shutil.rmtree(run_dir, ignore_errors=True)
+    try:
+        run_dir.parent.rmdir()  # the sweep directory too, if this run was all it held
+    except OSError:
+        pass
     return True
 
 
