@@ -7,6 +7,7 @@ import logging
 import multiprocessing as mp
 import os
 import random
+import re
 import time
 import urllib.request
 from pathlib import Path
@@ -20,7 +21,8 @@ from filelock import FileLock
 from hypothesis import given, settings, strategies as st
 
 from sweep.config import DataConfig
-from sweep.data import DataError, TokenBatches, cache, open_tokens, prepare, sources, val_windows, write_tokens
+from sweep.data import (DataError, TokenBatches, cache, open_tokens, prepare, sources, split, val_windows,
+                        write_tokens)
 from sweep.data.tokenizer import EOT, load_tokenizer
 
 WORDS = ("the cat sat on a mat def return import class self None True 数据 模型 café naïve 🙂 👩‍💻 "
@@ -50,6 +52,8 @@ def write_corpus(path: Path, docs: list[str], fmt: str, field="text") -> Path:
         path.write_text("\n\n".join(docs), encoding="utf-8")
     elif fmt == "jsonl":
         path.write_text("".join(json.dumps({field: d, "id": i}) + "\n" for i, d in enumerate(docs)), encoding="utf-8")
+    elif fmt == "json":  # one array of objects
+        path.write_text(json.dumps([{"id": i, field: d} for i, d in enumerate(docs)], indent=1), encoding="utf-8")
     else:
         pq.write_table(pa.table({"id": list(range(len(docs))), field: docs}), path, row_group_size=64)
     return path
@@ -102,7 +106,8 @@ def test_val_bytes_match_the_text(prepared):
     # val_tokens/16 tokens, the beginning of one (counted from its tokens).
     tok, eot = load_tokenizer(p.tokenizer_path), manifest["eot_id"]
     segments = np.split(np.asarray(val), np.flatnonzero(val == eot) + 1)
-    assert segments[-1].size == 0 and len(segments) - 1 == manifest["val_docs"]
+    assert manifest["split"]["scheme"] == "documents"
+    assert segments[-1].size == 0 and len(segments) - 1 == manifest["split"]["val_docs"]
     whole = prefix = 0
     for k, seg in enumerate(segments[:-1]):
         assert len(seg) <= 100
@@ -121,10 +126,10 @@ def test_val_bytes_match_the_text(prepared):
 def test_txt_jsonl_parquet_give_the_same_tokens(tmp_path):
     docs = make_docs(300, seed=1)
     out = {}
-    for fmt in ("txt", "jsonl", "parquet"):
+    for fmt in ("txt", "jsonl", "json", "parquet"):
         p = prepare(small_cfg(write_corpus(tmp_path / f"c.{fmt}", docs, fmt), name=fmt), tmp_path / "cache")
         out[fmt] = (p.tokenizer_path.read_text(), open_tokens(p.train_path), open_tokens(p.val_path))
-    for fmt in ("jsonl", "parquet"):
+    for fmt in ("jsonl", "json", "parquet"):
         assert out[fmt][0] == out["txt"][0]
         assert np.array_equal(out[fmt][1], out["txt"][1]) and np.array_equal(out[fmt][2], out["txt"][2])
 
@@ -139,7 +144,7 @@ def test_directory_of_mixed_files(tmp_path):
     p = prepare(small_cfg(tmp_path / "d"), tmp_path / "cache")
     assert p.fingerprint["files"] == 3
     m = json.loads((p.dir / "manifest.json").read_text())
-    assert m["train_docs"] + m["val_docs"] == 300
+    assert m["split"]["train_docs"] + m["split"]["val_docs"] == m["documents"] == 300
 
 
 def test_text_field_option(tmp_path):
@@ -204,8 +209,8 @@ def test_second_prepare_reuses_the_entry(tmp_path, monkeypatch):
 
     def no_work(*a, **k):
         raise AssertionError("re-tokenized a cached corpus")
-    monkeypatch.setattr(cache, "_build", no_work)
-    monkeypatch.setattr(cache, "train_tokenizer", no_work)
+    monkeypatch.setattr(cache, "build", no_work)
+    monkeypatch.setattr(split, "train_tokenizer", no_work)
     assert prepare(cfg, tmp_path / "cache") == first
     # Found, not rebuilt: the same files, untouched.
     assert {f.name: (f.stat().st_ino, f.stat().st_mtime_ns) for f in first.dir.iterdir()} == stamps
@@ -222,7 +227,7 @@ def test_crashed_prepare_leaves_no_entry(tmp_path, monkeypatch):
 
     def crash(texts, vocab_size):
         raise KeyboardInterrupt  # as if killed mid-prepare
-    monkeypatch.setattr(cache, "train_tokenizer", crash)
+    monkeypatch.setattr(split, "train_tokenizer", crash)
     with pytest.raises(KeyboardInterrupt):
         prepare(cfg, root)
     assert [p.name for p in root.iterdir() if not p.name.endswith(".lock")] == []
@@ -311,20 +316,19 @@ def test_error_not_parquet_and_unsupported(tmp_path):
 def test_error_jsonl_rows_without_field(tmp_path):
     path = tmp_path / "rows.jsonl"
     path.write_text('{"text": "a"}\n{"body": "b"}\n')
-    with pytest.raises(DataError, match=r"row 1 of .*rows.jsonl has no 'text' field"):
+    with pytest.raises(DataError, match=r"line 2 of .*rows.jsonl has no 'text' field"):
         prepare(small_cfg(path), tmp_path / "cache")
 
 
-def test_error_corpus_too_small(tmp_path):
+def test_error_corpus_too_small_says_its_size_and_a_val_tokens_that_fits(tmp_path):
     path = write_corpus(tmp_path / "c.jsonl", make_docs(100), "jsonl")
-    with pytest.raises(DataError, match=r"c.jsonl is too small for data.val_tokens=100000"):
+    with pytest.raises(DataError, match=r"c.jsonl is too small for data.val_tokens=100000: it has [\d,]+ tokens "
+                                        r"at data.vocab_size=300") as err:
         prepare(small_cfg(path, val_tokens=100_000), tmp_path / "cache")
-    # The first 16 held-out documents are long, all others short: val fills, train stays under 2× val_tokens.
-    held_out = [i for i in range(400) if cache._is_val(i)][:16]
-    lopsided = [" ".join(make_docs(30, seed=i)) if i in held_out else "short" for i in range(400)]
-    path = write_corpus(tmp_path / "lop.jsonl", lopsided, "jsonl")
-    with pytest.raises(DataError, match="lop.jsonl leaves only .* training tokens"):
-        prepare(small_cfg(path, val_tokens=1000), tmp_path / "cache")
+    tokens = int(re.search(r"it has ([\d,]+) tokens", str(err.value)).group(1).replace(",", ""))
+    fit = int(re.search(r"set data.val_tokens=(\d+) \(it fits\)", str(err.value)).group(1))
+    assert 0 < fit <= tokens // 3
+    assert len(open_tokens(prepare(small_cfg(path, val_tokens=fit), tmp_path / "cache").val_path)) == fit
     with pytest.raises(DataError, match="data.max_tokens=500"):
         prepare(small_cfg(path, max_tokens=500), tmp_path / "cache")
 

@@ -1,9 +1,12 @@
 """Corpus → byte-level BPE → token shards → batches.
 
-Modules, one job each: `sources` (what a corpus is: the pystdlib, local files or a hub dataset, as documents and
-a fingerprint), `tokenizer` (byte-level BPE: training, loading, bytes per token), `shards` (the headered token
-file format), `cache` (`prepare`: the cache entry of a corpus — key, lock, split, manifest), `batches` (training
-windows and the validation set), `errors` (DataError).
+Modules, one job each: `documents` (the Source a corpus is to the rest of the stage; plain text cut into
+documents), `sources` (the pystdlib, local files or a hub dataset as a Source), `local` (reading local files),
+`tokenizer` (byte-level BPE: training, loading, bytes per token), `shards` (the headered token file format),
+`split` (tokenizer, train and val shards: the document split, else the tail split), `cache` (`prepare`: the cache
+entry of a corpus — key, lock, manifest; `check`: a data config's checks before any work; `describe`: what an
+entry holds), `batches` (training windows and the
+validation set), `errors` (DataError).
 
 Importing this package is cheap: DataError is imported eagerly, everything else (numpy, torch, tokenizers) on
 first use of its name.
@@ -18,15 +21,14 @@ from .errors import DataError
 
 if TYPE_CHECKING:
     from .batches import TokenBatches, val_windows
-    from .cache import PreparedData, prepare
+    from .cache import PreparedData, check, describe, prepare
     from .shards import open_tokens, write_tokens
-    from .sources import check_location
 
-_LAZY = {"PreparedData": "cache", "prepare": "cache", "TokenBatches": "batches", "val_windows": "batches",
-         "open_tokens": "shards", "write_tokens": "shards", "check_location": "sources"}
+_LAZY = {"PreparedData": "cache", "prepare": "cache", "describe": "cache", "TokenBatches": "batches",
+         "val_windows": "batches", "open_tokens": "shards", "write_tokens": "shards", "check": "cache"}
 
-__all__ = ["DataError", "PreparedData", "TokenBatches", "check_location", "open_tokens", "prepare", "val_windows",
-           "write_tokens"]
+__all__ = ["DataError", "PreparedData", "TokenBatches", "check", "describe", "open_tokens", "prepare",
+           "val_windows", "write_tokens"]
 
 
 def __getattr__(name: str):

@@ -61,7 +61,10 @@ def open_tokens(path: Path) -> np.ndarray:
     """A read-only memmap of a shard's tokens, after checking the header against the file."""
     path = Path(path)
     fix = f"delete its cache entry {path.parent} to re-prepare"
-    size = path.stat().st_size  # a missing file raises FileNotFoundError, which names it
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise DataError(f"{path} is missing; {fix}") from None
     with open(path, "rb") as f:
         head = f.read(_HEADER.size)
     if len(head) < _HEADER.size or head[:8] != _MAGIC:

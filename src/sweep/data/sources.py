@@ -1,7 +1,7 @@
 """Where a corpus comes from: the running interpreter's standard library (pystdlib), local files (.txt,
-.jsonl/.json, .parquet) or a Hugging Face Hub dataset. Each is a Source: documents as a stream of strings, a
-fingerprint that keys the cache, and a fast check that fails before any work. Bad input is refused early, with a
-DataError naming the file or dataset and the fix."""
+.jsonl/.json, .parquet; read by `local`) or a Hugging Face Hub dataset. Each is a Source (`documents`): documents
+as a stream of strings, a fingerprint that keys the cache, and a fast check that fails before any work. Bad input
+is refused early, with a DataError naming the file or dataset and the fix."""
 
 from __future__ import annotations
 
@@ -12,26 +12,17 @@ import struct
 import sysconfig
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator, Optional
+from typing import TYPE_CHECKING, Iterator
 
+from .documents import Source
 from .errors import DataError
+from .local import local_files, local_source
 
 if TYPE_CHECKING:
     from ..config import DataConfig
 
-_BUILDERS = {".txt": "text", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
-_HASH_CONTENT_MAX = 1 << 20  # local files up to 1 MiB are fingerprinted by content, larger by size+mtime
-
-
-@dataclass
-class Source:
-    describe: str  # for messages: what the user pointed us at
-    fingerprint: dict
-    documents: Callable[[], Iterator[str]]
-    total_bytes: Optional[int] = None  # for the progress bar, when known
-    check: Callable[[], dict] = dict  # fails fast before any work; returns facts for the manifest
+__all__ = ["Source", "check_location", "hub_source", "local_source", "open_source", "pystdlib_source"]
 
 
 def open_source(cfg: DataConfig) -> Source:
@@ -74,25 +65,6 @@ def pystdlib_source() -> Source:
     return Source(f"the standard library at {root}", fp, documents, total)
 
 
-def _sniff(path: Path, builder: str) -> None:
-    """Rejects empty, binary and non-UTF-8 files before streaming them; names the file."""
-    if path.stat().st_size == 0:
-        raise DataError(f"{path} is empty; remove it or point data.path at a non-empty file")
-    with open(path, "rb") as f:
-        head = f.read(1 << 16)
-    if builder == "parquet":
-        if head[:4] != b"PAR1":
-            raise DataError(f"{path} is not a parquet file (no PAR1 magic); fix or rename it")
-        return
-    if b"\0" in head:
-        raise DataError(f"{path} contains NUL bytes: binary, or UTF-16? Convert it to UTF-8 text")
-    try:
-        head.decode("utf-8")
-    except UnicodeDecodeError as err:
-        if err.start < len(head) - 3:  # not merely a character cut at the end of the sniffed block
-            raise DataError(f"{path} is not UTF-8 text (byte {err.start}); convert it to UTF-8") from None
-
-
 def check_location(cfg: DataConfig) -> None:
     """The cheap checks of where a corpus is (before any work): data.path exists and holds corpus files, a hub
     dataset is named. Deeper ones (file contents, the hub's reply) come when the source is opened."""
@@ -100,59 +72,6 @@ def check_location(cfg: DataConfig) -> None:
         local_files(cfg)
     elif cfg.source == "hub" and not cfg.hub_path:
         raise DataError(f"data={cfg.name} needs data.hub_path (a datasets repo id)")
-
-
-def local_files(cfg: DataConfig) -> list[Path]:
-    """data.path's corpus files: the file itself, or a directory's .txt/.jsonl/.json/.parquet files (hidden ones
-    left out), in a stable order."""
-    if not cfg.path:
-        raise DataError("data=local needs data.path=FILE_OR_DIR (.txt, .jsonl/.json or .parquet)")
-    root = Path(cfg.path).expanduser().resolve()
-    if not root.exists():
-        raise DataError(f"data.path={cfg.path} does not exist ({root}); point it at a file or a directory of "
-                        f".txt, .jsonl/.json or .parquet files")
-    if root.is_file():
-        if root.suffix.lower() not in _BUILDERS:
-            raise DataError(f"{root} is not .txt, .jsonl/.json or .parquet; convert or rename it")
-        return [root]
-    files = sorted((p for p in root.rglob("*") if p.suffix.lower() in _BUILDERS and p.is_file()
-                    and not any(part.startswith(".") for part in p.relative_to(root).parts)),
-                   key=lambda p: p.relative_to(root).as_posix())
-    if not files:
-        raise DataError(f"no .txt, .jsonl/.json or .parquet files under data.path={root}")
-    return files
-
-
-def local_source(cfg: DataConfig) -> Source:
-    files = local_files(cfg)
-    root = Path(cfg.path).expanduser().resolve()
-    digest, total = hashlib.sha256(), 0
-    for p in files:
-        _sniff(p, _BUILDERS[p.suffix.lower()])
-        st = p.stat()
-        total += st.st_size
-        # Small files by content (copies and touches keep the cache); big ones by size and mtime (fast).
-        ident = p.read_bytes() if st.st_size <= _HASH_CONTENT_MAX else f"{st.st_size}:{st.st_mtime_ns}".encode()
-        rel = p.relative_to(root.parent if root.is_file() else root).as_posix().encode()
-        digest.update(struct.pack("<QQ", len(rel), len(ident)) + rel + ident)
-    fp = {"source": "local", "path": str(root), "files": len(files), "bytes": total,
-          "text_field": cfg.text_field, "sha256": digest.hexdigest()}
-
-    def documents() -> Iterator[str]:
-        import datasets  # heavy; only when a local corpus is actually read
-        for p in files:
-            builder = _BUILDERS[p.suffix.lower()]
-            # A .txt document is a blank-line separated paragraph, so one big file still splits train/val.
-            extra = {"sample_by": "paragraph"} if builder == "text" else {}
-            try:
-                rows = datasets.load_dataset(builder, data_files=[str(p)], split="train", streaming=True, **extra)
-                yield from _texts(rows, cfg.text_field, str(p))
-            except DataError:
-                raise
-            except Exception as err:  # datasets/pyarrow/json errors: keep the message, name the file
-                raise DataError(f"could not read {p} as {builder}: {type(err).__name__}: {err}") from None
-
-    return Source(f"data.path={root}", fp, documents)  # file bytes ≠ text bytes (JSON, parquet): no bar total
 
 
 def _texts(rows, text_field: str, where: str) -> Iterator[str]:

@@ -9,11 +9,18 @@ from typing import Iterable
 import numpy as np
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from .errors import DataError
+
 EOT = "<|endoftext|>"
 
 
 def load_tokenizer(path: Path | str) -> Tokenizer:
-    tok = Tokenizer.from_file(str(path))
+    path = Path(path)
+    try:
+        tok = Tokenizer.from_file(str(path))
+    except Exception as err:  # missing, or not a tokenizer: the Rust error says which
+        raise DataError(f"{path} cannot be loaded as a tokenizer ({err}); delete its cache entry {path.parent} to "
+                        f"re-prepare it") from None
     # Literal "<|endoftext|>" in a document is text, not a separator; the flag is not saved in the JSON.
     tok.encode_special_tokens = True
     return tok
