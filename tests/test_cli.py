@@ -66,9 +66,12 @@ def test_prepare_tokenizes_once(tmp_path, capsys):
             f"out_dir={tmp_path}"]
     assert main(args) == 0
     first = capsys.readouterr().out
-    assert "prepared local" in first
+    # What it found: files, documents, bytes, train/val tokens and how the split was made.
+    assert "(prepared now)" in first and "1 file," in first and "3,000 documents" in first
+    assert "val " in first and "train " in first and "held-out documents" in first
     entries = list((tmp_path / "cache").iterdir())
     assert main(args) == 0 and list((tmp_path / "cache").iterdir()) == entries
+    assert "(found in the cache)" in capsys.readouterr().out
 
 
 def test_unknown_command_and_help():

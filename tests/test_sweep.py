@@ -37,6 +37,7 @@ def test_grid_runs_every_cell_and_relaunch_trains_nothing(tmp_path, corpus):
     mtimes = {p: p.stat().st_mtime_ns for p in (tmp_path / "grid").glob("*/metrics.jsonl")}
 
     assert f"next: sweep analyze {tmp_path / 'grid'}" in first.stdout
+    assert "\r" not in first.stdout + first.stderr  # no terminal: log lines, not redrawn progress bars
     again = sweep_cmd("train", "-m", *tiny(tmp_path, corpus), *GRID)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "already completed" in again.stderr + again.stdout

@@ -91,11 +91,10 @@ def cmd_prepare(argv: list[str]) -> int:
     from pathlib import Path
 
     from .config import compose
-    from .data import prepare
+    from .data import describe, prepare
 
     run = compose(argv)
-    prepared = prepare(run.data, Path(run.out_dir) / run.data.cache_dir)
-    print(f"prepared {run.data.name}: {prepared.dir} (vocab {prepared.vocab_size})")
+    print(describe(prepare(run.data, Path(run.out_dir) / run.data.cache_dir)))
     return 0
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from . import rundir
 from .config import ConfigError, compose, load
 from .config.compose import CONFIG_MODULE, PRIMARY, register
-from .data import DataError, check_location
+from .data import DataError
 
 log = logging.getLogger("sweep.launch")
 EXIT_INPUT_ERROR = 2
@@ -115,12 +115,14 @@ def _hydra_run(argv: list[str]) -> int:
 
 def preflight(run) -> None:
     """Everything checkable before Hydra creates a directory or any data work starts: the plan (horizon, batch
-    arithmetic, device) and where the corpus is."""
+    arithmetic, device) and the data config (vocabulary, token cap, where the corpus is)."""
     from .config.schema import no_effect
     from .train.plan import check_plan
 
     check_plan(run)
-    check_location(run.data)
+    from .data import check as check_data
+
+    check_data(run.data)
     for message in no_effect(run):
         log.warning(message)
 

@@ -205,7 +205,8 @@ def validate(run: RunConfig) -> None:
     _choice("logger.name", run.logger.name, ("none", "wandb"))
     _choice("logger.mode", run.logger.mode, ("offline", "online", "disabled"))
     _choice("data.source", run.data.source, ("pystdlib", "local", "hub"))
-    # Where the corpus is (data.path, data.hub_path) is checked once, by sweep.data.check_location, before launching.
+    # The data settings that need the data stage (vocabulary, token cap, where the corpus is) are checked once, by
+    # sweep.data.check, before launching.
     sched = run.schedule
     for key in SCHEDULE_FIELDS.get(sched.name, ()):
         value = getattr(sched, key)
