@@ -176,3 +176,20 @@ def test_progress_without_a_terminal_is_periodic_lines_not_carriage_returns(capl
     assert lines == ["cell: step 30/100 (30%), train_loss 2.500, val_loss 2.700, tok/s 1,234, tokens 3e+03, MFU 12%",
                      "cell: step 50/100 (50%), train_loss 2.500, val_loss 2.700, tok/s 1,234, tokens 5e+03, MFU 12%"]
     assert not any("\r" in line for line in lines)
+
+
+def test_epochs_are_counted_and_too_many_passes_are_refused(tmp_path, corpus):
+    run = small_run(tmp_path, corpus, "train.tokens=20480")
+    summary, run_dir = run_cell(run)
+    manifest = next((tmp_path / "cache").glob("*/manifest.json"))
+    unique = json.loads(manifest.read_text())["train_tokens"]
+    assert summary["epochs"] == pytest.approx(summary["tokens"] / unique)
+    assert OmegaConf.load(run_dir / "config.yaml").plan.epochs == pytest.approx(summary["epochs"])
+    trains = [e for e in read_metrics(run_dir) if "train_loss" in e]
+    assert trains[-1]["epochs"] == pytest.approx(summary["epochs"])
+
+    too_many = small_run(tmp_path, corpus, f"train.tokens={5 * unique}")
+    with pytest.raises(ConfigError, match=rf"5.0 passes over data=local's {unique:,} unique train tokens.*"
+                                          r"data.allow_repeat=true"):
+        run_cell(too_many)
+    assert not (tmp_path / too_many.sweep.name / too_many.run_name / "summary.json").exists()

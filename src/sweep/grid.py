@@ -25,7 +25,11 @@ class Grid:
     keys: list[str]  # the swept keys
     sweep_dir: Path
     cells: list[str]  # run names, in launch order
-    run: object  # the RunConfig of the first cell (its corpus is the one prepared up front)
+    runs: list  # their RunConfigs (the first cell's corpus is the one prepared up front)
+
+    @property
+    def run(self):
+        return self.runs[0]
 
 
 def _quoted(value: str) -> str:
@@ -88,7 +92,25 @@ def plan_grid(argv: list[str]) -> Grid:
         raise ConfigError(f"cells of this grid share a directory ({', '.join(twins)}): their runs would refuse each "
                           f"other; sweep a key that defines the cell, or give each grid its own sweep.name")
     first = runs[0]
-    return Grid([*argv, grid_key], keys, Path(first.out_dir) / first.sweep.name, names, first)
+    return Grid([*argv, grid_key], keys, Path(first.out_dir) / first.sweep.name, names, runs)
+
+
+def check_repetition(grid: Grid, prepared) -> None:
+    """Every cell's passes over the shared corpus, before any trains: cells past MAX_EPOCHS are one ConfigError."""
+    from .train.plan import check_repetition as check_cell, make_plan, model_vocab
+    from .train.runtime import select
+
+    errors = []
+    for run in grid.runs:
+        vocab = model_vocab(run.model, prepared.vocab_size)
+        plan = make_plan(run.model, run.train, vocab, select(run.device, run.train))
+        try:
+            check_cell(plan, run.data, prepared.train_tokens, run.run_name)
+        except ConfigError as err:
+            errors.append(str(err))
+    if errors:
+        raise ConfigError(f"{len(errors)} of {len(grid.runs)} cell(s) would repeat the corpus too often; nothing "
+                          f"was trained:\n  " + "\n  ".join(errors[:MAX_ERRORS_SHOWN]))
 
 
 def cell_table(sweep_dir: Path, cells: list[str]) -> str:
@@ -111,7 +133,7 @@ def launch_grid(argv: list[str]) -> tuple[int, Path]:
     if not any(k == "data" or k.startswith("data.") for k in grid.keys):
         from .data import prepare  # parallel cells share one corpus: tokenize it once, up front
 
-        prepare(grid.run.data, Path(grid.run.out_dir) / grid.run.data.cache_dir)
+        check_repetition(grid, prepare(grid.run.data, Path(grid.run.out_dir) / grid.run.data.cache_dir))
     code = _hydra_run(grid.argv)
     print(f"\n{grid.sweep_dir}: {len(grid.cells)} cell(s)\n{cell_table(grid.sweep_dir, grid.cells)}")
     failed = rundir.failed_cells(grid.sweep_dir) if grid.sweep_dir.is_dir() else []

@@ -54,6 +54,7 @@ class DataConfig:
     val_tokens: int = 262_144  # held-out tokens, the same for every run of a sweep
     tokenizer_train_bytes: int = 64_000_000  # text the BPE is trained on (a prefix of the stream)
     cache_dir: str = "cache"
+    allow_repeat: bool = False  # train past MAX_EPOCHS passes over the corpus (train/plan.py) anyway
 
 
 @dataclass

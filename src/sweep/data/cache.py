@@ -58,6 +58,11 @@ class PreparedData:
     manifest: dict = field(default_factory=dict, hash=False, compare=False, repr=False)
     built_now: bool = field(default=False, compare=False)  # this prepare() call tokenized it (not found in cache)
 
+    @property
+    def train_tokens(self) -> int:
+        """Unique tokens in the train shard: what one epoch is."""
+        return int(self.manifest["train_tokens"])
+
     def token_bytes(self) -> np.ndarray:
         """UTF-8 bytes each token id stands for (0 for special tokens), so bytes of a span = sum over ids."""
         return token_bytes(load_tokenizer(self.tokenizer_path))

@@ -20,7 +20,7 @@ from ..config.naming import horizon_tag, study_group
 from ..config.schema import is_auto
 from ..data import PreparedData, TokenBatches, open_tokens, prepare, val_windows
 from . import checkpoint
-from .plan import Plan, lr_at, make_plan, model_vocab
+from .plan import Plan, check_repetition, lr_at, make_plan, model_vocab
 from .progress import PEAK_SECONDS, Progress
 from .runtime import Runtime, StopRequest, describe, keep_started_dtype, matmul_peak, settle
 from .step import build, evaluate, set_lr, step_module, train_step
@@ -157,6 +157,10 @@ def _train_claimed(run: RunConfig, run_dir: Path, runtime: Runtime, saved: dict 
                           f"({data.tokenizer_path}); set model.vocab_size=auto or ≥ {data.vocab_size}")
     plan = make_plan(run.model, t, vocab_size, runtime)
     rundir.check_same_defaults(run_dir, saved, plan.defaults())
+    epochs = check_repetition(plan, run.data, data.train_tokens, run.run_name)
+    if epochs > 1:
+        log.warning("%s: %.2f passes over data=%s's %s unique train tokens: later passes repeat data", run.run_name,
+                    epochs, run.data.name, f"{data.train_tokens:,}")
     runtime = settle(runtime, plan.flops)
     model, optimizer = build(run.model, t, vocab_size, run.seed, plan.lr, runtime)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -172,6 +176,7 @@ def _train_claimed(run: RunConfig, run_dir: Path, runtime: Runtime, saved: dict 
         if is_auto(t.dtype):
             runtime = keep_started_dtype(runtime, ((saved or {}).get("runtime") or {}).get("dtype"), log)
     record = config_record(run, plan, vocab_size, runtime)
+    record["plan"]["epochs"] = epochs
     log.info("%s: %s params (matmul), %d steps of %d tokens (%d micro-batches of %d sequences), lr %.3g; %s",
              run.run_name, f"{plan.n_params['matmul']:,}", plan.steps, plan.batch_tokens, plan.accum,
              plan.micro_batch, plan.lr, ", ".join(f"{k} {v}" for k, v in record["runtime"].items()))
@@ -228,7 +233,8 @@ def _train_claimed(run: RunConfig, run_dir: Path, runtime: Runtime, saved: dict 
                 train_loss = interval_loss / state.interval_steps if state.interval_steps else None
                 tok_per_s = timed_steps * plan.batch_tokens / clock.elapsed()
                 if tracker:
-                    tracker.log({**event(state.step, plan), "train_loss": train_loss, "lr": lr, "tok_per_s": tok_per_s})
+                    tracker.log({**event(state.step, plan), "train_loss": train_loss, "lr": lr, "tok_per_s": tok_per_s,
+                                 "epochs": state.step * plan.batch_tokens / data.train_tokens})
                 view.report(state.step, state.step * plan.batch_tokens, train_loss, val and val[0], tok_per_s)
                 loss_sum.zero_()
                 state.interval_steps, clock, timed_steps = 0, TrainClock(), 0
@@ -266,6 +272,7 @@ def _train_claimed(run: RunConfig, run_dir: Path, runtime: Runtime, saved: dict 
         if val is None:  # resumed from the final checkpoint: its eval is logged already, recompute the value
             val = evaluate(model, windows, target_bytes, plan.micro_batch, runtime)
         summary = summary_of(run, plan, state, val, data, state.wall_s + time.time() - attempt_start)
+        summary["epochs"] = epochs
         if tracker:
             tracker.finish(summary)
             tracker = None

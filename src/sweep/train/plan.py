@@ -6,10 +6,13 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from ..config import ConfigError, ModelConfig, RunConfig, ScheduleConfig, TrainConfig
+from ..config import ConfigError, DataConfig, ModelConfig, RunConfig, ScheduleConfig, TrainConfig
 from ..config.schema import is_auto
 from . import accounting
 
+# Muennighoff et al. 2023 ("Scaling Data-Constrained Language Models"): up to ~4 passes, repeated tokens are worth
+# nearly as much as fresh ones; far beyond, their value decays, and a law fitted to such runs is not one of N and D.
+MAX_EPOCHS = 4.0
 CPU_ACTIVATION_BUDGET = 1.5e9  # bytes of activations per micro-batch on CPU
 GPU_MEMORY_FRACTION = 0.7  # of what the weights and optimizer leave free
 EVALS_PER_RUN = 20  # with train.eval_every=auto: enough points for loss curves and Approach 1's envelope
@@ -128,3 +131,17 @@ def lr_at(step: int, plan: Plan, schedule: ScheduleConfig) -> float:
         return plan.lr + (floor - plan.lr) * (step + 1 - decay_start) / decay_steps
     progress = (step + 1 - plan.warmup_steps) / max(1, plan.steps - plan.warmup_steps)
     return floor + 0.5 * (plan.lr - floor) * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def check_repetition(plan: Plan, data: DataConfig, train_tokens: int, run_name: str) -> float:
+    """Passes over the corpus's unique train tokens this plan makes; above MAX_EPOCHS a ConfigError naming the corpus,
+    its size and the fixes, unless data.allow_repeat."""
+    epochs = plan.tokens / train_tokens
+    if epochs > MAX_EPOCHS and not data.allow_repeat:
+        capped = f" (capped by data.max_tokens={data.max_tokens})" if data.max_tokens else ""
+        raise ConfigError(f"{run_name}: {plan.tokens:.3g} training tokens are {epochs:.1f} passes over "
+                          f"data={data.name}'s {train_tokens:,} unique train tokens{capped}; past {MAX_EPOCHS:g} "
+                          f"repeated tokens are worth less than fresh ones (Muennighoff et al. 2023). Use a larger "
+                          f"corpus (e.g. data=fineweb-edu, or data=local data.path=...), a shorter horizon, or "
+                          f"data.allow_repeat=true")
+    return epochs
