@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 from wandb_records import config_keys, history_keys, run_record, summary_keys
 
 from conftest import SWEEP, local_overrides, summaries
@@ -81,10 +82,15 @@ def test_an_invalid_cell_stops_the_grid_before_any_work(tmp_path, corpus):
 def test_parallel_launchers(tmp_path, corpus, launcher):
     extra = ["hydra.launcher.n_jobs=2"] if launcher == "joblib" else ["hydra.launcher.timeout_min=10"]
     result = sweep_cmd("train", "-m", *tiny(tmp_path, corpus), "model=gpt-25k,gpt-50k", "train.tokens=5120",
-                       f"sweep.name={launcher}", f"hydra/launcher={launcher}", *extra)
+                       f"sweep.name={launcher}", f"hydra/launcher={launcher}", "train.threads=auto", *extra)
     assert result.returncode == 0, result.stderr[-3000:]
     cells = summaries(tmp_path / launcher)
     assert len(cells) == 2 and all(c["status"] == "completed" for c in cells.values())
+    # Two cells side by side divide the machine's cores between them.
+    from joblib import cpu_count
+
+    threads = {OmegaConf.load(tmp_path / launcher / name / "config.yaml").runtime.threads for name in cells}
+    assert threads == {max(1, cpu_count() // 2)}, threads
     if launcher == "joblib":  # cells sharing the terminal: no interleaved bars, one line per finished cell
         output = result.stdout + result.stderr
         assert "step/s" not in output

@@ -5,6 +5,7 @@ and the next command."""
 from __future__ import annotations
 
 import itertools
+import os
 import re
 import sys
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ from pathlib import Path
 from . import rundir
 from .config import ConfigError, compose_raw, load
 from .config.compose import explain
-from .launch import EXIT_FAILED, _hydra_run, preflight
+from .launch import EXIT_FAILED, GRID_CELLS_ENV, _hydra_run, preflight
 
 MAX_ERRORS_SHOWN = 5
 
@@ -134,6 +135,7 @@ def launch_grid(argv: list[str]) -> tuple[int, Path]:
         from .data import prepare  # parallel cells share one corpus: tokenize it once, up front
 
         check_repetition(grid, prepare(grid.run.data, Path(grid.run.out_dir) / grid.run.data.cache_dir))
+    os.environ[GRID_CELLS_ENV] = str(len(grid.cells))  # cells side by side divide the cores (launch.parallel_cells)
     code = _hydra_run(grid.argv)
     print(f"\n{grid.sweep_dir}: {len(grid.cells)} cell(s)\n{cell_table(grid.sweep_dir, grid.cells)}")
     failed = rundir.failed_cells(grid.sweep_dir) if grid.sweep_dir.is_dir() else []

@@ -21,16 +21,28 @@ EXIT_FAILED = 1  # a run or a grid's cell failed (its error is named)
 
 
 # ---------------------------------------------------------------------------------------------- one cell
+GRID_CELLS_ENV = "SWEEP_GRID_CELLS"  # set by grid.launch_grid for the cells it launches
+
+
 def parallel_cells() -> int:
-    """How many cells of this multirun share the machine (for dividing torch threads): joblib's n_jobs."""
+    """How many cells of this multirun share the machine, for dividing its cores among their torch threads: joblib
+    runs n_jobs at a time, submitit's local launcher all of them; never more than the grid has cells."""
+    import os
+
     from hydra.core.hydra_config import HydraConfig
 
     launcher = HydraConfig.get().launcher
-    if "joblib" not in str(launcher.get("_target_", "")):
-        return 1
-    from joblib import effective_n_jobs  # n_jobs=-1 → the usable CPUs (affinity and cgroup quota), as joblib runs
+    target = str(launcher.get("_target_", ""))
+    cells = int(os.environ.get(GRID_CELLS_ENV, 0)) or None
+    if "joblib" in target:
+        from joblib import effective_n_jobs  # n_jobs=-1: the usable CPUs (affinity and cgroup quota), as joblib runs
 
-    return max(1, effective_n_jobs(int(launcher.get("n_jobs") or 1)))
+        at_once = effective_n_jobs(int(launcher.get("n_jobs") or 1))
+    elif target.endswith("submitit_launcher.LocalLauncher"):  # one local process per cell, all at once
+        at_once = cells or 1
+    else:  # one at a time (basic), or each on its own allocation (SLURM)
+        return 1
+    return max(1, min(at_once, cells or at_once))
 
 
 def _is_single_run() -> bool:
