@@ -40,10 +40,11 @@ SWEEP = [sys.executable, "-m", "sweep"]
 
 def local_overrides(out: Path, corpus: Path, *extra: str, vocab: int = 512, val_tokens: int = 2048,
                     seq_len: int = 64, batch_tokens: int = 512) -> list[str]:
-    """A tiny, fast CPU run on a local corpus: the base every trainer test adds its own overrides to."""
+    """A tiny, fast CPU run on a local corpus: the base every trainer test adds its own overrides to. Mechanics
+    tests may pass over the small corpus many times (data.allow_repeat)."""
     return ["data=local", f"data.path={corpus}", f"data.vocab_size={vocab}", f"data.val_tokens={val_tokens}",
             f"out_dir={out}", f"model.seq_len={seq_len}", f"train.batch_tokens={batch_tokens}", "device=cpu",
-            "train.threads=1", *extra]
+            "train.threads=1", "data.allow_repeat=true", *extra]
 
 
 def run_dir_of(args: list[str]) -> Path:

@@ -123,7 +123,7 @@ def test_wandb_offline_one_run_per_cell(tmp_path, corpus):
 def test_demo_end_to_end_then_again_trains_nothing(tmp_path, corpus):
     # The demo's own path (cpu preset, parallel cells, analysis) on a small corpus and budgets.
     args = ["demo", f"out_dir={tmp_path}", "data=local", f"data.path={corpus}", "data.val_tokens=2048",
-            "train.flops=1e10,2e10,4e10"]
+            "data.allow_repeat=true", "train.flops=1e10,2e10,4e10"]
     first = sweep_cmd(*args, timeout=600)
     assert first.returncode == 0, first.stderr[-3000:]
     report = tmp_path / "cpu" / "analysis" / "report.md"

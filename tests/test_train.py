@@ -188,7 +188,7 @@ def test_epochs_are_counted_and_too_many_passes_are_refused(tmp_path, corpus):
     trains = [e for e in read_metrics(run_dir) if "train_loss" in e]
     assert trains[-1]["epochs"] == pytest.approx(summary["epochs"])
 
-    too_many = small_run(tmp_path, corpus, f"train.tokens={5 * unique}")
+    too_many = small_run(tmp_path, corpus, f"train.tokens={5 * unique}", "data.allow_repeat=false")
     with pytest.raises(ConfigError, match=rf"5.0 passes over data=local's {unique:,} unique train tokens.*"
                                           r"data.allow_repeat=true"):
         run_cell(too_many)

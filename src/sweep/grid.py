@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,21 +32,9 @@ class Grid:
         return self.runs[0]
 
 
-def _quoted(value: str) -> str:
-    return value if re.fullmatch(r"[\w./:+\-~@]*", value) else "'" + value.replace("'", "\\'") + "'"
-
-
-def _values(override) -> list[str] | None:
-    """The values of a sweep override (`model=a,b`, `range(...)`); None for one that cannot be listed (intervals)."""
-    try:
-        return [_quoted(str(v)) for v in override.sweep_string_iterator()]
-    except Exception:
-        return None
-
-
 def cell_overrides(argv: list[str]) -> tuple[list[list[str]], list[str]]:
-    """Every cell's overrides (the shared ones, then one value of each swept key: command line over preset), and the
-    swept keys. A sweep whose values cannot be listed is left to Hydra (its cells are checked by the first value)."""
+    """Every cell's overrides, as Hydra's basic sweeper makes them (the preset's sweeper params, then the command
+    line, a later value for a key replacing an earlier one, then their product), and the swept keys."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
@@ -55,18 +42,22 @@ def cell_overrides(argv: list[str]) -> tuple[list[list[str]], list[str]]:
     parser = OverridesParser.create()
     try:
         parsed = parser.parse_overrides(overrides)
+        fixed = [text for text, o in zip(overrides, parsed) if not o.is_sweep_override()]
+        preset = compose_raw(fixed).hydra.sweeper.params or {}
+        axes: dict[str, list[str]] = {}
+        for o in parser.parse_overrides([f"{k}={v}" for k, v in preset.items()]) + parsed:
+            key = o.get_key_element()
+            if not o.is_sweep_override():
+                axes[key] = [f"{key}={o.get_value_element_as_str()}"]
+            elif o.is_discrete_sweep():
+                axes[key] = [f"{key}={v}" for v in o.sweep_string_iterator()]
+            else:
+                raise ConfigError(f"{key}: a grid takes lists and range() sweeps, not intervals")
     except HydraException as err:
         raise ConfigError(explain(err, overrides)) from None
-    shared = [text for text, o in zip(overrides, parsed)
-              if not o.is_sweep_override() and not o.get_key_element().lstrip("+~").startswith("hydra")]
-    swept = {o.get_key_element(): o for o in parsed if o.is_sweep_override()}
-    preset = compose_raw(shared).hydra.sweeper.params or {}
-    for key, values in preset.items():
-        if key not in swept:  # the command line's values for a key replace the preset's, as in Hydra
-            swept[key] = parser.parse_override(f"{key}={values}")
-    axes = [[f"{key}={v}" for v in values] for key, o in swept.items() if (values := _values(o))]
-    keys = sorted(k.lstrip("+~") for k in swept)
-    return [shared + list(combo) for combo in itertools.product(*axes)], keys
+    keys = sorted(k.lstrip("+~") for k, values in axes.items() if len(values) > 1 or k in preset
+                  or any(o.is_sweep_override() and o.get_key_element() == k for o in parsed))
+    return [list(combo) for combo in itertools.product(*axes.values())], keys
 
 
 def plan_grid(argv: list[str]) -> Grid:
