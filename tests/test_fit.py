@@ -195,6 +195,19 @@ def test_envelope_and_holdout():
     assert list(laws.size_clusters([1e6, 1.004e6, 2e6, 4e6])) == [0, 0, 1, 2]
 
 
+def test_size_clusters_jitter_and_continuum():
+    """Digitised jitter (neighbours within 1%) is one size; a continuum of sizes is not one chained "size"."""
+    for path, col in ((CONTRACT, "n_params"), (RAW, "Model Size")):  # 41 sizes, as Epoch's data has
+        assert laws.size_clusters(pd.read_csv(path)[col]).max() + 1 == 41
+    assert laws.size_clusters(np.logspace(6, 9, 5000)).max() + 1 == 5000  # neighbours 0.14% apart: 5000 sizes
+    assert list(laws.size_clusters([1e6, 1.009e6, 1.018e6, 1.027e6, 1.036e6, 2e6])) == [0, 1, 2, 3, 4, 5]
+    assert list(laws.size_clusters([1e6, 1e6, 1.009e6, 1.018e6, 2e6])) == [0, 0, 0, 0, 1]  # within 3%: one size
+    from sweep.analysis.load import load_csv
+
+    budget = load_csv(CONTRACT).runs["budget"].to_numpy()  # log-binned FLOP budgets: as before the span rule
+    assert len(np.unique(budget[np.isfinite(budget)])) == 16 and np.isfinite(budget).sum() == 212
+
+
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf, 1e308])  # 1e308: an old trainer's stand-in for inf
 def test_fits_refuse_non_finite_input(bad):
     """Loading leaves non-finite values out; one that slips through anyway must fail loudly, never bend a law."""

@@ -1,21 +1,32 @@
 """Every fit on a Dataset: `Estimator` says which law is fitted to which runs (Approaches 1-3, the allocation and
 recipe, L(N)), `fit_loss_vs_tokens` fits L(D) per size, and `estimate` runs them on the full data, over bootstrap
 resamples of runs and with the largest size held out, into fits.json's content (with the report's warnings).
+
+A Dataset's runs may be weighted bins (aggregate.py, a `weight` column): then every fit counts a bin as its runs,
+and the bootstrap resamples bins. Work grows with the number of runs or bins, never with its square.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from .aggregate import AGGREGATE_ABOVE
 from .bootstrap import attach_intervals, bootstrap, flatten_estimates, percentile_ci
-from .laws import allocation, fit_envelope, fit_isoflop, holdout_largest, loglog_fit, optimal_nd, optimal_nd_flops, \
-    size_clusters
+from .laws import allocation, budget_groups, fit_envelope, fit_isoflop, holdout_largest, loglog_fit, optimal_nd, \
+    optimal_nd_flops, safe_div, safe_pow, size_clusters
 from .load import Dataset
 from .lse import LseFitter, approach3_params, power_params, single_threaded_blas
 from .report import diagnostics
 
 CI_NAMES = {"E", "A", "B", "alpha", "beta", "G", "a", "b", "N_opt", "D_opt", "L_opt", "tpp",
             "N_opt_a2", "D_opt_a2", "tpp_a2", "N_opt_flops", "D_opt_flops", "tpp_flops"}
+MAX_LD_FITS = 40  # L(D) per size is descriptive: past this many sizes, a spread of 40 of them
+
+
+def _groups(labels: np.ndarray, idx: np.ndarray) -> list[np.ndarray]:
+    """idx split by labels[idx] (ascending labels), each part in index order."""
+    idx = idx[np.argsort(labels[idx], kind="stable")]
+    return np.split(idx, np.flatnonzero(np.diff(labels[idx])) + 1) if len(idx) else []
 
 
 class Estimator:
@@ -25,9 +36,13 @@ class Estimator:
         r, p = ds.runs, ds.points
         self.N, self.D, self.C, self.L = (r[k].to_numpy(float) for k in ("N", "D", "C", "loss"))
         self.budget = r["budget"].to_numpy(float)
+        self.sizes = size_clusters(self.N)
+        self.isoflop = [g for g in budget_groups(self.budget) if len(np.unique(self.sizes[g])) >= 3]  # curves
+        self.protected = [g for g in self.isoflop if len(np.unique(self.sizes[g])) >= 4]  # see keeps_budgets
         self.pts = {k: p[k].to_numpy() for k in ("run", "N", "D", "C", "loss")}
         self.curves = ds.has_curves
-        self.sizes = size_clusters(self.N)
+        self.w0 = r["weight"].to_numpy(float) if "weight" in r else np.ones(len(r))  # runs per bin
+        self._run_points = {int(self.pts["run"][g[0]]): g for g in _groups(self.pts["run"], np.arange(len(p)))}
         self.a3 = LseFitter(np.column_stack([self.N, self.D]), self.L)
         # L(N) at the tokens/param a ladder asked for; else each size's loss interpolated at one common tokens/param.
         tpp = r["tpp_req"].to_numpy(float) if "tpp_req" in r else np.full(len(r), np.nan)
@@ -45,10 +60,10 @@ class Estimator:
     def _size_curves(self, w):
         """Per size, (D, loss) sorted by D: its longest drawn run's eval curve, else its drawn runs' final losses."""
         out = {}
-        for s in np.unique(self.sizes[w > 0]):
-            runs = np.flatnonzero((self.sizes == s) & (w > 0))
+        for runs in _groups(self.sizes, np.flatnonzero(w > 0)):
+            s = self.sizes[runs[0]]
             if self.curves:
-                m = self.pts["run"] == runs[np.argmax(self.D[runs])]
+                m = self.points_of(runs[np.argmax(self.D[runs])])
                 D, L = self.pts["D"][m], self.pts["loss"][m]
             else:
                 D, L = self.D[runs], self.L[runs]
@@ -56,15 +71,21 @@ class Estimator:
             out[s] = (float(self.N[runs].mean()), D[order], L[order])
         return out
 
+    def points_of(self, run: int) -> np.ndarray:
+        """Indices of a run's eval points, in their order."""
+        return self._run_points.get(int(run), np.zeros(0, int))
+
     def _common_tpp(self) -> float | None:
-        """The tokens/param reached by the most sizes (20, Chinchilla's, when it is among them; else the largest)."""
-        spans = [(D[0] / n, D[-1] / n) for n, D, _ in self._size_curves(np.ones(len(self.L))).values()]
-        cands = sorted({20.0, *[t for span in spans for t in span]})
-        cover = [sum(lo <= t <= hi for lo, hi in spans) for t in cands]
-        best = [t for t, c in zip(cands, cover) if c == max(cover)]
-        if max(cover) < 3:
+        """The tokens/param reached by the most sizes (20, Chinchilla's, when it is among them; else the largest),
+        if 3 or more and a quarter of the sizes reach it (a continuum of sizes, each a run, has no such curves)."""
+        spans = np.array([(D[0] / n, D[-1] / n) for n, D, _ in self._size_curves(np.ones(len(self.L))).values()])
+        cands = np.unique(np.concatenate([[20.0], spans.ravel()]))
+        # sizes whose span holds t: those starting at or below t, less those ending below it
+        cover = np.searchsorted(np.sort(spans[:, 0]), cands, "right") - np.searchsorted(np.sort(spans[:, 1]), cands)
+        if cover.max() < max(3, len(spans) / 4):
             return None
-        return 20.0 if 20.0 in best else best[-1]
+        best = cands[cover == cover.max()]
+        return 20.0 if 20.0 in best else float(best[-1])
 
     def _ln_points(self, spec, w):
         """The (N, loss, weight) points L(N) is fitted to: a ladder's runs, or per size its loss at tokens/param t."""
@@ -80,7 +101,7 @@ class Estimator:
         return np.array(n), np.array(loss), np.ones(len(n))
 
     def compute(self, w=None, full: bool = False) -> dict:
-        w = np.ones(len(self.L)) if w is None else w
+        w = self.w0 if w is None else self.w0 * w  # a bootstrap's counts of each run (or bin), times its runs
         warm = None if full else self.warm
         f3 = self.a3.fit(w, n_refine=8 if full else 0, warm=None if full else warm["a3"])
         p3 = approach3_params(f3.theta)
@@ -92,15 +113,16 @@ class Estimator:
         out["approach2"] = a2 if a2 is not None else {"skipped": "the runs do not form FLOP budgets "
                                                       "(no two budgets with 3 or more model sizes)"}
         for row in out["approach2"].get("budgets", []):
-            row["key"], row["tpp"] = f"{row['C']:.4g}", row["D_opt"] / row["N_opt"]
+            row["key"], row["tpp"] = f"{row['C']:.4g}", safe_div(row["D_opt"], row["N_opt"])
         out["approach1"] = fit_envelope(self.pts["C"], self.pts["N"], self.pts["D"], self.pts["loss"],
                                         self.pts["run"], w=np.asarray(w))
         out["approach1"]["source"] = "eval points of all runs" if self.curves else "final point of each run"
-        out["recipe"] = self._recipe(p3, out["approach2"])
+        with np.errstate(all="ignore"):  # an absurd exponent gives inf or NaN (null in fits.json), not a crash
+            out["recipe"] = self._recipe(p3, out["approach2"])
         out["kaplan"] = {"form": "L(N) = E + A/N^alpha", "fits": []}
         if not self.ln_groups:
-            out["kaplan"]["skipped"] = ("no tokens/param that 3 or more sizes reach (not a ladder, and the sizes' "
-                                        "eval curves do not overlap in tokens/param)")
+            out["kaplan"]["skipped"] = ("no tokens/param that 3 or more sizes (and a quarter of them) reach "
+                                        "(not a ladder, and the sizes' eval curves do not overlap in tokens/param)")
         for key, spec in self.ln_groups:
             n, loss, wb = self._ln_points(spec, w)
             if len(n) < 3 or len(np.unique(size_clusters(n))) < 3:
@@ -119,16 +141,17 @@ class Estimator:
         A budget of exactly 3 sizes is not protected: only the original draw would keep it, and conditioning on
         that would give every resample the same parabola (a zero-width interval); there it may drop out instead.
         """
-        for c in np.unique(self.budget[np.isfinite(self.budget)]):
-            m = self.budget == c
-            if len(np.unique(self.sizes[m])) >= 4 and len(np.unique(self.sizes[m & (w > 0)])) < 3:
-                return False
-        return True
+        return all(len(np.unique(self.sizes[runs[w[runs] > 0]])) >= 3 for runs in self.protected)
 
     def _has_budgets(self) -> bool:
-        ok = [c for c in np.unique(self.budget[np.isfinite(self.budget)])
-              if len(np.unique(self.sizes[self.budget == c])) >= 3]
-        return len(ok) >= 2
+        return len(self.isoflop) >= 2
+
+    def strata(self) -> np.ndarray:
+        """The bootstrap's strata: a run's budget if that is an isoFLOP curve (3+ sizes), else one pool (-1)."""
+        out = np.full(len(self.L), -1.0)
+        for runs in self.isoflop:
+            out[runs] = self.budget[runs]
+        return out
 
     def _recipe(self, p3: dict, a2: dict) -> list[dict]:
         rows = []
@@ -137,10 +160,10 @@ class Estimator:
             row = {"key": f"{c:.3g}", "C": c, "N_opt": float(n3[i]), "D_opt": float(d3[i]), "tpp": float(d3[i] / n3[i])}
             if self.own_flops:  # the same law's optimum under the data's own FLOPs per token (not 6ND)
                 n, d = optimal_nd_flops(p3, c, *self.fpt)
-                row.update(N_opt_flops=n, D_opt_flops=d, tpp_flops=d / n)
+                row.update(N_opt_flops=n, D_opt_flops=d, tpp_flops=safe_div(d, n))
             if "a" in a2:
-                n, d = a2["k_N"] * c ** a2["a"], a2["k_D"] * c ** a2["b"]
-                row.update(N_opt_a2=n, D_opt_a2=d, tpp_a2=d / n)
+                n, d = a2["k_N"] * safe_pow(c, a2["a"]), a2["k_D"] * safe_pow(c, a2["b"])
+                row.update(N_opt_a2=n, D_opt_a2=d, tpp_a2=safe_div(d, n))
             rows.append(row)
         return rows
 
@@ -149,10 +172,11 @@ class Estimator:
         out = {}
 
         def a3(train, test):
-            th = self.a3.fit(train.astype(float), n_refine=8).theta
+            th = self.a3.fit(train * self.w0, n_refine=8).theta
             return self.a3.predict(th, np.column_stack([self.N, self.D])[test]), self.L[test]
 
-        out["approach3"] = holdout_largest(self.N, a3)
+        continuum = self.sizes.max() + 1 > len(self.N) / 2  # (nearly) one run per size: their top tenth
+        out["approach3"] = holdout_largest(self.N, a3, continuum)
         out["kaplan"] = None
         if self.ln_groups:
             key, spec = self.ln_groups[0]
@@ -168,46 +192,74 @@ class Estimator:
         return out
 
 
-def fit_loss_vs_tokens(ds: Dataset, est: Estimator) -> list[dict]:
-    """L(D) = E + B/D^beta per size: from its runs at several horizons, else from its longest run's eval curve."""
-    out = []
-    for s in np.unique(est.sizes):
-        runs = np.flatnonzero(est.sizes == s)
-        D, L, basis = est.D[runs], est.L[runs], "final loss of runs at several horizons"
-        if len(np.unique(size_clusters(D))) < 4 and est.curves:
+def fit_loss_vs_tokens(ds: Dataset, est: Estimator) -> tuple[list[dict], str | None]:
+    """L(D) = E + B/D^beta per size: from its runs at several horizons, else from its longest run's eval curve.
+
+    Descriptive: past MAX_LD_FITS such sizes, a spread of them is fitted, and the second value says so (else None).
+    """
+    todo = []
+    for runs in _groups(est.sizes, np.arange(len(est.L))):
+        D, L, w, basis = est.D[runs], est.L[runs], est.w0[runs], "final loss of runs at several horizons"
+        if size_clusters(D).max() + 1 < 4 and est.curves:
             r = runs[np.argmax(est.D[runs])]
-            m = (est.pts["run"] == r) & (est.pts["D"] >= 0.1 * est.D[r])  # past the first tenth: warmup noise
+            m = est.points_of(r)
+            m = m[est.pts["D"][m] >= 0.1 * est.D[r]]  # past the first tenth: warmup noise
             D, L, basis = est.pts["D"][m], est.pts["loss"][m], f"eval curve of {ds.runs['run_name'].iloc[r]}"
-        if len(np.unique(size_clusters(D))) < 4:
-            continue
-        f = LseFitter(D, L).fit(n_refine=4)
+            w = np.ones(len(L))
+        if len(D) >= 4 and size_clusters(D).max() + 1 >= 4:
+            todo.append((runs, D, L, w, basis))
+    note = None
+    if len(todo) > MAX_LD_FITS:
+        note = f"L(D) fitted for {MAX_LD_FITS} of the {len(todo)} sizes that allow it, spread evenly over N"
+        todo = [todo[i] for i in np.unique(np.linspace(0, len(todo) - 1, MAX_LD_FITS).round().astype(int))]
+    out = []
+    for runs, D, L, w, basis in todo:
+        f = LseFitter(D, L).fit(w, n_refine=4)
         p = power_params(f.theta)
         out.append({"key": f"{est.N[runs].mean():.4g}", "N": float(est.N[runs].mean()), "E": p["E"], "B": p["A"],
                     "beta": p["alpha"], "n_points": int(len(L)), "basis": basis, "at_bound": f.at_bound,
                     "negligible": f.negligible})
-    return out
+    return out, note
 
 
-def estimate(ds: Dataset, n_boot: int = 200, seed: int = 0) -> dict:
-    """Every fit on the full data, bootstrap intervals over runs, holdout checks and warnings: fits.json's content."""
+def estimate(ds: Dataset, n_boot: int = 200, seed: int = 0, progress=None) -> dict:
+    """Every fit on the full data, bootstrap intervals over runs (or bins), holdout checks and warnings: fits.json's
+    content. progress(message), if given, hears of each phase and of the bootstrap's progress."""
+    say = progress or (lambda message: None)
+    agg = ds.aggregation
+    unit = "bins" if agg else "runs"
+    say(f"fitting {len(ds.runs)} {unit}" + (f" (aggregated from {agg['runs']} runs)" if agg else ""))
     est = Estimator(ds)
     with single_threaded_blas():
         res = est.compute(full=True)
+        say("holdout and L(D) fits")
         res["holdout"] = est.holdout()
-        res["loss_vs_tokens"] = fit_loss_vs_tokens(ds, est)
-        strata = ds.runs["budget"].to_numpy() if ds.budget_basis != "log-binned flops" else None
-        samples = bootstrap(lambda w: flatten_estimates(est.compute(w), CI_NAMES), len(est.L), n_boot, seed,
-                            None if strata is None else np.nan_to_num(strata, nan=-1.0),
-                            accept=est.keeps_budgets) if n_boot > 0 else {}
+        res["loss_vs_tokens"], ld_note = fit_loss_vs_tokens(ds, est)
+        strata = est.strata() if ds.budget_basis != "log-binned flops" else None
+        done = [0]
+
+        def statistic(w):
+            done[0] += 1
+            if done[0] % max(n_boot // 4, 1) == 0:
+                say(f"bootstrap: {done[0]}/{n_boot} resamples")
+            return flatten_estimates(est.compute(w), CI_NAMES)
+
+        say(f"bootstrap: {n_boot} resamples of {len(est.L)} {unit}")
+        samples = bootstrap(statistic, len(est.L), n_boot, seed, strata, accept=est.keeps_budgets) \
+            if n_boot > 0 else {}
     cis = {k: percentile_ci(v) for k, v in samples.items()}
     attach_intervals(res, {k: c["ci"] for k, c in cis.items()})
     warnings = diagnostics(res, len(np.unique(est.sizes)), len(est.L), cis, n_boot) + [f"input: {n}" for n in ds.notes]
+    warnings += [f"loss_vs_tokens: {ld_note}"] if ld_note else []
+    method = (f"percentile; {unit} resampled with replacement" + (" within FLOP budgets" if strata is not None else "")
+              + (", each with its runs (a cluster bootstrap)" if agg else "")
+              + "; a resample leaving a budget of 4+ sizes with fewer than 3 is redrawn")
     res.update(params=ds.params, source=ds.source, sweep=ds.sweep_name, budget_basis=ds.budget_basis,
-               bootstrap={"n": n_boot, "seed": seed, "level": 0.95, "method": "percentile; runs resampled with "
-                          "replacement" + (" within FLOP budgets" if strata is not None else "") +
-                          "; a resample leaving a budget of 4+ sizes with fewer than 3 is redrawn",
+               bootstrap={"n": n_boot, "seed": seed, "level": 0.95, "method": method,
                           "n_valid_min": min((c["n_valid"] for c in cis.values()), default=0)},
-               runs={"used": len(ds.runs), "excluded": ds.excluded, "names": ds.runs["run_name"].tolist()},
+               runs={"used": agg["runs"] if agg else len(ds.runs), "excluded": ds.excluded,
+                     "names": None if agg else ds.runs["run_name"].tolist()},
+               aggregation=agg or {"applied": False, "above": AGGREGATE_ABOVE},
                flops_per_token_fit={"exponent": est.fpt[0], "coefficient": est.fpt[1], "is_6N": not est.own_flops},
                warnings=warnings)
     return res

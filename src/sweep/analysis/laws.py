@@ -1,13 +1,15 @@
 """The laws around the fitter, as pure numerics (no I/O): Approach 3's compute-optimal allocation (`allocation`,
 `optimal_nd`, `optimal_nd_flops`), Approach 2's isoFLOP parabolas (`fit_isoflop`), Approach 1's lower envelope
 (`fit_envelope`), the held-out-size check (`holdout_largest`), and the small helpers they share (`size_clusters`,
-`loglog_fit`).
+`loglog_fit`, `budget_groups`).
 
 Every fit takes per-run arrays and an optional weight vector `w` (how often each run is counted, as a bootstrap
 resample draws it). Inputs must be finite (finite.require_finite): a non-finite value raises ValueError.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from scipy.optimize import minimize_scalar
@@ -16,11 +18,26 @@ from .finite import require_finite
 from .lse import law_loss
 
 # ------------------------------------------------------------------------------ compute-optimal allocation
+def safe_div(x: float, y: float) -> float:
+    """x / y, with IEEE's inf or NaN where Python raises ZeroDivisionError (a degenerate fit's zero)."""
+    with np.errstate(all="ignore"):
+        return float(np.float64(x) / y)
+
+
+def safe_pow(x: float, y: float) -> float:
+    """x ** y, inf where Python raises OverflowError (an absurd exponent) or ZeroDivisionError (0 ** -y)."""
+    try:
+        return float(x**y)
+    except (OverflowError, ZeroDivisionError):
+        return math.inf
+
+
 def allocation(p: dict) -> dict:
-    """Approach 3's optimum under C = 6ND: N_opt = G (C/6)^a, D_opt = G^-1 (C/6)^b."""
+    """Approach 3's optimum under C = 6ND: N_opt = G (C/6)^a, D_opt = G^-1 (C/6)^b (NaN or inf for a degenerate
+    fit, an exponent at 0, rather than an error)."""
     s = p["alpha"] + p["beta"]
-    G = (p["alpha"] * p["A"] / (p["beta"] * p["B"])) ** (1.0 / s)
-    return {"G": float(G), "a": float(p["beta"] / s), "b": float(p["alpha"] / s)}
+    G = safe_pow(safe_div(p["alpha"] * p["A"], p["beta"] * p["B"]), safe_div(1.0, s))
+    return {"G": G, "a": safe_div(p["beta"], s), "b": safe_div(p["alpha"], s)}
 
 
 def optimal_nd(p: dict, C) -> tuple[np.ndarray, np.ndarray]:
@@ -32,18 +49,32 @@ def optimal_nd(p: dict, C) -> tuple[np.ndarray, np.ndarray]:
 def optimal_nd_flops(p: dict, C: float, slope: float, coef: float) -> tuple[float, float]:
     """Argmin of L(N, D) along C = coef·N^slope·D (the data's own FLOPs per token), by bounded 1-D search."""
     n0 = optimal_nd(p, C)[0]
+    if not 0 < n0 < np.inf:  # a degenerate law: no optimum to search around
+        return math.nan, math.nan
     res = minimize_scalar(lambda x: law_loss(p, np.exp(x), C / (coef * np.exp(x) ** slope)),
                           bounds=(np.log(n0) - 12, np.log(n0) + 12), method="bounded", options={"xatol": 1e-10})
     n = float(np.exp(res.x))
-    return n, float(C / (coef * n**slope))
+    return n, safe_div(C, coef * safe_pow(n, slope))
 
 
 # ---------------------------------------------------------------------------------------- small helpers
-def size_clusters(N, rel_tol: float = 0.01) -> np.ndarray:
-    """Label runs by model size: sizes within rel_tol of their neighbour are one size (digitised data jitter)."""
-    logn = np.log(require_finite("size_clusters: N", N, positive=True))
-    order = np.argsort(logn)
-    breaks = np.diff(logn[order]) > np.log1p(rel_tol)
+def size_clusters(N, rel_tol: float = 0.01, max_span: float | None = None) -> np.ndarray:
+    """Label runs by model size (0 = the smallest): sizes within rel_tol of their neighbour are one size, the jitter
+    of digitised data, unless such a chain spans more than max_span (default 3·rel_tol) from end to end. Then it is
+    a continuum of sizes, not one size jittered, and each distinct value in it is a size of its own.
+    """
+    logn = np.log(require_finite("size_clusters: N", N, positive=True)).ravel()
+    if len(logn) == 0:
+        return np.zeros(0, int)
+    order = np.argsort(logn, kind="stable")
+    s = logn[order]
+    gaps = np.diff(s)
+    breaks = gaps > np.log1p(rel_tol)
+    chain = np.concatenate([[0], np.cumsum(breaks)])
+    first = np.flatnonzero(np.concatenate([[True], breaks]))
+    last = np.concatenate([first[1:] - 1, [len(s) - 1]])
+    wide = (s[last] - s[first]) > np.log1p(3 * rel_tol if max_span is None else max_span)
+    breaks |= (gaps > 0) & wide[chain[1:]]  # inside a continuum every distinct value starts a size
     labels = np.empty(len(logn), int)
     labels[order] = np.concatenate([[0], np.cumsum(breaks)])
     return labels
@@ -57,21 +88,31 @@ def loglog_fit(x, y, w=None) -> tuple[float, float]:
     """
     lx, ly = np.log(np.asarray(x, float)), np.log(np.asarray(y, float))
     slope, icpt = np.polyfit(lx, ly, 1, w=None if w is None else np.sqrt(w))
-    return float(slope), float(np.exp(icpt))
+    with np.errstate(over="ignore"):  # an absurd fit's coefficient: inf (null in fits.json)
+        return float(slope), float(np.exp(icpt))
 
 
 # -------------------------------------------------------------------------------------------- Approach 2
+def budget_groups(budget: np.ndarray) -> list[np.ndarray]:
+    """The indices of each FLOP budget's runs (in index order), budgets ascending; NaN (no budget) left out."""
+    idx = np.flatnonzero(np.isfinite(budget))
+    idx = idx[np.argsort(budget[idx], kind="stable")]
+    return np.split(idx, np.flatnonzero(np.diff(budget[idx])) + 1) if len(idx) else []
+
+
 def fit_isoflop(N, D, L, budget, w=None) -> dict:
     """Per budget a parabola of L in log10 N, its minimum; then N_opt ∝ C^a and D_opt ∝ C^b."""
     N, D, L = (require_finite(f"fit_isoflop: {k}", v, positive=True) for k, v in (("N", N), ("D", D), ("L", L)))
     budget = require_finite("fit_isoflop: budget", budget, allow_nan=True)  # NaN: a run in no FLOP budget
     w = np.ones(len(L)) if w is None else require_finite("fit_isoflop: w", w)
-    rows, warnings = [], []
-    for c in np.unique(budget[np.isfinite(budget)]):
-        m = (budget == c) & (w > 0)
+    rows, warnings, few = [], [], 0
+    for runs in budget_groups(budget):  # ascending budgets
+        c, m = budget[runs[0]], runs[w[runs] > 0]
         tag = f"budget {c:.3g}"
         if len(np.unique(size_clusters(N[m]))) < 3:
-            warnings.append(f"{tag}: fewer than 3 model sizes, no parabola")
+            few += 1
+            if few <= 3:
+                warnings.append(f"{tag}: fewer than 3 model sizes, no parabola")
             continue
         x = np.log10(N[m])
         c2, c1, c0 = np.polyfit(x, L[m], 2, w=np.sqrt(w[m]))
@@ -79,20 +120,27 @@ def fit_isoflop(N, D, L, budget, w=None) -> dict:
             warnings.append(f"{tag}: the parabola opens downward (no minimum); budget left out")
             continue
         xs = -c1 / (2 * c2)
+        # D at the optimum from the budget's own tokens-vs-size relation (exactly C/(6N) when flops = 6ND).
+        slope, k = loglog_fit(N[m], D[m], w[m])
+        with np.errstate(all="ignore"):
+            n_opt = 10**xs
+            d_opt = k * n_opt**slope
+        if not (0 < n_opt < np.inf and 0 < d_opt < np.inf):  # a nearly flat parabola: its vertex is nowhere
+            warnings.append(f"{tag}: the fitted minimum (N = 10^{xs:.3g}) is beyond any size; budget left out")
+            continue
         edge = None
         if not x.min() <= xs <= x.max():
             edge = "outside"
-            warnings.append(f"{tag}: the fitted minimum N={10**xs:.3g} lies outside the sizes tried "
+            warnings.append(f"{tag}: the fitted minimum N={n_opt:.3g} lies outside the sizes tried "
                             f"({N[m].min():.3g}–{N[m].max():.3g}); extend the grid")
         elif np.argmin(L[m]) in (np.argmin(x), np.argmax(x)):
             edge = "edge"
             warnings.append(f"{tag}: the lowest loss is at the edge of the sizes tried; the minimum is extrapolated")
-        # D at the optimum from the budget's own tokens-vs-size relation (exactly C/(6N) when flops = 6ND).
-        slope, k = loglog_fit(N[m], D[m], w[m])
-        n_opt = 10**xs
-        rows.append({"C": float(c), "N_opt": float(n_opt), "D_opt": float(k * n_opt**slope),
+        rows.append({"C": float(c), "N_opt": float(n_opt), "D_opt": float(d_opt),
                      "L_opt": float(c0 + c1 * xs + c2 * xs * xs), "coef_log10N": [float(c2), float(c1), float(c0)],
-                     "n_runs": int(m.sum()), "edge": edge})
+                     "n_runs": len(m), "edge": edge})
+    if few > 3:
+        warnings.append(f"{few - 3} more budgets with fewer than 3 model sizes, no parabola")
     out = {"budgets": rows, "warnings": warnings}
     if len(rows) < 2:
         out["warnings"].append(f"only {len(rows)} usable budget(s): no power law for N_opt(C), D_opt(C)")
@@ -102,6 +150,9 @@ def fit_isoflop(N, D, L, budget, w=None) -> dict:
     out["b"], out["k_D"] = loglog_fit(C, [r["D_opt"] for r in rows])
     if len(rows) == 2:
         out["warnings"].append("only 2 budgets: the power laws pass exactly through them")
+    if C.max() < 2 * C.min():
+        out["warnings"].append(f"the budgets span only a factor {C.max() / C.min():.3g} in FLOPs: the exponents of "
+                               f"N_opt(C), D_opt(C) are not pinned down")
     return out
 
 
@@ -140,16 +191,23 @@ def fit_envelope(C, N, D, L, run, w=None, bins_per_decade: float = 8.0) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------ holdout
-def holdout_largest(N, fit_predict) -> dict | None:
+def holdout_largest(N, fit_predict, continuum: bool = False) -> dict | None:
     """Fit on all sizes but the largest, predict the largest: relative loss error (pred − obs) / obs.
 
-    fit_predict(train_mask, test_mask) → (predicted, observed) for the test runs. Needs ≥ 4 distinct sizes.
+    fit_predict(train_mask, test_mask) → (predicted, observed) for the test runs. Needs ≥ 4 distinct sizes. For
+    runs whose sizes are a continuum (continuum=True: one run each, nearly), the largest "size" held out is the top
+    tenth of the range of log N.
     """
     labels = size_clusters(N)
     if labels.max() + 1 < 4:
         return None
     test = labels == labels.max()
+    out = {}
+    if continuum:
+        logn = np.log(np.asarray(N, float))
+        test = logn >= logn.max() - 0.1 * (logn.max() - logn.min())
+        out["held_out_N_min"] = float(np.exp(logn[test].min()))
     pred, obs = fit_predict(~test, test)
     rel = (np.asarray(pred) - np.asarray(obs)) / np.asarray(obs)
     return {"held_out_N": float(np.asarray(N)[test].mean()), "n_test": int(test.sum()),
-            "mean_rel_error": float(rel.mean()), "max_abs_rel_error": float(np.abs(rel).max())}
+            "mean_rel_error": float(rel.mean()), "max_abs_rel_error": float(np.abs(rel).max()), **out}

@@ -1,5 +1,7 @@
 """The analysis' input: a sweep directory's runs (read only through sweep.rundir) or a CSV of published runs, as a
-`Dataset` of per-run rows and eval points, with FLOP budgets and checks that there is enough to fit.
+`Dataset` of per-run rows and eval points, with FLOP budgets and checks that there is enough to fit. A budget is
+a sweep's flops_budget, a CSV group's geometric-mean FLOPs (its label, string or number, only names it), or a
+chain of nearby FLOPs (log-binned; FLOPs that vary continuously form none).
 
 Only finite values (finite.py) get in: a run whose summary lacks a positive finite size, tokens, FLOPs or loss is
 listed in `excluded` with the reason, and an eval point with a non-finite value is left out and counted in `notes`.
@@ -27,7 +29,7 @@ class AnalysisError(ValueError):
 
 @dataclass
 class Dataset:
-    runs: pd.DataFrame  # run_name, N, D, C, loss, budget (NaN: none), model, seed
+    runs: pd.DataFrame  # run_name, N, D, C, loss, budget (NaN: none), model, seed[, weight: runs in a bin]
     points: pd.DataFrame  # eval points: run (row of runs), D, C, loss
     source: str
     params: str
@@ -37,6 +39,7 @@ class Dataset:
     logger: dict = field(default_factory=dict)  # the runs' logger config (wandb mode/project)
     has_curves: bool = False
     notes: list[str] = field(default_factory=list)  # input left out short of a whole run (report warnings)
+    aggregation: dict | None = None  # set by aggregate.py when runs were binned (runs then has a `weight` column)
 
 
 # ------------------------------------------------------------------------------------------ sweep directory
@@ -137,15 +140,32 @@ def load_sweep(sweep_dir: Path, params: str) -> Dataset:
 
 def _bin_flops(C: np.ndarray, N: np.ndarray, gap_decades: float = 0.03) -> np.ndarray:
     """FLOP groups when none were declared: runs within a small gap in log C share a budget (its geometric mean).
+    FLOPs that vary continuously (a chain of such gaps spanning more than a factor 2) form no budgets at all: its
+    sparse ends would otherwise be cut into budgets of a few runs each.
 
     Only groups with 3 or more sizes are kept (NaN otherwise): a stray run is no isoFLOP curve, and needs no warning.
     """
-    labels = size_clusters(C, rel_tol=10**gap_decades - 1)
+    if _flops_continuous(C, gap_decades):
+        return np.full(len(C), np.nan)
+    return _budgets_of_groups(size_clusters(C, rel_tol=10**gap_decades - 1, max_span=np.inf), C, N, min_sizes=3)
+
+
+def _flops_continuous(C: np.ndarray, gap_decades: float = 0.03) -> bool:
+    logc = pd.Series(np.log(C)).groupby(size_clusters(C, rel_tol=10**gap_decades - 1, max_span=np.inf))
+    return bool((logc.max() - logc.min()).max() > np.log(2.0))
+
+
+def _budgets_of_groups(labels, C: np.ndarray, N: np.ndarray, min_sizes: int = 0) -> np.ndarray:
+    """Each group's budget, the geometric mean of its runs' FLOPs, whatever the labels' type (numbers or strings);
+    NaN for a group with fewer than min_sizes model sizes. One pass over the runs sorted by group."""
+    codes = pd.factorize(pd.Series(labels), sort=True)[0]
+    order = np.argsort(codes, kind="stable")
+    bounds = np.flatnonzero(np.diff(codes[order])) + 1
     out = np.full(len(C), np.nan)
-    for g in np.unique(labels):
-        m = labels == g
-        if len(np.unique(size_clusters(N[m]))) >= 3:
-            out[m] = np.exp(np.log(C[m]).mean())
+    logc = np.log(C)
+    for idx in np.split(order, bounds):
+        if len(idx) >= min_sizes and (min_sizes <= 1 or size_clusters(N[idx]).max() + 1 >= min_sizes):
+            out[idx] = np.exp(logc[idx].mean())
     return out
 
 
@@ -180,14 +200,16 @@ def load_csv(path: Path) -> Dataset:
     C = df["flops"].to_numpy() if "flops" in df.columns else 6.0 * df["n_params"].to_numpy() * df["tokens"].to_numpy()
     runs = pd.DataFrame({"run_name": [f"row{i + 1}" for i in range(len(df))], "N": df["n_params"].to_numpy(),
                          "D": df["tokens"].to_numpy(), "C": C, "loss": df["loss"].to_numpy()})
-    if "group" in df.columns:  # a group's budget: the geometric mean of its runs' FLOPs
-        runs["budget"] = np.exp(pd.Series(np.log(C)).groupby(df["group"].to_numpy()).transform("mean").to_numpy())
+    if "group" in df.columns:  # a group is a budget's label, of any type: the budget is its runs' FLOPs' mean
+        runs["budget"] = _budgets_of_groups(df["group"].astype(str).to_numpy(), C, runs["N"].to_numpy())
         basis = "group column"
     else:
         runs["budget"], basis = _bin_flops(C, runs["N"].to_numpy()), "log-binned flops"
+    notes = ["the FLOPs vary continuously, so they form no FLOP budgets (no isoFLOP curves for Approach 2); a "
+             "'group' column would name them"] if basis == "log-binned flops" and _flops_continuous(C) else []
     pts = runs.assign(run=np.arange(len(runs)))[["run", "N", "D", "C", "loss"]]
     # N is whatever the CSV counted: the --params convention only chooses among a sweep's counts
-    ds = Dataset(runs, pts, str(path), "the CSV's n_params", basis, sweep_name=Path(path).stem)
+    ds = Dataset(runs, pts, str(path), "the CSV's n_params", basis, sweep_name=Path(path).stem, notes=notes)
     _check_sizes(ds)
     return ds
 

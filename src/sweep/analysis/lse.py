@@ -87,7 +87,8 @@ class LseFitter:
 
     Start set: Epoch's grid (e ∈ {-1,…,1}, a_j ∈ {0,5,…,25}, α_j ∈ {0,.5,…,2}) plus variable-projection starts
     (for each exponent pair on a fine grid, E and A_j by non-negative least squares on relative residuals). All
-    are scored at once; only the best few are refined with L-BFGS-B and an analytic gradient.
+    are scored, vectorised (in chunks: memory stays bounded for any number of points); only the best few are
+    refined with L-BFGS-B and an analytic gradient.
     """
 
     KEEP = 256
@@ -104,12 +105,17 @@ class LseFitter:
         cands = np.vstack([self.epoch_grid(self.k), self._varpro_starts()])
         self.n_scored = len(cands)
         # Per-point Huber terms of the best KEEP candidates on the full data, so that a resample's start scores
-        # are one matrix product; the rest could only matter to a resample far from the data (and cost memory).
-        chunks = np.array_split(cands, -(-len(cands) // 256))
-        terms = [huber(_log_pred(c, self.X)[0] - self.y, delta) for c in chunks]
-        terms = np.vstack(terms)
-        keep = np.argsort(terms.sum(axis=1))[: self.KEEP]
-        self.candidates, self._cand_terms = cands[keep], terms[keep]
+        # are one matrix product; the rest could only matter to a resample far from the data. Scored in chunks of
+        # at most ~2^21 point-candidate pairs, so memory stays bounded however many points there are.
+        rows = int(np.clip(2**21 // max(len(self.y), 1), 1, 256))
+        scores = np.concatenate([self._terms(c).sum(axis=1) for c in np.array_split(cands, -(-len(cands) // rows))])
+        keep = np.argsort(scores)[: self.KEEP]
+        self.candidates = cands[keep]
+        self._cand_terms = np.vstack([self._terms(c) for c in np.array_split(self.candidates, -(-len(keep) // rows))])
+
+    def _terms(self, thetas: np.ndarray) -> np.ndarray:
+        """Per-point Huber terms (m, n) of candidate parameter vectors (m, 1+2k)."""
+        return huber(_log_pred(thetas, self.X)[0] - self.y, self.delta)
 
     @staticmethod
     def epoch_grid(k: int) -> np.ndarray:

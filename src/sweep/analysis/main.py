@@ -1,5 +1,6 @@
-"""`sweep analyze`: the command line, and the order of the stages — load (a sweep directory or a CSV), estimate,
-then the outputs: plots, the wandb analysis run, fits.json (under sweep.files' JSON policy) and report.md.
+"""`sweep analyze`: the command line, and the order of the stages — load (a sweep directory or a CSV), aggregate
+(only past aggregate.AGGREGATE_ABOVE runs), estimate, then the outputs: plots, the wandb analysis run, fits.json
+(under sweep.files' JSON policy) and report.md. An aggregated (large) input has its phases named on stderr.
 
 `run(...)` is the entry `sweep demo` uses; `main(argv)` the console command (0 on success, 2 with one line on
 stderr on input the analysis cannot use).
@@ -12,6 +13,7 @@ import sys
 from pathlib import Path
 
 from ..files import write_json_atomic
+from .aggregate import aggregate
 from .estimate import estimate
 from .load import CONVENTIONS, AnalysisError, Dataset, load_csv, load_sweep
 
@@ -34,15 +36,22 @@ def _analyze(sweep_dir, csv, out, params, n_boot, wandb_mode, seed) -> tuple[Pat
         raise AnalysisError("give exactly one of a sweep directory or --csv FILE")
     if wandb_mode not in (*WANDB_MODES, "disabled"):
         raise AnalysisError(f"--wandb {wandb_mode!r}: use auto, off, offline or online")
-    ds = load_sweep(Path(sweep_dir), params) if sweep_dir is not None else load_csv(Path(csv))
+    ds = aggregate(load_sweep(Path(sweep_dir), params) if sweep_dir is not None else load_csv(Path(csv)))
     out = Path(out) if out is not None else (Path(sweep_dir) / "analysis" if sweep_dir is not None
                                              else Path(csv).with_suffix("").parent / f"{Path(csv).stem}_analysis")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise AnalysisError(f"cannot create the output directory {out} ({err.strerror}); pass --out DIR") from None
-    fits = estimate(ds, n_boot=n_boot, seed=seed)
+    progress = _stderr if ds.aggregation else None
+    fits = estimate(ds, n_boot=n_boot, seed=seed, progress=progress)
+    if progress:
+        progress("plots and report")
     return write_outputs(ds, fits, out, wandb_mode=resolve_mode(ds, wandb_mode)), fits
+
+
+def _stderr(message: str) -> None:
+    print(f"sweep analyze: {message}", file=sys.stderr, flush=True)
 
 
 def write_outputs(ds: Dataset, fits: dict, out: Path, wandb_mode: str = "off") -> Path:

@@ -31,7 +31,7 @@ def _tidy_log_axis(ax, axis="x"):
 def _budget_colors(budgets):
     logs = np.log10(budgets)
     span = max(logs.max() - logs.min(), 1e-9)
-    return {b: plt.cm.viridis(0.85 * (l - logs.min()) / span) for b, l in zip(budgets, logs)}
+    return {b: plt.cm.viridis(0.85 * (lg - logs.min()) / span) for b, lg in zip(budgets, logs)}
 
 
 def plot_isoflop(ds, fits, path: Path) -> bool:
@@ -135,7 +135,7 @@ def plot_compute_optimal(ds, fits, path: Path) -> bool:
             err = np.array([[v - c[0], c[1] - v] if c else [0, 0] for v, c in zip(y, cis)]).T
             ax.errorbar([r["C"] for r in rows], y, yerr=err, fmt="o", color="C2", mec="black", capsize=3,
                         zorder=4, label="Approach 2 minima (95% CI)")
-            if "a" in a2:
+            if "a" in a2 and 0 < a2["a"] < 1:  # else no allocation at all (budgets too close): not drawn
                 k, e = (a2["k_N"], a2["a"]) if name == "N" else (a2["k_D"], a2["b"])
                 ax.plot(c_grid, k * c_grid**e, color="C2", lw=1.2, label=f"Approach 2 fit: ∝ C^{e:.3f}")
         ax.set_xscale("log")
@@ -158,16 +158,27 @@ def plot_loss_curves(ds, fits, path: Path) -> bool:
     legend = sizes.max() + 1 <= 8  # a legend of sizes when it stays short, a colour bar otherwise
     fig, axes = plt.subplots(1, 2 if ds.has_curves else 1, figsize=(11 if ds.has_curves else 6.5, 4.4), squeeze=False)
     axes = axes[0]
-    seen = set()
-    for i, g in sorted(pts.groupby("run"), key=lambda ig: (runs["N"].iloc[ig[0]], ig[0])):  # legend by size
-        color = plt.cm.plasma(0.9 * norm(logn[i]))
-        label = None if (sizes[i] in seen or not legend) else f"N = {sci(runs['N'].iloc[i])}"
-        seen.add(sizes[i])
-        if ds.has_curves:
-            axes[0].plot(g["D"], g["loss"], color=color, lw=1, alpha=0.85, label=label)
-            axes[1].plot(g["C"], g["loss"], color=color, lw=1, alpha=0.6)
-        else:
-            axes[0].scatter(g["C"], g["loss"], color=color, s=14, label=label)
+    color = plt.cm.plasma(0.9 * norm(logn))  # per run; all runs drawn at once (a large CSV has thousands)
+    order = np.lexsort((np.arange(len(runs)), runs["N"].to_numpy()))  # smallest size first, as the legend reads
+    run = pts["run"].to_numpy()
+    if ds.has_curves:
+        idx = np.argsort(run, kind="stable")
+        parts = dict(zip(run[idx[np.r_[0, np.flatnonzero(np.diff(run[idx])) + 1]]],
+                         np.split(idx, np.flatnonzero(np.diff(run[idx])) + 1)))
+        drawn = [i for i in order if i in parts]
+        for ax, x, alpha in ((axes[0], "D", 0.85), (axes[1], "C", 0.6)):
+            lines = [np.column_stack([pts[x].to_numpy()[parts[i]], pts["loss"].to_numpy()[parts[i]]]) for i in drawn]
+            ax.add_collection(matplotlib.collections.LineCollection(lines, colors=color[drawn], lw=1, alpha=alpha))
+            ax.autoscale_view()
+    else:
+        by_size = np.argsort(order)[run]  # each point drawn in its run's place in `order`
+        p = np.argsort(by_size, kind="stable")
+        axes[0].scatter(pts["C"].to_numpy()[p], pts["loss"].to_numpy()[p], color=color[run[p]], s=14)
+    if legend:  # one entry per size, coloured as its first run
+        first = np.sort(np.unique(sizes[order], return_index=True)[1])
+        for i in order[first]:
+            axes[0].plot([], [], color=color[i], **({"lw": 1} if ds.has_curves else {"marker": "o", "ls": ""}),
+                         label=f"N = {sci(runs['N'].iloc[i])}")
     env = fits["approach1"].get("envelope") or []
     if env:
         axes[-1].plot([r["C"] for r in env], [r["L"] for r in env], color="black", lw=1.8, marker="o", ms=3,
@@ -192,7 +203,7 @@ def plot_loss_curves(ds, fits, path: Path) -> bool:
 
 def make_plots(ds, fits, out: Path) -> dict[str, Path]:
     made = {}
-    with plt.rc_context(PLOT_STYLE):
+    with plt.rc_context(PLOT_STYLE), np.errstate(all="ignore"):  # a degenerate fit's inf is simply not drawn
         for name, fn in (("isoflop", plot_isoflop), ("fit_nd", plot_fit_nd),
                          ("compute_optimal", plot_compute_optimal), ("loss_curves", plot_loss_curves)):
             path = out / f"{name}.png"

@@ -75,15 +75,34 @@ def _recipe_table(fits) -> list[str]:
     return lines
 
 
+def _aggregation_text(agg: dict) -> list[str]:
+    """What was binned and how, when the input was large enough to be (aggregate.py)."""
+    if not agg.get("applied"):
+        return []
+    per = agg["runs_per_bin"]
+    text = (f"**Aggregated input.** More than {agg['above']} runs: the {agg['runs']} runs were binned by "
+            f"{agg['key']} into {agg['bins']} bins ({per['min']}–{per['max']} runs each, median {per['median']:g}). "
+            f"A bin is a pseudo-run at the {agg['representative']}. Fits: {agg['fits']}. Bootstrap: "
+            f"{agg['bootstrap']}.")
+    if agg["runs_out_of_budgets"]:
+        text += (f" {agg['runs_out_of_budgets']} runs were in FLOP budgets of fewer than 3 model sizes (no isoFLOP "
+                 f"curve) and count as in no budget.")
+    if agg.get("eval_curves_dropped"):
+        text += " The runs' eval curves are not used: a bin holds its runs' final points."
+    return [text, ""]
+
+
 def write_report(ds, fits, plots: dict, out: Path) -> Path:
     a3, al, a2, a1, ho = fits["approach3"], fits["allocation"], fits["approach2"], fits["approach1"], fits["holdout"]
-    bs = fits["bootstrap"]
+    bs, agg = fits["bootstrap"], fits.get("aggregation") or {}
+    unit = "bins" if agg.get("applied") else "runs"
+    binned = f" (aggregated into {agg['bins']} bins)" if agg.get("applied") else ""
     L = [f"# Scaling-law analysis: {ds.sweep_name}", "",
-         f"Source: `{ds.source}` — {fits['runs']['used']} runs used, {len(ds.excluded)} excluded. "
+         f"Source: `{ds.source}` — {fits['runs']['used']} runs used{binned}, {len(ds.excluded)} excluded. "
          f"Parameters N are counted as **{ds.params}**; tokens D are training tokens; C is training FLOPs "
          f"({'6·N·D' if fits['flops_per_token_fit']['is_6N'] else 'as each run counted them'}). " +
-         (f"Intervals are 95% bootstrap percentiles over {bs['n']} resamples of runs ({bs['method']})."
-          if bs["n"] else "No bootstrap was run (--bootstrap 0), so no intervals."), "",
+         (f"Intervals are 95% bootstrap percentiles over {bs['n']} resamples of {unit} ({bs['method']})."
+          if bs["n"] else "No bootstrap was run (--bootstrap 0), so no intervals."), "", *_aggregation_text(agg),
          "## The laws", "",
          "**Approach 3** (parametric, Huber δ=1e-3 on log loss, L-BFGS-B): L(N, D) = E + A/N^α + B/D^β with",
          "", "| E | A | B | α | β |", "|---|---|---|---|---|",
@@ -107,7 +126,9 @@ def write_report(ds, fits, plots: dict, out: Path) -> Path:
     L += ["## Extrapolation check (largest size held out)", ""]
     for name, h in (("Approach 3", ho.get("approach3")), ("L(N)", ho.get("kaplan"))):
         if h:
-            L.append(f"- {name}: fitted without N ≈ {sci(h['held_out_N'])}, its {h['n_test']} run(s) predicted with "
+            held = (f"N ≥ {sci(h['held_out_N_min'])} (the top tenth of a continuum of sizes)" if "held_out_N_min" in h
+                    else f"N ≈ {sci(h['held_out_N'])}")
+            L.append(f"- {name}: fitted without {held}, its {h['n_test']} {unit[:-1]}(s) predicted with "
                      f"mean relative loss error {h['mean_rel_error'] * 100:+.2f}% (max |error| "
                      f"{h['max_abs_rel_error'] * 100:.2f}%).")
         else:
@@ -121,7 +142,7 @@ def write_report(ds, fits, plots: dict, out: Path) -> Path:
     for k, p in plots.items():
         L += [f"![{captions[k]}]({p.name})", f"*{captions[k]}*", ""]
     L += ["## Details", "", "### Approach 3 fit", "",
-          f"Objective (sum of Huber losses) {a3['objective']:.6g} over {a3['n_points']} runs; "
+          f"Objective (sum of Huber losses) {a3['objective']:.6g} over {a3['n_points']} {unit}; "
           f"{a3['starts']['refined']} starts refined out of {a3['starts']['candidates']} scored, "
           f"{a3['starts']['reached_best']} reached the best optimum (objective range "
           f"{a3['starts']['objective_range'][0]:.6g}–{a3['starts']['objective_range'][1]:.6g}).", ""]
@@ -158,7 +179,9 @@ def write_report(ds, fits, plots: dict, out: Path) -> Path:
 def summary_text(fits: dict, report_path: Path) -> str:
     """The few lines `sweep analyze` prints: the key laws with their intervals, warnings, where the report is."""
     a3, a2 = fits["approach3"], fits["approach2"]
-    lines = [f"runs used: {fits['runs']['used']}, excluded: {len(fits['runs']['excluded'])} "
+    agg = fits.get("aggregation") or {}
+    binned = f" (aggregated into {agg['bins']} bins: see the report)" if agg.get("applied") else ""
+    lines = [f"runs used: {fits['runs']['used']}{binned}, excluded: {len(fits['runs']['excluded'])} "
              f"(parameters: {fits['params']})",
              "Approach 3  L = E + A/N^alpha + B/D^beta:  " + ", ".join(f"{k}={_get(a3, k)}"
                                                                     for k in ("E", "A", "B", "alpha", "beta"))]
