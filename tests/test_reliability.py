@@ -275,6 +275,7 @@ def test_nonfinite_loss_stops_naming_the_step_and_never_checkpoints_it(tmp_path,
     assert all(torch.isfinite(t).all() for t in saved["model"].values())
 
 
+@pytest.mark.slow
 def test_nonfinite_skip_policy_skips_the_batch_and_finishes(tmp_path, corpus, cache, monkeypatch):
     _PoisonedGPT(at_call=4 * 13 + 1).install(monkeypatch)
     run = compose(overrides(tmp_path, corpus, cache, "train.nonfinite=skip"))
@@ -299,14 +300,23 @@ def test_nonfinite_skip_policy_skips_the_batch_and_finishes(tmp_path, corpus, ca
     (["data.vocab_size=100"], "data.vocab_size=100 is below 257"),
     (["model.seq_len=100000"], "model.seq_len=100000 needs data.val_tokens"),
 ])
-def test_rejected_config_is_named_and_creates_nothing(tmp_path, corpus, cache, bad, message):
+def test_rejected_config_is_named_and_creates_nothing(tmp_path, corpus, cache, bad, message, capsys):
+    """`sweep train` in-process, as the console script runs it: exit 2, one line naming the key, nothing created."""
+    from sweep.cli import main
+
     if bad == ["device=cuda"] and torch.cuda.is_available():
         pytest.skip("a GPU is present")
-    result = subprocess.run([*SWEEP, "train", *overrides(tmp_path, corpus, cache), *bad], capture_output=True,
-                            text=True, timeout=120)
-    assert result.returncode == 2
-    assert message in result.stderr and "Traceback" not in result.stderr
+    assert main(["train", *overrides(tmp_path, corpus, cache), *bad]) == 2
+    assert message in capsys.readouterr().err
     assert not (tmp_path / "single").exists() and not list(tmp_path.glob("**/wandb"))
+
+
+@pytest.mark.slow
+def test_rejected_config_from_the_console_script_has_no_traceback(tmp_path, corpus, cache):
+    result = subprocess.run([*SWEEP, "train", *overrides(tmp_path, corpus, cache), "model.n_head=3"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "not divisible by model.n_head=3" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "single").exists()
 
 
 def test_vocab_smaller_than_the_tokenizer_is_rejected(tmp_path, corpus, cache):
