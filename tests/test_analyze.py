@@ -255,3 +255,20 @@ def test_wandb_offline_analysis_run(tmp_path, monkeypatch):
     assert b"\x32\x05synth" in record and b"\x3a\x08analysis" in record
     assert b"approach3/alpha" in record  # the fitted values are in its summary
     assert len(list(runs[0].glob("files/media/images/**/*.png"))) >= 3
+
+
+def test_csv_output_goes_to_the_working_directory_in_every_format_asked(tmp_path, monkeypatch):
+    from sweep.analysis.main import main
+
+    source = tmp_path / "inputs" / "runs.csv"
+    source.parent.mkdir()
+    source.write_text((Path(__file__).parent / "data" / "chinchilla_epoch_240.csv").read_text())
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    assert main(["--csv", str(source), "--bootstrap", "0", "--wandb", "off", "--format", "svg,pdf"]) == 0
+    out = work / "analysis-runs"
+    assert (out / "report.md").exists() and sorted(p.name for p in source.parent.iterdir()) == ["runs.csv"]
+    for name in ("isoflop", "fit_nd"):
+        assert all((out / f"{name}.{fmt}").stat().st_size > 1000 for fmt in ("png", "svg", "pdf"))
+    assert main(["--csv", str(source), "--format", "gif"]) == 2  # refused before any work

@@ -19,17 +19,28 @@ from .load import CONVENTIONS, AnalysisError, Dataset, load_csv, load_sweep
 
 EXIT_INPUT_ERROR = 2
 WANDB_MODES = ("auto", "off", "offline", "online")
+PLOT_FORMATS = ("png", "svg", "pdf")
 
 
 def run(sweep_dir: Path | None = None, csv: Path | None = None, out: Path | None = None,
-        params: str = "non_embedding", bootstrap: int = 200, wandb_mode: str = "auto", seed: int = 0) -> Path:
+        params: str = "non_embedding", bootstrap: int = 200, wandb_mode: str = "auto", seed: int = 0,
+        formats: str = "png") -> Path:
     """Analyse a sweep directory or a CSV; write fits.json, report.md and plots; return report.md's path."""
-    return _analyze(sweep_dir, csv, out, params, bootstrap, wandb_mode, seed)[0]
+    return _analyze(sweep_dir, csv, out, params, bootstrap, wandb_mode, seed, formats)[0]
 
 
-def _analyze(sweep_dir, csv, out, params, n_boot, wandb_mode, seed) -> tuple[Path, dict]:
+def default_out(sweep_dir: Path | None, csv: Path | None) -> Path:
+    """SWEEP_DIR/analysis; for a CSV ./analysis-<name>/ in the working directory, never beside the input (which may
+    be a checkout or read-only)."""
+    return Path(sweep_dir) / "analysis" if sweep_dir is not None else Path.cwd() / f"analysis-{Path(csv).stem}"
+
+
+def _analyze(sweep_dir, csv, out, params, n_boot, wandb_mode, seed, formats="png") -> tuple[Path, dict]:
     from .wandb_run import resolve_mode
 
+    formats = tuple(f.strip().lower() for f in formats.split(",") if f.strip())
+    if not formats or set(formats) - set(PLOT_FORMATS):
+        raise AnalysisError(f"--format {','.join(formats)!r}: use a comma list of {', '.join(PLOT_FORMATS)}")
     if params not in CONVENTIONS:
         raise AnalysisError(f"unknown parameter convention {params!r}; use one of {', '.join(CONVENTIONS)}")
     if (sweep_dir is None) == (csv is None):
@@ -37,8 +48,7 @@ def _analyze(sweep_dir, csv, out, params, n_boot, wandb_mode, seed) -> tuple[Pat
     if wandb_mode not in (*WANDB_MODES, "disabled"):
         raise AnalysisError(f"--wandb {wandb_mode!r}: use auto, off, offline or online")
     ds = aggregate(load_sweep(Path(sweep_dir), params) if sweep_dir is not None else load_csv(Path(csv)))
-    out = Path(out) if out is not None else (Path(sweep_dir) / "analysis" if sweep_dir is not None
-                                             else Path(csv).with_suffix("").parent / f"{Path(csv).stem}_analysis")
+    out = Path(out) if out is not None else default_out(sweep_dir, csv)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -47,20 +57,21 @@ def _analyze(sweep_dir, csv, out, params, n_boot, wandb_mode, seed) -> tuple[Pat
     fits = estimate(ds, n_boot=n_boot, seed=seed, progress=progress)
     if progress:
         progress("plots and report")
-    return write_outputs(ds, fits, out, wandb_mode=resolve_mode(ds, wandb_mode)), fits
+    return write_outputs(ds, fits, out, wandb_mode=resolve_mode(ds, wandb_mode), formats=formats), fits
 
 
 def _stderr(message: str) -> None:
     print(f"sweep analyze: {message}", file=sys.stderr, flush=True)
 
 
-def write_outputs(ds: Dataset, fits: dict, out: Path, wandb_mode: str = "off") -> Path:
+def write_outputs(ds: Dataset, fits: dict, out: Path, wandb_mode: str = "off",
+                  formats: tuple[str, ...] = ("png",)) -> Path:
     """Plots, then the wandb run (so fits.json can name it), then fits.json and report.md. Returns report.md."""
     from .plots import make_plots
     from .report import write_report
     from .wandb_run import log_wandb
 
-    plots = make_plots(ds, fits, out)
+    plots = make_plots(ds, fits, out, formats)
     fits["plots"] = {k: p.name for k, p in plots.items()}
     wb = wandb_mode in ("offline", "online")
     fits["wandb"] = log_wandb(ds, fits, plots, out, wandb_mode) if wb else {"mode": "off"}
@@ -75,7 +86,9 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="sweep analyze", description="fit scaling laws to a sweep or a CSV")
     parser.add_argument("sweep_dir", nargs="?", type=Path, help="a sweep directory: <out_dir>/<sweep name>")
     parser.add_argument("--csv", type=Path, help="columns n_params,tokens,loss[,flops][,group] instead of a sweep")
-    parser.add_argument("--out", type=Path, help="output directory (default: SWEEP_DIR/analysis)")
+    parser.add_argument("--out", type=Path, help="output directory (default: SWEEP_DIR/analysis, or for --csv FILE "
+                        "./analysis-<FILE's name>/)")
+    parser.add_argument("--format", default="png", help="plot formats, a comma list of png, svg, pdf (PNG always)")
     parser.add_argument("--params", default="non_embedding", choices=CONVENTIONS, help="parameter convention")
     parser.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples over runs (0: none)")
     parser.add_argument("--wandb", default="auto", choices=WANDB_MODES,
@@ -84,7 +97,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     try:
         report_path, fits = _analyze(args.sweep_dir, args.csv, args.out, args.params, args.bootstrap,
-                                     args.wandb, args.seed)
+                                     args.wandb, args.seed, args.format)
     except AnalysisError as err:
         print(f"sweep analyze: {err}", file=sys.stderr)
         return EXIT_INPUT_ERROR

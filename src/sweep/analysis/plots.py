@@ -34,11 +34,11 @@ def _budget_colors(budgets):
     return {b: plt.cm.viridis(0.85 * (lg - logs.min()) / span) for b, lg in zip(budgets, logs)}
 
 
-def plot_isoflop(ds, fits, path: Path) -> bool:
+def plot_isoflop(ds, fits):
     a2 = fits["approach2"]
     r = ds.runs[np.isfinite(ds.runs["budget"])]
     if r.empty or "budgets" not in a2:
-        return False
+        return None
     colors = _budget_colors(np.unique(r["budget"]))
     fitted = {row["C"]: row for row in a2["budgets"]}
     fig, ax = plt.subplots(figsize=(7, 4.6))
@@ -66,12 +66,10 @@ def plot_isoflop(ds, fits, path: Path) -> bool:
         sm = matplotlib.cm.ScalarMappable(norm=matplotlib.colors.Normalize(logs.min(), top), cmap="viridis")
         fig.colorbar(sm, ax=ax, label="log10 FLOP budget")
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return True
+    return fig
 
 
-def plot_fit_nd(ds, fits, path: Path) -> bool:
+def plot_fit_nd(ds, fits):
     p = fits["approach3"]
     N, D, L = (ds.runs[k].to_numpy() for k in ("N", "D", "loss"))
     pred = law_loss(p, N, D)
@@ -96,12 +94,10 @@ def plot_fit_nd(ds, fits, path: Path) -> bool:
           title="loss vs N, coloured by tokens D; lines: the law at fixed D")
     fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap="viridis"), ax=b, label="log10 D (tokens)")
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return True
+    return fig
 
 
-def plot_compute_optimal(ds, fits, path: Path) -> bool:
+def plot_compute_optimal(ds, fits):
     a1, a2, p3 = fits["approach1"], fits["approach2"], fits["approach3"]
     C_data = ds.runs["C"].to_numpy()
     c_grid = np.logspace(np.log10(C_data.min()) - 0.3, np.log10(max(r["C"] for r in fits["recipe"])), 100)
@@ -144,12 +140,10 @@ def plot_compute_optimal(ds, fits, path: Path) -> bool:
                title=f"{name}*(C)")
         ax.legend(fontsize=7.5, frameon=False)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return True
+    return fig
 
 
-def plot_loss_curves(ds, fits, path: Path) -> bool:
+def plot_loss_curves(ds, fits):
     """With eval curves: loss vs tokens per run, and loss vs FLOPs with Approach 1's envelope; else the latter only."""
     pts, runs = ds.points, ds.runs
     logn = np.log10(runs["N"].to_numpy())
@@ -196,17 +190,22 @@ def plot_loss_curves(ds, fits, path: Path) -> bool:
     for ax in axes:  # early eval losses (≈ ln vocab at step 0) would squash everything else
         ax.set_ylim(lo - 0.03 * abs(lo), min(pts["loss"].max(), med + 2.5 * (med - lo)) + 0.03 * abs(lo))
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return True
+    return fig
 
 
-def make_plots(ds, fits, out: Path) -> dict[str, Path]:
+def make_plots(ds, fits, out: Path, formats: tuple[str, ...] = ("png",)) -> dict[str, Path]:
+    """Each plot the data allow, saved as PNG (what report.md and wandb show) and in every other format asked for;
+    returns {name: its PNG}."""
+    formats = ("png", *(f for f in formats if f != "png"))
     made = {}
     with plt.rc_context(PLOT_STYLE), np.errstate(all="ignore"):  # a degenerate fit's inf is simply not drawn
         for name, fn in (("isoflop", plot_isoflop), ("fit_nd", plot_fit_nd),
                          ("compute_optimal", plot_compute_optimal), ("loss_curves", plot_loss_curves)):
-            path = out / f"{name}.png"
-            if fn(ds, fits, path):
-                made[name] = path
+            fig = fn(ds, fits)
+            if fig is None:
+                continue
+            for fmt in formats:
+                fig.savefig(out / f"{name}.{fmt}")
+            plt.close(fig)
+            made[name] = out / f"{name}.{formats[0]}"
     return made
