@@ -250,10 +250,15 @@ def test_wandb_offline_analysis_run(tmp_path, monkeypatch):
     wandb.teardown()  # what process exit does: wandb's service may still be writing the run file after finish()
     runs = list((root / "analysis" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
-    record = next(runs[0].glob("run-*.wandb")).read_bytes()
-    # The run record as protobuf: field 6 (group) = "synth", field 7 (job_type) = "analysis".
-    assert b"\x32\x05synth" in record and b"\x3a\x08analysis" in record
-    assert b"approach3/alpha" in record  # the fitted values are in its summary
+    from wandb_records import run_record, summary_keys
+
+    from sweep.config.naming import study_group
+
+    analysis = run_record(runs[0])
+    data = json.loads(next(root.glob("*/summary.json")).read_text()).get("data") or "data"
+    # In its study's group: the one its training runs computed for this sweep directory.
+    assert (analysis.run_group, analysis.job_type) == (study_group("synth", data, root), "analysis")
+    assert "approach3/alpha" in summary_keys(runs[0])  # the fitted values are in its summary
     assert len(list(runs[0].glob("files/media/images/**/*.png"))) >= 3
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .. import rundir
+from ..config.naming import study_group
 from ..config import ConfigError
 from .finite import HUGE, is_non_finite, is_positive
 from .laws import size_clusters
@@ -87,7 +88,7 @@ def load_sweep(sweep_dir: Path, params: str) -> Dataset:
     if not sweep_dir.is_dir():
         raise AnalysisError(f"{sweep_dir} is not a directory; pass a sweep directory (<out_dir>/<sweep name>) "
                             f"or --csv FILE")
-    rows, points, excluded, notes, logger, sweep_names = [], [], [], [], {}, set()
+    rows, points, excluded, notes, logger, sweep_names, data_name = [], [], [], [], {}, set(), None
     for d in rundir.run_dirs(sweep_dir):
         s = rundir.read_summary(d)
         if s is None:
@@ -107,6 +108,7 @@ def load_sweep(sweep_dir: Path, params: str) -> Dataset:
             continue
         cfg = _read_config(d)
         logger = logger or (cfg.get("logger") or {})
+        data_name = data_name or s.get("data")
         sweep_names.add((cfg.get("sweep") or {}).get("name") or s.get("sweep") or sweep_dir.name)
         budget = s.get("flops_budget")
         tpp = (cfg.get("train") or {}).get("tokens_per_param")
@@ -132,8 +134,10 @@ def load_sweep(sweep_dir: Path, params: str) -> Dataset:
     basis = "flops_budget" if runs["budget"].notna().any() else "log-binned flops"
     if basis != "flops_budget":
         runs["budget"] = _bin_flops(runs["C"].to_numpy(), runs["N"].to_numpy())
-    ds = Dataset(runs, pts, str(sweep_dir), params, basis, excluded, sorted(sweep_names)[0] if sweep_names
-                 else sweep_dir.name, logger, has_curves, notes)
+    name = sorted(sweep_names)[0] if sweep_names else sweep_dir.name
+    if logger.get("group") in (None, "auto"):  # the study's wandb group, as its runs computed it
+        logger = {**logger, "group": study_group(name, data_name or "data", sweep_dir)}
+    ds = Dataset(runs, pts, str(sweep_dir), params, basis, excluded, name, logger, has_curves, notes)
     _check_sizes(ds)
     return ds
 

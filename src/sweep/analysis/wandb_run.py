@@ -1,6 +1,6 @@
-"""The analysis run in wandb (job_type=analysis, in the sweep's group): the fitted values in its summary, a table
-of the runs and the plots; and which wandb mode `--wandb auto` means for a sweep. A mirror: the files on disk stand
-without it.
+"""The analysis run in wandb (job_type=analysis, in the group of its study's runs): the fitted values in its summary,
+a table of the runs and the plots; and which wandb mode `--wandb auto` means for a sweep. A mirror: the files on
+disk stand without it.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ def log_wandb(ds, fits, plots: dict, out: Path, mode: str) -> dict:
         import wandb
 
         run = wandb.init(project=ds.logger.get("project") or "sweep", entity=ds.logger.get("entity"),
-                         group=ds.sweep_name, job_type="analysis", name=f"analysis-{ds.sweep_name}", dir=str(out),
+                         group=ds.logger.get("group") or ds.sweep_name, job_type="analysis",
+                         name=f"analysis-{ds.sweep_name}", dir=str(out),
                          mode=mode, config={"params": ds.params, "source": ds.source, "bootstrap": fits["bootstrap"]},
                          settings=wandb.Settings(console="off", x_disable_stats=True))
         run.summary.update(summary_values(fits))
