@@ -103,10 +103,15 @@ def discard_unstarted(run_dir: Path) -> bool:
 
 
 def record_failure(run_dir: Path, err: BaseException) -> None:
-    """A failed cell says so (and is retried on relaunch); a completed cell's results are never overwritten."""
+    """A failed cell says so (and is retried on relaunch); a completed cell's results are never overwritten. Best
+    effort: a full or read-only disk may refuse the record too, and the failure is reported all the same."""
     run_dir = Path(run_dir)
     if run_dir.is_dir() and not is_completed(run_dir):
-        write_summary(run_dir, {"run_name": run_dir.name, "status": "failed", "error": f"{type(err).__name__}: {err}"})
+        try:
+            write_summary(run_dir, {"run_name": run_dir.name, "status": "failed",
+                                    "error": f"{type(err).__name__}: {err}"})
+        except OSError:
+            pass
 
 
 # ------------------------------------------------------------------------------------------------- config
