@@ -112,7 +112,7 @@ def _json(path: Path, field: str, done: list) -> Iterator[str]:
             except ValueError as err:
                 raise DataError(f"{path} is not valid JSON ({err}); fix it") from None
             for n, row in enumerate(rows):
-                yield _text_of(row, field, f"element {n} of {path}")
+                yield text_of(row, field, f"element {n} of {path}")
             return
         f.seek(0)
         for n, line in enumerate(f, 1):
@@ -124,7 +124,7 @@ def _json(path: Path, field: str, done: list) -> Iterator[str]:
             except ValueError as err:  # JSONDecodeError, UnicodeDecodeError
                 shape = " (a .json must be JSON Lines or one array of objects)" if path.suffix == ".json" else ""
                 raise DataError(f"line {n} of {path} is not valid JSON{shape}: {err}; fix or remove it") from None
-            yield _text_of(row, field, f"line {n} of {path}")
+            yield text_of(row, field, f"line {n} of {path}")
 
 
 def _parquet(path: Path, field: str, done: list) -> Iterator[str]:
@@ -151,7 +151,7 @@ def _parquet(path: Path, field: str, done: list) -> Iterator[str]:
         raise DataError(f"could not read {path} as parquet: {type(err).__name__}: {err}") from None
 
 
-def _text_of(row, field: str, where: str) -> str:
+def text_of(row, field: str, where: str) -> str:
     if not isinstance(row, dict):
         raise DataError(f"{where} is a JSON {type(row).__name__}, not an object with a {field!r} field")
     text = row.get(field)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Iterator
 
 from .documents import Source
 from .errors import DataError
-from .local import local_files, local_source
+from .local import local_files, local_source, text_of
 
 if TYPE_CHECKING:
     from ..config import DataConfig
@@ -75,13 +75,9 @@ def check_location(cfg: DataConfig) -> None:
 
 
 def _texts(rows, text_field: str, where: str) -> Iterator[str]:
+    """The text field of each row, or a DataError naming the row (the same check local files get)."""
     for n, row in enumerate(rows):
-        text = row.get(text_field)
-        if not isinstance(text, str):
-            what = "has no" if text is None else f"has a {type(text).__name__}, not a string, in its"
-            raise DataError(f"row {n} of {where} {what} {text_field!r} field (fields: {', '.join(row)}); "
-                            f"set data.text_field to the column holding the text")
-        yield text
+        yield text_of(row, text_field, f"row {n} of {where}")
 
 
 def hub_source(cfg: DataConfig) -> Source:
