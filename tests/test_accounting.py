@@ -5,6 +5,7 @@ import torch
 from omegaconf import OmegaConf
 
 from sweep.config import ModelConfig
+from sweep.config import lr_rule
 from sweep.train import accounting
 from sweep.train.model import GPT
 
@@ -73,9 +74,11 @@ def test_horizon_from_each_key_and_conflicts():
 
 def test_per_size_defaults_follow_porian_and_clamp():
     ref = 108e6
-    assert accounting.default_lr(ref) == pytest.approx(0.0047)
-    assert accounting.default_lr(ref * 8) == pytest.approx(0.0047 / 2)
-    assert accounting.default_lr(1e4) == accounting.MAX_LR
+    porian = lr_rule.load("porian")  # the literature rule, as a rule file
+    assert porian.lr(ref) == pytest.approx(0.0047)
+    assert porian.lr(ref * 8) == pytest.approx(0.0047 / 2)
+    assert porian.lr(1e4) == porian.max_lr == 0.006
+    assert not porian.tuned and not porian.in_range(ref)
     assert accounting.default_batch_tokens(ref, 2048) == 160 * 2048
     assert accounting.default_batch_tokens(ref / 8, 2048) == 40 * 2048
     assert accounting.default_batch_tokens(1e4, 256) == accounting.MIN_BATCH_SEQUENCES * 256

@@ -61,12 +61,12 @@ def test_auto_settings_per_device():
     native = runtime.cpu_has_native_bf16()
     assert rt.dtype == (torch.bfloat16 if native else torch.float32)  # bf16 only where the CPU has it natively
     assert rt.compile is None  # CPU auto: decided by train.settle from the run's length
-    plan = make_plan(run.model, run.train, 256, rt)
+    plan = make_plan(run.model, run.train, 256, rt, run.data.val_tokens)
     small = settle(rt, plan.flops)  # a short run: eager, precision untouched
     assert small.compile is False and small.dtype == rt.dtype
     big = compose([*TINY, "model.d_model=256", "model.n_head=4", "model.seq_len=256", "train.batch_tokens=8192",
                    f"train.flops={2 * CPU_COMPILE_MIN_FLOPS}"])
-    large = settle(rt, make_plan(big.model, big.train, 256, rt).flops)
+    large = settle(rt, make_plan(big.model, big.train, 256, rt, big.data.val_tokens).flops)
     assert large.compile is True and large.dtype == (torch.bfloat16 if native else torch.float32)
     forced = runtime.select("cpu", compose([*TINY, "train.compile=false", "train.dtype=bfloat16"]).train)
     assert settle(forced, plan.flops) == dataclasses.replace(forced, compile=False)  # an explicit dtype stays
@@ -77,7 +77,7 @@ def _train_losses(corpus, dtype: str, compile_flag: str, steps: int, seed: int =
     run = compose([*TINY, "model.seq_len=64", "train.batch_tokens=512", "train.micro_batch=4", "train.lr=0.01",
                    f"train.dtype={dtype}", f"train.compile={compile_flag}", f"seed={seed}"])
     rt = runtime.resolve(run.device, run.train)
-    plan = make_plan(run.model, run.train, 256, rt)
+    plan = make_plan(run.model, run.train, 256, rt, run.data.val_tokens)
     stepper = Stepper(run.model, run.train, run.seed, 256, rt, plan)
     tokens = np.frombuffer(corpus.read_bytes(), dtype=np.uint8)
     rng = np.random.default_rng(seed)

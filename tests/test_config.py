@@ -45,7 +45,7 @@ def test_horizon_tags():
 
 
 @pytest.mark.parametrize("overrides,message", [
-    (["model.n_head=5"], "model.d_model=128 is not divisible by model.n_head=5"),
+    (["model.n_head=7"], "model.d_model=110 is not divisible by model.n_head=7"),
     (["device=tpu"], "device='tpu' is not one of"),
     (["train.lr=-1"], "train.lr must be positive"),
     (["schedule.min_lr_ratio=2"], "schedule.min_lr_ratio"),

@@ -58,7 +58,7 @@ def test_conflicting_horizons_raise(tmp_path, corpus):
 
     run = small_run(tmp_path, corpus, "train.tokens=1e6", "train.flops=1e9")
     with pytest.raises(ConfigError, match="conflicting horizons"):
-        make_plan(run.model, run.train, 512, runtime.resolve("cpu", run.train))
+        make_plan(run.model, run.train, 512, runtime.resolve("cpu", run.train), run.data.val_tokens)
 
 
 def test_batch_not_multiple_of_micro_batch_is_rejected(tmp_path, corpus):
@@ -66,7 +66,7 @@ def test_batch_not_multiple_of_micro_batch_is_rejected(tmp_path, corpus):
 
     run = small_run(tmp_path, corpus, "train.tokens=1e5", "train.micro_batch=5")
     with pytest.raises(ConfigError, match="not a multiple of train.micro_batch=5"):
-        make_plan(run.model, run.train, 512, runtime.resolve("cpu", run.train))
+        make_plan(run.model, run.train, 512, runtime.resolve("cpu", run.train), run.data.val_tokens)
 
 
 def test_gradient_accumulation_matches_one_big_batch(tmp_path, corpus):
@@ -81,7 +81,8 @@ def test_schedules_warm_up_then_decay():
     from sweep.train.plan import Plan
 
     plan = Plan(n_params={}, flops_per_token=1.0, horizon="", flops_budget=None, steps=100, tokens=100,
-                batch_tokens=1, micro_batch=1, accum=1, lr=1.0, warmup_steps=10, eval_every=5)
+                batch_tokens=1, micro_batch=1, accum=1, lr=1.0, lr_rule={}, beta2=0.95, warmup_steps=10, eval_every=5,
+                eval_windows=1, final_windows=1, seq_len=1)
     cosine = [lr_at(s, plan, ScheduleConfig("cosine", 0.1)) for s in range(100)]
     assert cosine[0] == pytest.approx(0.1) and cosine[9] == pytest.approx(1.0)
     assert cosine[-1] == pytest.approx(0.1) and all(a >= b for a, b in zip(cosine[9:], cosine[10:]))
@@ -119,7 +120,7 @@ def test_default_batches_split_into_real_micro_batches():
     for name in ("gpt-1m", "gpt-5m", "gpt-10m", "gpt-20m", "gpt-50m", "gpt-100m"):
         run = compose([f"model={name}", "device=cpu", "train.tokens=1e6"])
         rt = runtime.select(run.device, run.train)
-        plan = make_plan(run.model, run.train, 4096, rt)
+        plan = make_plan(run.model, run.train, 4096, rt, run.data.val_tokens)
         sequences = plan.batch_tokens // run.model.seq_len
         m = run.model
         per_token = accounting.activation_bytes_per_token(m.n_layer, m.d_model, m.n_head, m.seq_len, 4096,

@@ -95,7 +95,7 @@ def check_repetition(grid: Grid, prepared) -> None:
     errors = []
     for run in grid.runs:
         vocab = model_vocab(run.model, prepared.vocab_size)
-        plan = make_plan(run.model, run.train, vocab, select(run.device, run.train))
+        plan = make_plan(run.model, run.train, vocab, select(run.device, run.train), run.data.val_tokens)
         try:
             check_cell(plan, run.data, prepared.train_tokens, run.run_name)
         except ConfigError as err:

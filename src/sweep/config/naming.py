@@ -13,8 +13,8 @@ from __future__ import annotations
 # May change between launches of one cell without changing what it computes (how often it logs, evaluates and
 # checkpoints, how it runs, what it does about a bad step).
 NON_DEFINING = frozenset({
-    "train.eval_every", "train.checkpoint_every", "train.log_every", "train.compile", "train.threads",
-    "train.micro_batch", "train.nonfinite", "train.max_skipped_steps", "data.cache_dir",
+    "train.eval_every", "train.eval_share", "train.checkpoint_every", "train.log_every", "train.compile",
+    "train.threads", "train.micro_batch", "train.nonfinite", "train.max_skipped_steps", "data.cache_dir",
 })
 # Define the cell, but are already part of its name or of its directory's path.
 IN_NAME_OR_PATH = frozenset({

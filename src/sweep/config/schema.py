@@ -76,13 +76,15 @@ class TrainConfig:
     tokens_per_param: Optional[float] = None
     batch_tokens: Any = AUTO  # tokens per optimizer step; auto: per-size rule
     micro_batch: Any = AUTO  # sequences per forward pass; auto: as large as batch and memory allow
-    lr: Any = AUTO  # auto: per-size rule
+    lr: Any = AUTO  # auto: the lr rule's value for this size
+    lr_rule: str = AUTO  # auto: the packaged rule (configs/lr_rule/); a packaged rule's name, or an lr_rule.json path
     warmup_tokens: Any = AUTO  # auto: per-size rule
     weight_decay: float = 0.1
     beta1: float = 0.9
-    beta2: float = 0.95
+    beta2: Any = AUTO  # auto: 0.99 below 128×2048-token batches, else 0.95 (Porian et al. 2024)
     grad_clip: float = 1.0
-    eval_every: Any = AUTO  # optimizer steps; auto: about 20 evals per run; the last step always evaluates
+    eval_every: Any = AUTO  # optimizer steps; auto: up to 20 evals within eval_share; the last step always evaluates
+    eval_share: float = 0.1  # at most this share of the training FLOPs goes to evaluation (train/plan.py eval_plan)
     checkpoint_every: int = 100  # optimizer steps
     log_every: int = 10  # optimizer steps between train events in metrics.jsonl
     dtype: str = AUTO  # auto | float32 | bfloat16 (autocast)
@@ -140,7 +142,7 @@ def load(cfg: DictConfig) -> RunConfig:
 # Fields that take `auto`, with the kind of value they take otherwise.
 AUTO_FIELDS = {("model", "vocab_size"): int, ("train", "batch_tokens"): int, ("train", "micro_batch"): int,
                ("train", "lr"): float, ("train", "warmup_tokens"): float, ("train", "eval_every"): int,
-               ("train", "threads"): int}
+               ("train", "threads"): int, ("train", "beta2"): float}
 
 
 def _auto_or_number(key: str, value, kind: type, strict: bool = True):
@@ -198,6 +200,13 @@ def validate(run: RunConfig) -> None:
         value = getattr(t, key)
         if value is not None and (not math.isfinite(value) or value <= 0):
             raise ConfigError(f"train.{key} must be positive, got {value}")
+    if not is_auto(t.beta2) and not 0 < t.beta2 < 1:
+        raise ConfigError(f"train.beta2 must lie in (0, 1) or be auto, got {t.beta2}")
+    if not 0 < t.eval_share <= 1:
+        raise ConfigError(f"train.eval_share must lie in (0, 1] (the share of training FLOPs evaluation may take), "
+                          f"got {t.eval_share}")
+    if is_auto(t.lr_rule) or t.lr_rule is None:
+        t.lr_rule = AUTO
     _choice("device", run.device, ("auto", "cpu", "cuda"))
     _choice("train.dtype", t.dtype, ("auto", "float32", "bfloat16"))
     _choice("train.compile", str(t.compile).lower(), ("auto", "true", "false"))

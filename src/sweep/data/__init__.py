@@ -20,15 +20,16 @@ from typing import TYPE_CHECKING
 from .errors import DataError
 
 if TYPE_CHECKING:
-    from .batches import TokenBatches, val_windows
+    from .batches import TokenBatches, spread, val_windows
     from .cache import PreparedData, check, describe, prepare
     from .shards import open_tokens, write_tokens
 
 _LAZY = {"PreparedData": "cache", "prepare": "cache", "describe": "cache", "TokenBatches": "batches",
-         "val_windows": "batches", "open_tokens": "shards", "write_tokens": "shards", "check": "cache"}
+         "val_windows": "batches", "spread": "batches", "open_tokens": "shards", "write_tokens": "shards",
+         "check": "cache"}
 
 __all__ = ["DataError", "PreparedData", "TokenBatches", "check", "describe", "open_tokens", "prepare",
-           "val_windows", "write_tokens"]
+           "spread", "val_windows", "write_tokens"]
 
 
 def __getattr__(name: str):

@@ -37,6 +37,15 @@ def _mix64(x: np.ndarray) -> np.ndarray:
     return x ^ (x >> np.uint64(31))
 
 
+def spread(windows: torch.Tensor, count: int) -> torch.Tensor:
+    """`count` of the windows, evenly spaced over the held-out set (all of them when count ≥ their number): a
+    subset that samples every part of it, and the same subset for every run that asks for `count`."""
+    n = windows.shape[0]
+    if count >= n:
+        return windows
+    return windows[torch.arange(count) * n // count]
+
+
 def val_windows(tokens: np.ndarray, seq_len: int) -> torch.Tensor:
     """The fixed validation set: non-overlapping windows of seq_len+1 tokens over the whole val shard."""
     n = len(tokens) // (seq_len + 1)

@@ -12,10 +12,8 @@ import math
 # Porian et al. 2024 (as used by OLMo's ladder): tuned at N = 108M with 160 sequences of 2048 tokens.
 _REF_PARAMS = 108e6
 _REF_BATCH_TOKENS = 160 * 2048
-_REF_LR = 0.0047
-# Clamps for tiny models, where the power laws were never measured.
+# Clamp for tiny models, where the power law was never measured. (The lr is the lr rule's: train/lr_rule.py.)
 MIN_BATCH_SEQUENCES = 8
-MAX_LR = 0.006  # measured: tiny models on pystdlib train best near 0.005 (see README)
 MAX_WARMUP_FRACTION = 0.2
 DEFAULT_TOKENS_PER_PARAM = 20.0
 
@@ -79,11 +77,6 @@ def default_batch_tokens(n_params: float, seq_len: int, ranks: int = 1) -> int:
     sequences = max(MIN_BATCH_SEQUENCES, round(_REF_BATCH_TOKENS * (n_params / _REF_PARAMS) ** (2 / 3) / seq_len))
     grain = math.lcm(max(2, 2 ** int(math.log2(sequences / 8))), ranks)
     return max(math.ceil(MIN_BATCH_SEQUENCES / grain), round(sequences / grain)) * grain * seq_len
-
-
-def default_lr(n_params: float) -> float:
-    """≈ 0.0047·(N/108M)^(−1/3), capped for tiny models."""
-    return min(MAX_LR, _REF_LR * (n_params / _REF_PARAMS) ** (-1 / 3))
 
 
 def default_warmup_tokens(n_params: float, horizon: float) -> float:

@@ -63,7 +63,7 @@ class Stepper:
 
     def __init__(self, m, t, seed: int, vocab_size: int, runtime, plan):
         self.grad_clip, self.runtime, self.plan = t.grad_clip, settle(runtime, plan.flops), plan  # as the trainer runs
-        self.model, self.optimizer = build(m, t, vocab_size, seed, plan.lr, self.runtime)
+        self.model, self.optimizer = build(m, t, vocab_size, seed, plan.lr, plan.beta2, self.runtime)
         self.module = step_module(self.model, self.runtime)
         self.loss_sum = torch.zeros((), device=runtime.device)
 
@@ -154,7 +154,7 @@ def bench(argv: list[str], out=None) -> dict:
     run = compose(overrides)
     runtime = resolve(run.device, run.train)
     vocab_size = model_vocab(run.model, run.data.vocab_size)
-    plan = make_plan(run.model, run.train, vocab_size, runtime)
+    plan = make_plan(run.model, run.train, vocab_size, runtime, run.data.val_tokens)
     settled = settle(runtime, plan.flops)
     default = variant_name(settled.dtype, settled.compile)
     names = list(VARIANTS) if options["variants"] == "all" else \

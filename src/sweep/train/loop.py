@@ -18,7 +18,7 @@ from .. import rundir
 from ..config import ConfigError, RunConfig
 from ..config.naming import horizon_tag, study_group
 from ..config.schema import is_auto
-from ..data import PreparedData, TokenBatches, open_tokens, prepare, val_windows
+from ..data import PreparedData, TokenBatches, open_tokens, prepare, spread, val_windows
 from . import checkpoint
 from .plan import Plan, check_repetition, lr_at, make_plan, model_vocab
 from .progress import PEAK_SECONDS, Progress
@@ -45,15 +45,16 @@ class TrainState:
     wall_s: float = 0.0  # wall time of the attempts before this one
     interval_loss: float = 0.0  # sum of the step losses since the last train event (mean over ranks)
     interval_steps: int = 0  # steps whose losses that sum holds
+    eval_s: float = 0.0  # seconds spent evaluating, over all attempts
 
     @classmethod
     def from_checkpoint(cls, saved: dict) -> "TrainState":
         loss, steps = saved["loss_interval"]
-        return cls(saved["step"], saved["skipped"], saved["wall_s"], loss, steps)
+        return cls(saved["step"], saved["skipped"], saved["wall_s"], loss, steps, saved.get("eval_s", 0.0))
 
     def to_checkpoint(self, batch_tokens: int, wall_s: float) -> dict:
         return {"step": self.step, "tokens": self.step * batch_tokens, "skipped": self.skipped, "wall_s": wall_s,
-                "loss_interval": (self.interval_loss, self.interval_steps)}
+                "loss_interval": (self.interval_loss, self.interval_steps), "eval_s": self.eval_s}
 
 
 class TrainClock:
@@ -115,6 +116,17 @@ def config_record(run: RunConfig, plan: Plan, vocab_size: int, runtime: Runtime)
     return record
 
 
+def lr_origin(t, plan: Plan) -> str:
+    if not is_auto(t.lr):
+        return f"train.lr; the rule {plan.lr_rule['name']} says {plan.lr_rule['rule_lr']:.3g}"
+    return f"rule {plan.lr_rule['name']}, " + ("tuned" if plan.lr_rule["in_range"] else "untuned for this size")
+
+
+def eval_set(windows, data: PreparedData) -> tuple:
+    """(windows, UTF-8 bytes of their targets): what evaluate() takes."""
+    return windows, int(data.token_bytes()[windows[:, 1:].numpy()].sum())
+
+
 def summary_of(run: RunConfig, plan: Plan, state: TrainState, val: tuple, data: PreparedData, wall_s: float) -> dict:
     return {
         "run_name": run.run_name, "status": "completed", "sweep": run.sweep.name, "model": run.model.name,
@@ -155,14 +167,14 @@ def _train_claimed(run: RunConfig, run_dir: Path, runtime: Runtime, saved: dict 
     if vocab_size < data.vocab_size:
         raise ConfigError(f"model.vocab_size={vocab_size} is smaller than the tokenizer's {data.vocab_size} tokens "
                           f"({data.tokenizer_path}); set model.vocab_size=auto or ≥ {data.vocab_size}")
-    plan = make_plan(run.model, t, vocab_size, runtime)
+    plan = make_plan(run.model, t, vocab_size, runtime, run.data.val_tokens)
     rundir.check_same_defaults(run_dir, saved, plan.defaults())
     epochs = check_repetition(plan, run.data, data.train_tokens, run.run_name)
     if epochs > 1:
         log.warning("%s: %.2f passes over data=%s's %s unique train tokens: later passes repeat data", run.run_name,
                     epochs, run.data.name, f"{data.train_tokens:,}")
     runtime = settle(runtime, plan.flops)
-    model, optimizer = build(run.model, t, vocab_size, run.seed, plan.lr, runtime)
+    model, optimizer = build(run.model, t, vocab_size, run.seed, plan.lr, plan.beta2, runtime)
     run_dir.mkdir(parents=True, exist_ok=True)
 
     resumed = checkpoint.load(run_dir, warn=log.warning, model=model)
@@ -177,9 +189,19 @@ def _train_claimed(run: RunConfig, run_dir: Path, runtime: Runtime, saved: dict 
             runtime = keep_started_dtype(runtime, ((saved or {}).get("runtime") or {}).get("dtype"), log)
     record = config_record(run, plan, vocab_size, runtime)
     record["plan"]["epochs"] = epochs
-    log.info("%s: %s params (matmul), %d steps of %d tokens (%d micro-batches of %d sequences), lr %.3g; %s",
-             run.run_name, f"{plan.n_params['matmul']:,}", plan.steps, plan.batch_tokens, plan.accum,
-             plan.micro_batch, plan.lr, ", ".join(f"{k} {v}" for k, v in record["runtime"].items()))
+    log.info("%s: %s params (matmul), %d steps of %d tokens (%d micro-batches of %d sequences), lr %.3g (%s), "
+             "beta2 %g; %s", run.run_name, f"{plan.n_params['matmul']:,}", plan.steps, plan.batch_tokens, plan.accum,
+             plan.micro_batch, plan.lr, lr_origin(t, plan), plan.beta2,
+             ", ".join(f"{k} {v}" for k, v in record["runtime"].items()))
+    log.info("%s: evaluating every %d steps on %s held-out tokens, finally on %s: %.1f%% of the training FLOPs",
+             run.run_name, plan.eval_every, f"{plan.eval_windows * plan.seq_len:,}",
+             f"{plan.final_windows * plan.seq_len:,}", 100 * plan.eval_flops / plan.flops)
+    if is_auto(t.lr) and not plan.lr_rule["in_range"]:
+        log.warning("%s: lr %.3g comes from the lr rule %s, which was %s; tune it with a sweep=lr sweep (README, "
+                    "\"Learning rate\")", run.run_name, plan.lr, plan.lr_rule["name"],
+                    "never measured" if not plan.lr_rule["tuned"] else
+                    f"measured over {plan.lr_rule['min_params']:.3g}-{plan.lr_rule['max_params']:.3g} matmul "
+                    f"parameters, not this size's {plan.n_params['matmul']:.3g}")
     tracker = None
     if runtime.is_main:
         rundir.write_config(run_dir, record)
@@ -193,8 +215,9 @@ def _train_claimed(run: RunConfig, run_dir: Path, runtime: Runtime, saved: dict 
 
     train_model = step_module(model, runtime)
     batches = TokenBatches(open_tokens(data.train_path), run.model.seq_len, plan.micro_batch, run.seed)
-    windows = val_windows(open_tokens(data.val_path), run.model.seq_len)
-    target_bytes = int(data.token_bytes()[windows[:, 1:].numpy()].sum())
+    held_out = val_windows(open_tokens(data.val_path), run.model.seq_len)
+    final_set = eval_set(spread(held_out, plan.final_windows), data)  # the same for every run of the sweep
+    mid_set = eval_set(spread(held_out, plan.eval_windows), data)
     stop = StopRequest().install()
     bad_steps = torch.zeros(plan.steps, dtype=torch.bool, device=runtime.device)  # read lazily: no per-step sync
     loss_sum = torch.full((), state.interval_loss, device=runtime.device)
@@ -241,7 +264,9 @@ def _train_claimed(run: RunConfig, run_dir: Path, runtime: Runtime, saved: dict 
 
             if state.step % plan.eval_every == 0 or last:
                 with clock.paused():  # eval time is not training throughput
-                    val = evaluate(model, windows, target_bytes, plan.micro_batch, runtime)
+                    eval_start = time.perf_counter()
+                    val = evaluate(model, *(final_set if last else mid_set), plan.micro_batch, runtime)
+                    state.eval_s += time.perf_counter() - eval_start
                     if tracker:
                         tracker.log({**event(state.step, plan), "val_loss": val[0], "val_bpb": val[1]})
 
@@ -270,9 +295,9 @@ def _train_claimed(run: RunConfig, run_dir: Path, runtime: Runtime, saved: dict 
                 return {"status": "stopped", "step": state.step}
 
         if val is None:  # resumed from the final checkpoint: its eval is logged already, recompute the value
-            val = evaluate(model, windows, target_bytes, plan.micro_batch, runtime)
+            val = evaluate(model, *final_set, plan.micro_batch, runtime)
         summary = summary_of(run, plan, state, val, data, state.wall_s + time.time() - attempt_start)
-        summary["epochs"] = epochs
+        summary.update(epochs=epochs, val_tokens=int(final_set[0].shape[0] * run.model.seq_len), eval_s=state.eval_s)
         if tracker:
             tracker.finish(summary)
             tracker = None

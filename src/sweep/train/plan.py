@@ -15,7 +15,13 @@ from . import accounting
 MAX_EPOCHS = 4.0
 CPU_ACTIVATION_BUDGET = 1.5e9  # bytes of activations per micro-batch on CPU
 GPU_MEMORY_FRACTION = 0.7  # of what the weights and optimizer leave free
-EVALS_PER_RUN = 20  # with train.eval_every=auto: enough points for loss curves and Approach 1's envelope
+EVALS_PER_RUN = 20  # with train.eval_every=auto, at most: enough points for loss curves and Approach 1's envelope
+MIN_EVAL_WINDOWS = 16  # an intermediate eval on fewer held-out windows would be mostly noise
+# Porian et al. 2024: AdamW's β2 = 0.95 is too low at small batches (the second-moment average spans too few
+# tokens); below this batch (in tokens) train.beta2=auto takes SMALL_BATCH_BETA2.
+SMALL_BATCH_TOKENS = 128 * 2048
+SMALL_BATCH_BETA2 = 0.99
+LARGE_BATCH_BETA2 = 0.95
 
 
 @dataclass(frozen=True)
@@ -31,8 +37,19 @@ class Plan:
     micro_batch: int
     accum: int
     lr: float
+    lr_rule: dict  # what the lr rule says for this size, and whether it was measured there (train/lr_rule.py)
+    beta2: float
     warmup_steps: int
     eval_every: int
+    eval_windows: int  # held-out windows (seq_len+1 tokens) per intermediate eval: an evenly spaced subset
+    final_windows: int  # held-out windows of the final eval: the whole held-out set unless that alone busts the share
+    seq_len: int  # targets per window
+
+    @property
+    def eval_flops(self) -> float:
+        """What the evals cost: forward passes at a third of a training token's FLOPs each."""
+        evals = (self.steps - 1) // self.eval_every
+        return (evals * self.eval_windows + self.final_windows) * self.seq_len * self.flops_per_token / 3
 
     @property
     def flops(self) -> float:
@@ -44,11 +61,13 @@ class Plan:
 
     def record(self) -> dict:
         """config.yaml's `plan` block."""
-        return {**asdict(self), "flops": self.flops}
+        return {**asdict(self), "flops": self.flops, "eval_flops": self.eval_flops,
+                "eval_share": self.eval_flops / self.flops}
 
     def defaults(self) -> dict:
         """The per-size defaults this plan filled in, by train.* key (what a resumed run must still agree on)."""
-        return {"batch_tokens": self.batch_tokens, "lr": self.lr, "warmup_tokens": self.warmup_tokens}
+        return {"batch_tokens": self.batch_tokens, "lr": self.lr, "warmup_tokens": self.warmup_tokens,
+                "beta2": self.beta2}
 
 
 def _micro_batch(m: ModelConfig, vocab_size: int, local_sequences: int, total_params: int, runtime) -> int:
@@ -65,8 +84,30 @@ def _micro_batch(m: ModelConfig, vocab_size: int, local_sequences: int, total_pa
     return accounting.default_micro_batch(local_sequences, m.seq_len, per_token_bytes, budget)
 
 
-def make_plan(m: ModelConfig, t: TrainConfig, vocab_size: int, runtime) -> Plan:
-    """The plan for model `m` trained as `t` says, with this vocabulary, on this runtime (device, ranks)."""
+def eval_plan(steps: int, tokens: int, seq_len: int, val_tokens: int, eval_every, share: float) -> tuple[int, int, int]:
+    """(eval_every, windows per intermediate eval, windows of the final eval) such that all evals together cost at
+    most `share` of the training FLOPs (an eval token costs a third of a training token): the final eval takes the
+    whole held-out set (the same for every run of a sweep) unless that alone would take over half the budget; the
+    rest is split over up to EVALS_PER_RUN − 1 intermediate evals of ≥ MIN_EVAL_WINDOWS windows each (fewer evals,
+    not smaller ones, when it is short). A set train.eval_every keeps its count and only the subset shrinks."""
+    windows = max(1, val_tokens // (seq_len + 1))
+    budget = 3 * share * tokens / seq_len  # in windows of seq_len targets
+    final = max(1, min(windows, int(budget / 2)))
+    left = max(0.0, budget - final)
+    if is_auto(eval_every):
+        n_mid = min(EVALS_PER_RUN - 1, steps - 1, int(left // min(MIN_EVAL_WINDOWS, final)))
+        every = max(1, math.ceil(steps / (n_mid + 1))) if n_mid > 0 else steps
+    else:
+        every = int(eval_every)
+    n_mid = (steps - 1) // every  # the last step's eval is the final one
+    mid = min(final, max(1, int(left / n_mid))) if n_mid > 0 else final
+    return every, mid, final
+
+
+def make_plan(m: ModelConfig, t: TrainConfig, vocab_size: int, runtime, val_tokens: int) -> Plan:
+    """The plan for model `m` trained as `t` says, with this vocabulary and held-out set, on this runtime."""
+    from ..config.lr_rule import load as load_rule
+
     counts = accounting.param_counts(m.n_layer, m.d_model, vocab_size, m.seq_len, m.tie_embeddings)
     per_token = accounting.flops_per_token(m.n_layer, m.d_model, vocab_size, m.seq_len)
     try:
@@ -92,15 +133,22 @@ def make_plan(m: ModelConfig, t: TrainConfig, vocab_size: int, runtime) -> Plan:
         raise ConfigError(f"train.batch_tokens={batch_tokens} is not a multiple of train.micro_batch={micro} × "
                           f"model.seq_len={m.seq_len} × {ranks} process(es)")
     steps = accounting.steps_for(horizon, batch_tokens)
-    lr = accounting.default_lr(counts["matmul"]) if is_auto(t.lr) else float(t.lr)
+    rule = load_rule(t.lr_rule)
+    lr = rule.lr(counts["matmul"]) if is_auto(t.lr) else float(t.lr)
+    if is_auto(t.beta2):
+        beta2 = SMALL_BATCH_BETA2 if batch_tokens < SMALL_BATCH_TOKENS else LARGE_BATCH_BETA2
+    else:
+        beta2 = float(t.beta2)
     warmup = accounting.default_warmup_tokens(counts["matmul"], horizon) if is_auto(t.warmup_tokens) \
         else float(t.warmup_tokens)
-    eval_every = max(1, steps // EVALS_PER_RUN) if is_auto(t.eval_every) else int(t.eval_every)
+    eval_every, eval_windows, final_windows = eval_plan(steps, steps * batch_tokens, m.seq_len, val_tokens,
+                                                        t.eval_every, t.eval_share)
     return Plan(n_params=counts, flops_per_token=per_token, horizon=source,
                 flops_budget=float(t.flops) if t.flops is not None else None, steps=steps,
                 tokens=steps * batch_tokens, batch_tokens=batch_tokens, micro_batch=micro,
-                accum=local_sequences // micro, lr=lr, warmup_steps=min(steps, round(warmup / batch_tokens)),
-                eval_every=eval_every)
+                accum=local_sequences // micro, lr=lr, lr_rule=rule.record(counts["matmul"]), beta2=beta2,
+                warmup_steps=min(steps, round(warmup / batch_tokens)), eval_every=eval_every,
+                eval_windows=eval_windows, final_windows=final_windows, seq_len=m.seq_len)
 
 
 def model_vocab(m: ModelConfig, tokenizer_vocab: int) -> int:
@@ -113,7 +161,8 @@ def check_plan(run: RunConfig) -> Plan:
     rejection; the tokenizer's real vocabulary can only be smaller than data.vocab_size, which changes nothing here."""
     from .runtime import select
 
-    return make_plan(run.model, run.train, model_vocab(run.model, run.data.vocab_size), select(run.device, run.train))
+    return make_plan(run.model, run.train, model_vocab(run.model, run.data.vocab_size), select(run.device, run.train),
+                     run.data.val_tokens)
 
 
 def lr_at(step: int, plan: Plan, schedule: ScheduleConfig) -> float:
