@@ -86,8 +86,9 @@ def test_per_size_defaults_follow_porian_and_clamp():
         for n in (1e4, 1e5, 1e6, 1e7, 1e8):
             sequences = accounting.default_batch_tokens(n, 256, ranks) // 256
             assert sequences % ranks == 0, (n, ranks, sequences)
-    assert accounting.default_warmup_tokens(1e6, 1e9) == 1e6
-    assert accounting.default_warmup_tokens(1e6, 1e6) == 0.2e6
+    assert accounting.default_warmup_tokens(1e6, 1e9, 4096) == 1e6  # N tokens
+    assert accounting.default_warmup_tokens(1e6, 1e6, 4096) == 0.2e6  # at most a fifth of the horizon
+    assert accounting.default_warmup_tokens(5e4, 1e7, 2560) == 100 * 2560  # at least MIN_WARMUP_STEPS
 
 
 def test_default_micro_batch_divides_batch_and_fits_budget():

@@ -15,6 +15,9 @@ _REF_BATCH_TOKENS = 160 * 2048
 # Clamp for tiny models, where the power law was never measured. (The lr is the lr rule's: train/lr_rule.py.)
 MIN_BATCH_SEQUENCES = 8
 MAX_WARMUP_FRACTION = 0.2
+# At the tiny batches of CPU models, N tokens of warmup is a handful of steps: AdamW then stalls on a unigram plateau
+# at any lr above ~0.005 (measured on pystdlib: README, "Learning rate"); warm up for at least this many steps.
+MIN_WARMUP_STEPS = 100
 DEFAULT_TOKENS_PER_PARAM = 20.0
 
 
@@ -79,9 +82,10 @@ def default_batch_tokens(n_params: float, seq_len: int, ranks: int = 1) -> int:
     return max(math.ceil(MIN_BATCH_SEQUENCES / grain), round(sequences / grain)) * grain * seq_len
 
 
-def default_warmup_tokens(n_params: float, horizon: float) -> float:
-    """≈ N tokens, but never more than a fifth of a short horizon."""
-    return min(float(n_params), MAX_WARMUP_FRACTION * horizon)
+def default_warmup_tokens(n_params: float, horizon: float, batch_tokens: int) -> float:
+    """≈ N tokens (Porian et al. 2024) but at least MIN_WARMUP_STEPS steps, and never more than a fifth of the
+    horizon."""
+    return min(max(float(n_params), float(MIN_WARMUP_STEPS * batch_tokens)), MAX_WARMUP_FRACTION * horizon)
 
 
 def steps_for(tokens: float, batch_tokens: int) -> int:

@@ -139,7 +139,7 @@ def make_plan(m: ModelConfig, t: TrainConfig, vocab_size: int, runtime, val_toke
         beta2 = SMALL_BATCH_BETA2 if batch_tokens < SMALL_BATCH_TOKENS else LARGE_BATCH_BETA2
     else:
         beta2 = float(t.beta2)
-    warmup = accounting.default_warmup_tokens(counts["matmul"], horizon) if is_auto(t.warmup_tokens) \
+    warmup = accounting.default_warmup_tokens(counts["matmul"], horizon, batch_tokens) if is_auto(t.warmup_tokens) \
         else float(t.warmup_tokens)
     eval_every, eval_windows, final_windows = eval_plan(steps, steps * batch_tokens, m.seq_len, val_tokens,
                                                         t.eval_every, t.eval_share)
