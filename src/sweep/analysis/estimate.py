@@ -2,6 +2,9 @@
 recipe, L(N)), `fit_loss_vs_tokens` fits L(D) per size, and `estimate` runs them on the full data, over bootstrap
 resamples of runs and with the largest size held out, into fits.json's content (with the report's warnings).
 
+Too few sizes or runs for Approach 3 (load.shortfall) leave it out, and the allocation and recipe with it: then
+`approach3` and `allocation` hold {"error": what is missing}, and every law that can still be fitted is.
+
 A Dataset's runs may be weighted bins (aggregate.py, a `weight` column): then every fit counts a bin as its runs,
 and the bootstrap resamples bins. Work grows with the number of runs or bins, never with its square.
 """
@@ -14,7 +17,7 @@ from .aggregate import AGGREGATE_ABOVE
 from .bootstrap import attach_intervals, bootstrap, flatten_estimates, percentile_ci
 from .laws import allocation, budget_groups, fit_envelope, fit_isoflop, holdout_largest, loglog_fit, optimal_nd, \
     optimal_nd_flops, safe_div, safe_pow, size_clusters
-from .load import Dataset
+from .load import Dataset, shortfall
 from .lse import LseFitter, approach3_params, power_params, single_threaded_blas
 from .report import diagnostics
 
@@ -43,7 +46,8 @@ class Estimator:
         self.curves = ds.has_curves
         self.w0 = r["weight"].to_numpy(float) if "weight" in r else np.ones(len(r))  # runs per bin
         self._run_points = {int(self.pts["run"][g[0]]): g for g in _groups(self.pts["run"], np.arange(len(p)))}
-        self.a3 = LseFitter(np.column_stack([self.N, self.D]), self.L)
+        self.missing = shortfall(ds)  # None: enough for Approach 3
+        self.a3 = LseFitter(np.column_stack([self.N, self.D]), self.L) if self.missing is None else None
         # L(N) at the tokens/param a ladder asked for; else each size's loss interpolated at one common tokens/param.
         tpp = r["tpp_req"].to_numpy(float) if "tpp_req" in r else np.full(len(r), np.nan)
         groups = [(f"tokens/param {g:.3g}", tpp == g) for g in np.unique(tpp[np.isfinite(tpp)])]
@@ -51,7 +55,8 @@ class Estimator:
         self.ln_groups = groups[:4]
         if not self.ln_groups and (t := self._common_tpp()) is not None:
             self.ln_groups = [(f"tokens/param {t:.3g}, interpolated per size", t)]
-        self.fpt = loglog_fit(self.N, self.C / self.D)  # the data's FLOPs per token against N
+        one_size = self.sizes.max() == 0  # no slope against N to fit: FLOPs per token taken ∝ N
+        self.fpt = (1.0, float(np.mean(self.C / self.D / self.N))) if one_size else loglog_fit(self.N, self.C / self.D)
         self.own_flops = bool(np.abs(np.log(self.C / (6 * self.N * self.D))).max() > 0.05)
         hi = self.C.max()
         self.recipe_C = sorted({float(f"{c:.1g}") for c in [self.C.min(), hi, 10 * hi, 100 * hi, 1000 * hi]})
@@ -103,12 +108,15 @@ class Estimator:
     def compute(self, w=None, full: bool = False) -> dict:
         w = self.w0 if w is None else self.w0 * w  # a bootstrap's counts of each run (or bin), times its runs
         warm = None if full else self.warm
-        f3 = self.a3.fit(w, n_refine=8 if full else 0, warm=None if full else warm["a3"])
-        p3 = approach3_params(f3.theta)
-        out = {"approach3": {**p3, "objective": f3.objective, "n_points": int((w > 0).sum()),
-                             "starts": f3.starts, "at_bound": f3.at_bound, "negligible": f3.negligible,
-                             "theta": [float(t) for t in f3.theta]}}
-        out["allocation"] = {**allocation(p3), "convention": "C = 6ND"}
+        if self.a3 is None:
+            out = {"approach3": {"error": self.missing}, "allocation": {"error": self.missing}}
+        else:
+            f3 = self.a3.fit(w, n_refine=8 if full else 0, warm=None if full else warm["a3"])
+            p3 = approach3_params(f3.theta)
+            out = {"approach3": {**p3, "objective": f3.objective, "n_points": int((w > 0).sum()),
+                                 "starts": f3.starts, "at_bound": f3.at_bound, "negligible": f3.negligible,
+                                 "theta": [float(t) for t in f3.theta]},
+                   "allocation": {**allocation(p3), "convention": "C = 6ND"}}
         a2 = fit_isoflop(self.N, self.D, self.L, self.budget, w) if self._has_budgets() else None
         out["approach2"] = a2 if a2 is not None else {"skipped": "the runs do not form FLOP budgets "
                                                       "(no two budgets with 3 or more model sizes)"}
@@ -118,7 +126,7 @@ class Estimator:
                                         self.pts["run"], w=np.asarray(w))
         out["approach1"]["source"] = "eval points of all runs" if self.curves else "final point of each run"
         with np.errstate(all="ignore"):  # an absurd exponent gives inf or NaN (null in fits.json), not a crash
-            out["recipe"] = self._recipe(p3, out["approach2"])
+            out["recipe"] = self._recipe(out["approach3"], out["approach2"]) if self.a3 is not None else []
         out["kaplan"] = {"form": "L(N) = E + A/N^alpha", "fits": []}
         if not self.ln_groups:
             out["kaplan"]["skipped"] = ("no tokens/param that 3 or more sizes (and a quarter of them) reach "
@@ -132,7 +140,8 @@ class Estimator:
                                           "at_bound": fl.at_bound, "negligible": fl.negligible,
                                           "theta": [float(t) for t in fl.theta]})
         if full:
-            self.warm = {"a3": f3.theta, **{f["key"]: np.array(f["theta"]) for f in out["kaplan"]["fits"]}}
+            self.warm = {"a3": out["approach3"].get("theta"),
+                         **{f["key"]: np.array(f["theta"]) for f in out["kaplan"]["fits"]}}
         return out
 
     def keeps_budgets(self, w) -> bool:
@@ -176,7 +185,7 @@ class Estimator:
             return self.a3.predict(th, np.column_stack([self.N, self.D])[test]), self.L[test]
 
         continuum = self.sizes.max() + 1 > len(self.N) / 2  # (nearly) one run per size: their top tenth
-        out["approach3"] = holdout_largest(self.N, a3, continuum)
+        out["approach3"] = holdout_largest(self.N, a3, continuum) if self.a3 is not None else None
         out["kaplan"] = None
         if self.ln_groups:
             key, spec = self.ln_groups[0]
@@ -229,6 +238,8 @@ def estimate(ds: Dataset, n_boot: int = 200, seed: int = 0, progress=None) -> di
     agg = ds.aggregation
     unit = "bins" if agg else "runs"
     say(f"fitting {len(ds.runs)} {unit}" + (f" (aggregated from {agg['runs']} runs)" if agg else ""))
+    if ds.runs.empty:
+        return _nothing_fitted(ds, n_boot, seed)
     est = Estimator(ds)
     with single_threaded_blas():
         res = est.compute(full=True)
@@ -263,3 +274,17 @@ def estimate(ds: Dataset, n_boot: int = 200, seed: int = 0, progress=None) -> di
                flops_per_token_fit={"exponent": est.fpt[0], "coefficient": est.fpt[1], "is_6N": not est.own_flops},
                warnings=warnings)
     return res
+
+
+def _nothing_fitted(ds: Dataset, n_boot: int, seed: int) -> dict:
+    """fits.json's content when no run is left to fit (all left out: see `excluded`), in the usual shape."""
+    why = "no runs left to fit (every completed run is excluded: see runs.excluded)"
+    return {"approach3": {"error": why}, "allocation": {"error": why}, "approach2": {"skipped": why},
+            "approach1": {"envelope": [], "warnings": [why]}, "recipe": [],
+            "kaplan": {"form": "L(N) = E + A/N^alpha", "fits": [], "skipped": why},
+            "holdout": {"approach3": None, "kaplan": None}, "loss_vs_tokens": [], "params": ds.params,
+            "source": ds.source, "sweep": ds.sweep_name, "budget_basis": ds.budget_basis,
+            "bootstrap": {"n": n_boot, "seed": seed, "level": 0.95, "method": "none: no runs", "n_valid_min": 0},
+            "runs": {"used": 0, "excluded": ds.excluded, "names": []},
+            "aggregation": {"applied": False, "above": AGGREGATE_ABOVE},
+            "flops_per_token_fit": {"exponent": None, "coefficient": None, "is_6N": True}, "warnings": []}

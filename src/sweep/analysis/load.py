@@ -5,11 +5,15 @@ chain of nearby FLOPs (log-binned; FLOPs that vary continuously form none).
 
 Only finite values (finite.py) get in: a run whose summary lacks a positive finite size, tokens, FLOPs or loss is
 listed in `excluded` with the reason, and an eval point with a non-finite value is left out and counted in `notes`.
+Besides what the laws fit, each run carries what the trust checks read (NaN or None where older runs or a CSV lack
+it): epochs, lr, N_matmul, val_tokens and its lr rule (rule_lr, lr_rule_tuned, lr_rule_in_range, lr_rule_name).
+Too few sizes or runs for a law is no error here (`shortfall` says what is missing); only input with nothing
+usable is (AnalysisError).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +34,9 @@ class AnalysisError(ValueError):
 
 @dataclass
 class Dataset:
-    runs: pd.DataFrame  # run_name, N, D, C, loss, budget (NaN: none), model, seed[, weight: runs in a bin]
+    # run_name, N, D, C, loss, budget (NaN: none), model, seed, tpp_req, epochs, lr, N_matmul, val_tokens, rule_lr,
+    # lr_rule_tuned, lr_rule_in_range, lr_rule_name (NaN/None: not recorded)[, weight: runs in a bin]
+    runs: pd.DataFrame
     points: pd.DataFrame  # eval points: run (row of runs), D, C, loss
     source: str
     params: str
@@ -41,6 +47,24 @@ class Dataset:
     has_curves: bool = False
     notes: list[str] = field(default_factory=list)  # input left out short of a whole run (report warnings)
     aggregation: dict | None = None  # set by aggregate.py when runs were binned (runs then has a `weight` column)
+    repeated: list[dict] = field(default_factory=list)  # runs above 1 epoch: run_name, epochs, included (repeat.py)
+    data: str | None = None  # the corpus the runs trained on (data.name), when known
+
+
+def drop_runs(ds: Dataset, drop: np.ndarray, reason: str) -> Dataset:
+    """ds without the runs where `drop` is true: listed in `excluded` with the reason, their eval points dropped
+    and the others renumbered."""
+    if not drop.any():
+        return ds
+    r = ds.runs
+    keep = np.flatnonzero(~drop)
+    new_index = np.full(len(r), -1)
+    new_index[keep] = np.arange(len(keep))
+    pts = ds.points[np.isin(ds.points["run"].to_numpy(), keep)].copy()
+    pts["run"] = new_index[pts["run"].to_numpy()]
+    excluded = ds.excluded + [{"run_name": str(name), "reason": reason} for name in r["run_name"].to_numpy()[drop]]
+    return replace(ds, runs=r.iloc[keep].reset_index(drop=True), points=pts.reset_index(drop=True),
+                   excluded=excluded)
 
 
 # ------------------------------------------------------------------------------------------ sweep directory
@@ -77,11 +101,31 @@ def _eval_points(run_dir: Path) -> tuple[list[tuple[float, float, float]], int]:
 
 
 def _read_config(run_dir: Path) -> dict:
-    """config.yaml, for the logger, sweep name and tokens/param only: a missing or corrupt one reads as empty."""
+    """config.yaml, for the logger, sweep name, tokens/param and the plan's epochs and lr rule only: a missing or
+    corrupt one reads as empty."""
     try:
         return rundir.read_config(run_dir) or {}
     except ConfigError:
         return {}
+
+
+def _number(value) -> float:
+    return float(value) if is_positive(value) else np.nan
+
+
+def _run_facts(summary: dict, plan: dict) -> dict:
+    """What the trust checks read of a run, NaN or None where it was not recorded (older runs)."""
+    rule = plan.get("lr_rule") if isinstance(plan.get("lr_rule"), dict) else {}
+    flag = {k: rule[k] if isinstance(rule.get(k), bool) else None for k in ("tuned", "in_range")}
+    return {"epochs": _number(summary.get("epochs", plan.get("epochs"))),
+            "lr": _number(summary.get("lr", plan.get("lr"))),
+            "N_matmul": _number((summary.get("n_params") or {}).get("matmul")),
+            "val_tokens": _number(summary.get("val_tokens")), "rule_lr": _number(rule.get("rule_lr")),
+            "lr_rule_tuned": flag["tuned"], "lr_rule_in_range": flag["in_range"], "lr_rule_name": rule.get("name"),
+            "beta2": _number(plan.get("beta2")), "batch_tokens": _number(summary.get("batch_tokens"))}
+
+
+NO_FACTS = _run_facts({}, {})  # a CSV row's (only its epochs, from an optional column)
 
 
 def load_sweep(sweep_dir: Path, params: str) -> Dataset:
@@ -117,7 +161,7 @@ def load_sweep(sweep_dir: Path, params: str) -> Dataset:
                      "C": float(s["flops"]), "loss": float(s["val_loss"]),
                      "budget": float(budget) if is_positive(budget) else np.nan,
                      "tpp_req": float(tpp) if is_positive(tpp) else np.nan, "model": s.get("model"),
-                     "seed": s.get("seed")})
+                     "seed": s.get("seed"), **_run_facts(s, cfg.get("plan") or {})})
         run_points, n_bad = _eval_points(d)
         points += [(len(rows) - 1, n, *p) for p in run_points]
         if n_bad:
@@ -137,9 +181,8 @@ def load_sweep(sweep_dir: Path, params: str) -> Dataset:
     name = sorted(sweep_names)[0] if sweep_names else sweep_dir.name
     if logger.get("group") in (None, "auto"):  # the study's wandb group, as its runs computed it
         logger = {**logger, "group": study_group(name, data_name or "data", sweep_dir)}
-    ds = Dataset(runs, pts, str(sweep_dir), params, basis, excluded, name, logger, has_curves, notes)
-    _check_sizes(ds)
-    return ds
+    return Dataset(runs, pts, str(sweep_dir), params, basis, excluded, name, logger, has_curves, notes,
+                   data=data_name)
 
 
 def _bin_flops(C: np.ndarray, N: np.ndarray, gap_decades: float = 0.03) -> np.ndarray:
@@ -185,8 +228,8 @@ def load_csv(path: Path) -> Dataset:
     for col in ("n_params", "tokens", "loss"):
         if col not in df.columns:
             raise AnalysisError(f"CSV {path} has no column {col!r} (it has {', '.join(df.columns) or 'none'}); "
-                                f"expected columns n_params,tokens,loss and optionally flops,group")
-    for col in ("n_params", "tokens", "loss", "flops"):
+                                f"expected columns n_params,tokens,loss and optionally flops,group,epochs")
+    for col in ("n_params", "tokens", "loss", "flops", "epochs"):
         if col not in df.columns:
             continue
         values = pd.to_numeric(df[col], errors="coerce")
@@ -204,6 +247,8 @@ def load_csv(path: Path) -> Dataset:
     C = df["flops"].to_numpy() if "flops" in df.columns else 6.0 * df["n_params"].to_numpy() * df["tokens"].to_numpy()
     runs = pd.DataFrame({"run_name": [f"row{i + 1}" for i in range(len(df))], "N": df["n_params"].to_numpy(),
                          "D": df["tokens"].to_numpy(), "C": C, "loss": df["loss"].to_numpy()})
+    for k, v in NO_FACTS.items():
+        runs[k] = df["epochs"].to_numpy() if k == "epochs" and "epochs" in df.columns else v
     if "group" in df.columns:  # a group is a budget's label, of any type: the budget is its runs' FLOPs' mean
         runs["budget"] = _budgets_of_groups(df["group"].astype(str).to_numpy(), C, runs["N"].to_numpy())
         basis = "group column"
@@ -213,16 +258,26 @@ def load_csv(path: Path) -> Dataset:
              "'group' column would name them"] if basis == "log-binned flops" and _flops_continuous(C) else []
     pts = runs.assign(run=np.arange(len(runs)))[["run", "N", "D", "C", "loss"]]
     # N is whatever the CSV counted: the --params convention only chooses among a sweep's counts
-    ds = Dataset(runs, pts, str(path), "the CSV's n_params", basis, sweep_name=Path(path).stem, notes=notes)
-    _check_sizes(ds)
-    return ds
+    if len(np.unique(size_clusters(runs["N"].to_numpy()))) < 2:  # a CSV is for laws across sizes; it has no curves
+        raise AnalysisError(f"{path}: all {len(runs)} runs have one model size ({runs['N'].iloc[0]:.4g} "
+                            f"parameters); a scaling law needs at least {A3_MIN_SIZES} sizes (ideally 4 or more)")
+    return Dataset(runs, pts, str(path), "the CSV's n_params", basis, sweep_name=Path(path).stem, notes=notes)
 
 
-def _check_sizes(ds: Dataset) -> None:
-    n_sizes = len(np.unique(size_clusters(ds.runs["N"].to_numpy())))
-    if n_sizes < 2:
-        raise AnalysisError(f"{ds.source}: all {len(ds.runs)} runs have one model size "
-                            f"({ds.runs['N'].iloc[0]:.4g} parameters); a scaling law needs at least 2 sizes "
-                            f"(ideally 4 or more)")
-    if len(ds.runs) < 5:
-        raise AnalysisError(f"{ds.source}: {len(ds.runs)} runs; L(N, D) has 5 parameters, give at least 5 runs")
+# ------------------------------------------------------------------------------------------ enough to fit?
+A3_MIN_SIZES, A3_MIN_RUNS = 3, 6  # L(N, D) has 5 parameters: one more run than that, 3 sizes for A/N^alpha
+HOLDOUT_MIN_SIZES = 4
+
+
+def n_sizes(runs: pd.DataFrame) -> int:
+    return int(size_clusters(runs["N"].to_numpy(float)).max() + 1) if len(runs) else 0
+
+
+def shortfall(ds: Dataset) -> str | None:
+    """What the runs lack for Approach 3 (None: enough), with the numbers a user needs to fix it."""
+    k, n = n_sizes(ds.runs), len(ds.runs)
+    if k >= A3_MIN_SIZES and n >= A3_MIN_RUNS:
+        return None
+    what = "CSV" if ds.source.lower().endswith(".csv") else "sweep"
+    return (f"Approach 3 needs ≥ {A3_MIN_SIZES} model sizes and ≥ {A3_MIN_RUNS} runs: this {what} has {k} "
+            f"size{'s' * (k != 1)}, {n} run{'s' * (n != 1)}")

@@ -1,6 +1,8 @@
-"""`sweep analyze`: the command line, and the order of the stages — load (a sweep directory or a CSV), aggregate
-(only past aggregate.AGGREGATE_ABOVE runs), estimate, then the outputs: plots, the wandb analysis run, fits.json
-(under sweep.files' JSON policy) and report.md. An aggregated (large) input has its phases named on stderr.
+"""`sweep analyze`: the command line, and the order of the stages — load (a sweep directory or a CSV), runs above 1
+epoch set apart (repeat.py; kept in with --include-repeated), aggregate (only past aggregate.AGGREGATE_ABOVE runs),
+estimate, the effective-data fit (with repeated runs in) and the trust checks (trust.py), then the outputs: plots,
+the wandb analysis run, fits.json (under sweep.files' JSON policy) and report.md. An aggregated (large) input has its
+phases named on stderr. Runs too few for a law still give a report that says what is missing (exit 0).
 
 `run(...)` is the entry `sweep demo` uses; `main(argv)` the console command (0 on success, 2 with one line on
 stderr on input the analysis cannot use).
@@ -10,12 +12,16 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from ..files import write_json_atomic
 from .aggregate import aggregate
 from .estimate import estimate
-from .load import CONVENTIONS, AnalysisError, Dataset, load_csv, load_sweep
+from .load import CONVENTIONS, AnalysisError, Dataset, drop_runs, load_csv, load_sweep
+from .lr import analyze_lr, best_lr_runs
+from .repeat import effective_data, split_repeated
+from .trust import trust_checks
 
 EXIT_INPUT_ERROR = 2
 WANDB_MODES = ("auto", "off", "offline", "online")
@@ -24,9 +30,10 @@ PLOT_FORMATS = ("png", "svg", "pdf")
 
 def run(sweep_dir: Path | None = None, csv: Path | None = None, out: Path | None = None,
         params: str = "non_embedding", bootstrap: int = 200, wandb_mode: str = "auto", seed: int = 0,
-        formats: str = "png") -> Path:
-    """Analyse a sweep directory or a CSV; write fits.json, report.md and plots; return report.md's path."""
-    return _analyze(sweep_dir, csv, out, params, bootstrap, wandb_mode, seed, formats)[0]
+        formats: str = "png", include_repeated: bool = False) -> Path:
+    """Analyse a sweep directory or a CSV; write fits.json, report.md and plots; return report.md's path.
+    include_repeated: fit runs above 1 epoch too (else they are listed, and left out of the laws)."""
+    return _analyze(sweep_dir, csv, out, params, bootstrap, wandb_mode, seed, formats, include_repeated)[0]
 
 
 def default_out(sweep_dir: Path | None, csv: Path | None) -> Path:
@@ -35,7 +42,8 @@ def default_out(sweep_dir: Path | None, csv: Path | None) -> Path:
     return Path(sweep_dir) / "analysis" if sweep_dir is not None else Path.cwd() / f"analysis-{Path(csv).stem}"
 
 
-def _analyze(sweep_dir, csv, out, params, n_boot, wandb_mode, seed, formats="png") -> tuple[Path, dict]:
+def _analyze(sweep_dir, csv, out, params, n_boot, wandb_mode, seed, formats="png",
+             include_repeated=False) -> tuple[Path, dict]:
     from .wandb_run import resolve_mode
 
     formats = tuple(f.strip().lower() for f in formats.split(",") if f.strip())
@@ -47,7 +55,13 @@ def _analyze(sweep_dir, csv, out, params, n_boot, wandb_mode, seed, formats="png
         raise AnalysisError("give exactly one of a sweep directory or --csv FILE")
     if wandb_mode not in (*WANDB_MODES, "disabled"):
         raise AnalysisError(f"--wandb {wandb_mode!r}: use auto, off, offline or online")
-    ds = aggregate(load_sweep(Path(sweep_dir), params) if sweep_dir is not None else load_csv(Path(csv)))
+    loaded = load_sweep(Path(sweep_dir), params) if sweep_dir is not None else load_csv(Path(csv))
+    fitted = split_repeated(loaded, include_repeated)
+    lr_study = analyze_lr(fitted.runs, {"data": loaded.data, "sweep": loaded.sweep_name})
+    if lr_study is not None:  # an lr sweep: the laws see each size's best lr only
+        keep = fitted.runs.index.isin(best_lr_runs(fitted.runs))
+        fitted = drop_runs(fitted, ~keep, "not its size's best lr (an lr study: see \"Learning rate\")")
+    ds = aggregate(fitted)
     out = Path(out) if out is not None else default_out(sweep_dir, csv)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -55,6 +69,13 @@ def _analyze(sweep_dir, csv, out, params, n_boot, wandb_mode, seed, formats="png
         raise AnalysisError(f"cannot create the output directory {out} ({err.strerror}); pass --out DIR") from None
     progress = _stderr if ds.aggregation else None
     fits = estimate(ds, n_boot=n_boot, seed=seed, progress=progress)
+    if include_repeated and fitted.repeated:
+        fits["repeated_data"] = effective_data(fitted, n_boot=n_boot, seed=seed)
+    fits["trust"] = trust_checks(loaded, fitted, fits)
+    if lr_study is not None:
+        fits["lr"] = lr_study
+    if ds.runs.empty:  # every run left out for repeating its data: the outputs still show them (nothing is fitted)
+        ds = replace(loaded, excluded=fitted.excluded, repeated=fitted.repeated)
     if progress:
         progress("plots and report")
     return write_outputs(ds, fits, out, wandb_mode=resolve_mode(ds, wandb_mode), formats=formats), fits
@@ -66,17 +87,34 @@ def _stderr(message: str) -> None:
 
 def write_outputs(ds: Dataset, fits: dict, out: Path, wandb_mode: str = "off",
                   formats: tuple[str, ...] = ("png",)) -> Path:
-    """Plots, then the wandb run (so fits.json can name it), then fits.json and report.md. Returns report.md."""
-    from .plots import make_plots
+    """The outputs, in this order: the plots; the wandb run opened (so fits.json can name it: one run per sweep,
+    resumed on re-analysis); fits.json; report.md; report.html (rendered from report.md); then those three files
+    attached to the wandb run as a new version of its artifact, and the run finished (a failure there is recorded
+    in fits.json, rewritten). Returns report.md's path."""
+    from .html import write_html
+    from .plots import CAPTIONS, make_plots
     from .report import write_report
-    from .wandb_run import log_wandb
+    from .wandb_run import finish_run, start_run
 
+    if (fits.get("lr") or {}).get("law"):
+        from .lr_outputs import write_rule
+
+        write_rule(out / "lr_rule.json", fits["lr"])
+        fits["lr_rule"] = "lr_rule.json"
     plots = make_plots(ds, fits, out, formats)
     fits["plots"] = {k: p.name for k, p in plots.items()}
-    wb = wandb_mode in ("offline", "online")
-    fits["wandb"] = log_wandb(ds, fits, plots, out, wandb_mode) if wb else {"mode": "off"}
+    fits["report_html"] = "report.html"
+    run, fits["wandb"] = start_run(ds, fits, plots, out, wandb_mode) if wandb_mode in ("offline", "online") \
+        else (None, {"mode": "off"})
     write_json_atomic(out / "fits.json", fits)  # non-finite values as null
-    return write_report(ds, fits, plots, out)
+    report = write_report(ds, fits, plots, out)
+    html = write_html(report, plots, CAPTIONS, out)
+    if run is not None:
+        info = finish_run(run, fits["wandb"], [out / "fits.json", report, html])
+        if "error" in info:
+            fits["wandb"] = info
+            write_json_atomic(out / "fits.json", fits)
+    return report
 
 
 def main(argv: list[str]) -> int:
@@ -85,7 +123,8 @@ def main(argv: list[str]) -> int:
 
     parser = argparse.ArgumentParser(prog="sweep analyze", description="fit scaling laws to a sweep or a CSV")
     parser.add_argument("sweep_dir", nargs="?", type=Path, help="a sweep directory: <out_dir>/<sweep name>")
-    parser.add_argument("--csv", type=Path, help="columns n_params,tokens,loss[,flops][,group] instead of a sweep")
+    parser.add_argument("--csv", type=Path, help="columns n_params,tokens,loss[,flops][,group][,epochs] instead "
+                        "of a sweep")
     parser.add_argument("--out", type=Path, help="output directory (default: SWEEP_DIR/analysis, or for --csv FILE "
                         "./analysis-<FILE's name>/)")
     parser.add_argument("--format", default="png", help="plot formats, a comma list of png, svg, pdf (PNG always)")
@@ -94,10 +133,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--wandb", default="auto", choices=WANDB_MODES,
                         help="analysis run in wandb (auto: as the runs' logger config)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--include-repeated", action="store_true", help="fit runs above 1 epoch (that repeat their "
+                        "data) too; by default they are listed in the report and left out of the laws")
     args = parser.parse_args(argv)
     try:
         report_path, fits = _analyze(args.sweep_dir, args.csv, args.out, args.params, args.bootstrap,
-                                     args.wandb, args.seed, args.format)
+                                     args.wandb, args.seed, args.format, args.include_repeated)
     except AnalysisError as err:
         print(f"sweep analyze: {err}", file=sys.stderr)
         return EXIT_INPUT_ERROR

@@ -1,5 +1,10 @@
-"""report.md and the text around the fits: the report itself, the warnings a reader must see (`diagnostics`), and
-the few lines `sweep analyze` prints (`summary_text`). Formatting only: no fits, no plots.
+"""report.md and the text around the fits: the report itself (opening with the trust checklist, trust.py), the
+warnings a reader must see (`diagnostics`), and the few lines `sweep analyze` prints (`summary_text`). Formatting
+only: no fits, no plots.
+
+An interval of zero width (every resample gave the same value) is never shown as one: the value is, with why it has
+no interval. A report on runs too few for Approach 3 says what is missing, lists the runs, and shows what could be
+drawn and fitted.
 """
 
 from __future__ import annotations
@@ -7,21 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..files import write_text_atomic
-
-
-def _ci_text(value, ci, fmt="{:.4g}") -> str:
-    if value is None:
-        return "—"
-    return fmt.format(value) + (f" [{fmt.format(ci[0])}, {fmt.format(ci[1])}]" if ci else "")
-
-
-def _get(section: dict, key: str, fmt="{:.4g}") -> str:
-    return _ci_text(section.get(key), (section.get("ci") or {}).get(key), fmt)
-
-
-def sci(x: float) -> str:
-    """A FLOP count or size as the report and the plots show it."""
-    return f"{x:.3g}"
+from .fmt import get as _get, sci, why_none as _why_none
+from .report_runs import missing, repeated
+from .trust import checklist
 
 
 # ------------------------------------------------------------------------------------------- warnings
@@ -31,9 +24,10 @@ def diagnostics(res: dict, n_sizes: int, n_runs: int, cis: dict, n_boot: int) ->
     w += [f"approach1: {m}" for m in res["approach1"].get("warnings", [])]
     names = {"e": "E", "a0": "A", "alpha0": "alpha", "a1": "B", "alpha1": "beta"}
     terms = {"e": "E", "a0": "A/N^alpha", "a1": "B/D^beta"}
-    for b in res["approach3"]["at_bound"]:
+    a3 = res["approach3"]
+    for b in a3.get("at_bound", []):
         w.append(f"approach3: {names.get(b, b)} sits at its bound: the data do not pin it down (degenerate fit)")
-    for t in res["approach3"]["negligible"]:
+    for t in a3.get("negligible", []):
         w.append(f"approach3: the term {terms[t]} is below 0.1% of the loss at every run: the data do not "
                  f"identify it (degenerate fit)")
     for label, fits, term in (("L(N)", res["kaplan"]["fits"], "A/N^alpha"),
@@ -42,13 +36,15 @@ def diagnostics(res: dict, n_sizes: int, n_runs: int, cis: dict, n_boot: int) ->
             w += [f"{label} {f['key']}: {b} at its bound (degenerate fit)" for b in f["at_bound"]]
             w += [f"{label} {f['key']}: the term {term if t == 'a0' else 'E'} is negligible (degenerate fit)"
                   for t in f["negligible"]]
-    if n_sizes < 4:
-        w.append(f"only {n_sizes} model sizes: no held-out-size check, and Approach 3 is weakly constrained")
-    if n_runs < 15:
-        w.append(f"only {n_runs} runs for a 5-parameter law: treat Approach 3 as indicative")
-    st = res["approach3"]["starts"]
-    if st["reached_best"] < st["refined"] // 2:
-        w.append(f"approach3: only {st['reached_best']} of {st['refined']} refined starts reached the best optimum")
+    if "error" not in a3:  # else what is missing is the report's first section
+        if n_sizes < 4:
+            w.append(f"only {n_sizes} model sizes: no held-out-size check, and Approach 3 is weakly constrained")
+        if n_runs < 15:
+            w.append(f"only {n_runs} runs for a 5-parameter law: treat Approach 3 as indicative")
+        st = a3["starts"]
+        if st["reached_best"] < st["refined"] // 2:
+            w.append(f"approach3: only {st['reached_best']} of {st['refined']} refined starts reached the best "
+                     f"optimum")
     bad = sorted(k for k, c in cis.items() if c["n_valid"] < 0.9 * n_boot)
     if bad:
         w.append(f"bootstrap: {len(bad)} quantities could not be refitted on over 10% of resamples "
@@ -92,39 +88,47 @@ def _aggregation_text(agg: dict) -> list[str]:
     return [text, ""]
 
 
-def write_report(ds, fits, plots: dict, out: Path) -> Path:
-    a3, al, a2, a1, ho = fits["approach3"], fits["allocation"], fits["approach2"], fits["approach1"], fits["holdout"]
-    bs, agg = fits["bootstrap"], fits.get("aggregation") or {}
-    unit = "bins" if agg.get("applied") else "runs"
-    binned = f" (aggregated into {agg['bins']} bins)" if agg.get("applied") else ""
-    L = [f"# Scaling-law analysis: {ds.sweep_name}", "",
-         f"Source: `{ds.source}` — {fits['runs']['used']} runs used{binned}, {len(ds.excluded)} excluded. "
-         f"Parameters N are counted as **{ds.params}**; tokens D are training tokens; C is training FLOPs "
-         f"({'6·N·D' if fits['flops_per_token_fit']['is_6N'] else 'as each run counted them'}). " +
-         (f"Intervals are 95% bootstrap percentiles over {bs['n']} resamples of {unit} ({bs['method']})."
-          if bs["n"] else "No bootstrap was run (--bootstrap 0), so no intervals."), "", *_aggregation_text(agg),
-         "## The laws", "",
+def _laws(fits: dict) -> list[str]:
+    """The fitted laws: Approach 3 and its allocation, Approaches 2 and 1 (headline values say why if no interval)."""
+    a3, al, a2, a1, why = fits["approach3"], fits["allocation"], fits["approach2"], fits["approach1"], _why_none(fits)
+    L = ["## The laws", "",
          "**Approach 3** (parametric, Huber δ=1e-3 on log loss, L-BFGS-B): L(N, D) = E + A/N^α + B/D^β with",
          "", "| E | A | B | α | β |", "|---|---|---|---|---|",
-         "| " + " | ".join(_get(a3, k) for k in ("E", "A", "B", "alpha", "beta")) + " |", "",
+         "| " + " | ".join(_get(a3, k, why_none=why) for k in ("E", "A", "B", "alpha", "beta")) + " |", "",
          f"Compute-optimal allocation implied (C = 6ND): N* = G·(C/6)^a, D* = G⁻¹·(C/6)^b with "
-         f"a = β/(α+β) = {_get(al, 'a', '{:.3f}')}, b = α/(α+β) = {_get(al, 'b', '{:.3f}')}, "
-         f"G = {_get(al, 'G', '{:.3g}')}.", ""]
+         f"a = β/(α+β) = {_get(al, 'a', '{:.3f}', why)}, b = α/(α+β) = {_get(al, 'b', '{:.3f}', why)}, "
+         f"G = {_get(al, 'G', '{:.3g}', why)}.", ""]
     if "a" in a2:
         L.append(f"**Approach 2** (isoFLOP parabolas, {len(a2['budgets'])} budgets): N* ∝ C^a with "
-                 f"a = {_get(a2, 'a', '{:.3f}')}; D* ∝ C^b with b = {_get(a2, 'b', '{:.3f}')}.")
+                 f"a = {_get(a2, 'a', '{:.3f}', why)}; D* ∝ C^b with b = {_get(a2, 'b', '{:.3f}', why)}.")
     else:
         L.append(f"**Approach 2**: not fitted — {a2.get('skipped') or '; '.join(a2.get('warnings', []))}.")
+    return L + [""] + _approach1(a1, why)
+
+
+def _approach1(a1: dict, why: str) -> list[str]:
     if "a" in a1:
-        L.append(f"\n**Approach 1** (lower envelope of loss vs FLOPs, {a1['source']}): N* ∝ C^a with "
-                 f"a = {_get(a1, 'a', '{:.3f}')}; D* ∝ C^b with b = {_get(a1, 'b', '{:.3f}')}.")
-    else:
-        L.append(f"\n**Approach 1**: not fitted — {'; '.join(a1.get('warnings', []))}.")
-    L += ["", "## Compute-optimal recipe", "",
-          "Tokens per parameter at a few budgets (the sweep's range, then extrapolated 10×–1000× beyond it):", "",
-          *_recipe_table(fits), ""]
-    L += ["## Extrapolation check (largest size held out)", ""]
-    for name, h in (("Approach 3", ho.get("approach3")), ("L(N)", ho.get("kaplan"))):
+        return [f"**Approach 1** (lower envelope of loss vs FLOPs, {a1['source']}): N* ∝ C^a with "
+                f"a = {_get(a1, 'a', '{:.3f}', why)}; D* ∝ C^b with b = {_get(a1, 'b', '{:.3f}', why)}.", ""]
+    return [f"**Approach 1**: not fitted — {'; '.join(a1.get('warnings', [])) or 'no envelope'}.", ""]
+
+
+def _recipe(fits: dict) -> list[str]:
+    a3, a2 = fits["approach3"], fits["approach2"]
+    L = ["## Compute-optimal recipe", ""]
+    if a3["at_bound"] or a3["negligible"]:
+        why = [f"{b} at its bound" for b in a3["at_bound"]] + [f"term {t} negligible" for t in a3["negligible"]]
+        alt = (f" Approach 2's allocation stands apart from it: N* ∝ C^{a2['a']:.3f}, D* ∝ C^{a2['b']:.3f}."
+               if "a" in a2 else "")
+        return L + [f"Not given: Approach 3 is degenerate ({', '.join(why)}), so the N*, D* it implies would be "
+                    f"artefacts of its bounds, not of the data.{alt}", ""]
+    return L + ["Tokens per parameter at a few budgets (the sweep's range, then extrapolated 10×–1000× beyond it):",
+                "", *_recipe_table(fits), ""]
+
+
+def _holdout(fits: dict, unit: str) -> list[str]:
+    L = ["## Extrapolation check (largest size held out)", ""]
+    for name, h in (("Approach 3", fits["holdout"].get("approach3")), ("L(N)", fits["holdout"].get("kaplan"))):
         if h:
             held = (f"N ≥ {sci(h['held_out_N_min'])} (the top tenth of a continuum of sizes)" if "held_out_N_min" in h
                     else f"N ≈ {sci(h['held_out_N'])}")
@@ -133,26 +137,50 @@ def write_report(ds, fits, plots: dict, out: Path) -> Path:
                      f"{h['max_abs_rel_error'] * 100:.2f}%).")
         else:
             L.append(f"- {name}: not run (it needs a fit over at least 4 distinct model sizes).")
-    L += ["", "## Plots", ""]
-    captions = {"isoflop": "IsoFLOP curves with fitted parabolas and minima (Approach 2)",
-                "fit_nd": "Approach 3: predicted vs observed, and loss vs N coloured by D with the law's curves",
-                "compute_optimal": "Compute-optimal N*(C) and D*(C): Approaches 1, 2, 3",
-                "loss_curves": "Loss vs tokens per run, and loss vs FLOPs with the lower envelope (Approach 1)"
-                if ds.has_curves else "Final loss vs FLOPs per run, with the lower envelope (Approach 1)"}
+    return L + [""]
+
+
+def write_report(ds, fits, plots: dict, out: Path) -> Path:
+    a3, a2, bs, agg = fits["approach3"], fits["approach2"], fits["bootstrap"], fits.get("aggregation") or {}
+    unit = "bins" if agg.get("applied") else "runs"
+    binned = f" (aggregated into {agg['bins']} bins)" if agg.get("applied") else ""
+    L = [f"# Scaling-law analysis: {ds.sweep_name}", "", "## Can I trust this?", "",
+         *checklist(fits.get("trust", [])), "",
+         f"Source: `{ds.source}` — {fits['runs']['used']} runs used{binned}, {len(ds.excluded)} excluded. "
+         f"Parameters N are counted as **{ds.params}**; tokens D are training tokens; C is training FLOPs "
+         f"({'6·N·D' if fits['flops_per_token_fit']['is_6N'] else 'as each run counted them'}). " +
+         (f"Intervals are 95% bootstrap percentiles over {bs['n']} resamples of {unit} ({bs['method']})."
+          if bs["n"] else "No bootstrap was run (--bootstrap 0), so no intervals."), "", *_aggregation_text(agg)]
+    fitted = "error" not in a3
+    if fitted:
+        L += _laws(fits) + _recipe(fits) + _holdout(fits, unit)
+    else:
+        L += missing(ds, fits) + _approach1(fits["approach1"], _why_none(fits))
+    if fits.get("lr"):
+        from .lr_outputs import report_lines
+
+        L += report_lines(fits["lr"], rule_path=out / "lr_rule.json")
+    L += ["## Plots", ""]
+    from .plots import CAPTIONS  # here, not above: plots import this module (sci)
+
+    captions = {**CAPTIONS, **({} if ds.has_curves else
+                               {"loss_curves": "Final loss vs FLOPs per run, with the lower envelope (Approach 1)"})}
     for k, p in plots.items():
-        L += [f"![{captions[k]}]({p.name})", f"*{captions[k]}*", ""]
-    L += ["## Details", "", "### Approach 3 fit", "",
-          f"Objective (sum of Huber losses) {a3['objective']:.6g} over {a3['n_points']} {unit}; "
-          f"{a3['starts']['refined']} starts refined out of {a3['starts']['candidates']} scored, "
-          f"{a3['starts']['reached_best']} reached the best optimum (objective range "
-          f"{a3['starts']['objective_range'][0]:.6g}–{a3['starts']['objective_range'][1]:.6g}).", ""]
+        L += [f"![{captions.get(k, k)}]({p.name})", f"*{captions.get(k, k)}*", ""]
+    L += ["## Details", ""]
+    if fitted:
+        L += ["### Approach 3 fit", "",
+              f"Objective (sum of Huber losses) {a3['objective']:.6g} over {a3['n_points']} {unit}; "
+              f"{a3['starts']['refined']} starts refined out of {a3['starts']['candidates']} scored, "
+              f"{a3['starts']['reached_best']} reached the best optimum (objective range "
+              f"{a3['starts']['objective_range'][0]:.6g}–{a3['starts']['objective_range'][1]:.6g}).", ""]
     if a2.get("budgets"):
         L += ["### Approach 2 budgets", "", "| C | runs | N* | D* | tokens/param | loss at N* | note |",
               "|---|---|---|---|---|---|---|"]
         L += [f"| {sci(r['C'])} | {r['n_runs']} | {_get(r, 'N_opt', '{:.3g}')} | {_get(r, 'D_opt', '{:.3g}')} | "
               f"{_get(r, 'tpp', '{:.1f}')} | {r['L_opt']:.4f} | {r['edge'] or ''} |" for r in a2["budgets"]]
         L.append("")
-    if fits["kaplan"].get("skipped"):
+    if fits["kaplan"].get("skipped") and fitted:
         L += ["### L(N) = E + A/N^α", "", f"Not fitted: {fits['kaplan']['skipped']}.", ""]
     if fits["kaplan"]["fits"]:
         L += ["### L(N) = E + A/N^α", "", "| basis | sizes | E | A | α |", "|---|---|---|---|---|"]
@@ -166,6 +194,7 @@ def write_report(ds, fits, plots: dict, out: Path) -> Path:
         L += [f"| {sci(f['N'])} | {f['n_points']} | {f['E']:.4g} | {f['B']:.4g} | {f['beta']:.3f} | {f['basis']} |"
               for f in rows[:12]]
         L += ([f"| … {len(rows) - 12} more in fits.json | | | | | |"] if len(rows) > 12 else []) + [""]
+    L += repeated(ds, fits)
     L += ["## Warnings", ""] + ([f"- {w}" for w in fits["warnings"]] or ["- none"]) + [""]
     L += ["## Excluded runs", ""] + ([f"- `{e['run_name']}`: {e['reason']}" for e in ds.excluded] or ["- none"])
     if fits.get("wandb", {}).get("id"):
@@ -183,12 +212,17 @@ def summary_text(fits: dict, report_path: Path) -> str:
     binned = f" (aggregated into {agg['bins']} bins: see the report)" if agg.get("applied") else ""
     lines = [f"runs used: {fits['runs']['used']}{binned}, excluded: {len(fits['runs']['excluded'])} "
              f"(parameters: {fits['params']})",
+             f"Approach 3  not fitted: {a3['error']}" if "error" in a3 else
              "Approach 3  L = E + A/N^alpha + B/D^beta:  " + ", ".join(f"{k}={_get(a3, k)}"
                                                                     for k in ("E", "A", "B", "alpha", "beta"))]
     if "a" in a2:
         lines.append(f"Approach 2  N_opt ∝ C^a, D_opt ∝ C^b:  a={_get(a2, 'a')}, b={_get(a2, 'b')}")
     else:
         lines.append(f"Approach 2  not fitted: {a2.get('skipped') or 'no two usable FLOP budgets'}")
+    flagged = [t for t in fits.get("trust", []) if t["ok"] is False]
+    lines += [f"check: {t['detail']}" for t in flagged[:3]]
+    if len(flagged) > 3:
+        lines.append(f"... {len(flagged) - 3} more findings under \"Can I trust this?\" in the report")
     lines += [f"warning: {w}" for w in fits["warnings"][:5]]
     if len(fits["warnings"]) > 5:
         lines.append(f"... {len(fits['warnings']) - 5} more warnings in the report")

@@ -1,0 +1,339 @@
+"""Issue #11, trustworthy laws: runs that repeat their data (listed, left out unless --include-repeated, and
+Muennighoff's effective data fitted when in), the "Can I trust this?" checklist (report.md's opening, fits.json's
+`trust`), intervals of zero width never shown as intervals, and a grid too small to fit that still gets a report.
+
+Run directories are written directly in the trainer's format (rundir.py): summary.json, config.yaml (with its
+`plan`), metrics.jsonl. wandb is off.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sweep.analysis.fmt import ci_text
+from sweep.analysis.load import Dataset, load_sweep
+from sweep.analysis.main import main, run
+from sweep.analysis.repeat import effective_data, effective_tokens, split_repeated
+from sweep.analysis.trust import allocation_interval, checklist, exponent_bounds, isoflop_edges
+
+TRUE = {"E": 1.8, "A": 60.0, "B": 120.0, "alpha": 0.34, "beta": 0.30}
+HEAD = 2e4
+R_STAR = 15.0
+CORPUS = 1e12  # unique train tokens: more than any run here trains on, unless a test says otherwise
+RULE = {"name": "measured", "source": "lr_rule.json", "tuned": True, "in_range": True, "min_params": 1e4,
+        "max_params": 1e7}
+
+
+def true_loss(N, D, epochs=1.0):
+    return TRUE["E"] + TRUE["A"] / N ** TRUE["alpha"] + TRUE["B"] / effective_tokens(D, epochs, R_STAR) ** TRUE["beta"]
+
+
+def rule_lr(N):
+    return 3e-3 * (N / 1e5) ** (-1 / 3)
+
+
+def write_run(root: Path, name: str, N: float, budget: float, rng, corpus: float = CORPUS, lr_factor: float = 1.0,
+              rule: dict | None = RULE, val_tokens: int | None = 32768, evals: int = 6, noise: float = 0.003,
+              model: str | None = None) -> Path:
+    """A completed run in the trainer's format, its losses from the true law (with repetition past `corpus`)."""
+    d = root / name
+    d.mkdir(parents=True)
+    fpt = 6 * (N + HEAD)
+    tokens = budget / fpt
+    epochs = tokens / corpus
+    lr = rule_lr(N + HEAD) * lr_factor
+    plan = {"epochs": epochs, "lr": lr, "beta2": 0.95, "tokens": tokens, "flops": budget}
+    if rule is not None:
+        plan["lr_rule"] = {**rule, "rule_lr": rule_lr(N + HEAD)}
+    cfg = {"model": {"name": model or name}, "logger": {"name": "none", "mode": "disabled"},
+           "sweep": {"name": "trust"}, "train": {"flops": budget, "tokens_per_param": None}, "plan": plan}
+    (d / "config.yaml").write_text(json.dumps(cfg))  # JSON is YAML
+    with open(d / "metrics.jsonl", "w") as f:
+        for i, frac in enumerate(np.linspace(1 / evals, 1, evals)):
+            t = frac * tokens
+            loss = float(true_loss(N, t, max(t / corpus, 1.0)) * np.exp(rng.normal(0, noise)))
+            f.write(json.dumps({"step": i + 1, "tokens": t, "flops": t * fpt, "val_loss": loss,
+                                "val_bpb": loss / 2}) + "\n")
+    summary = {"run_name": name, "status": "completed", "sweep": "trust", "model": model or name, "data": "local",
+               "seed": 0, "n_params": {"total": N + 2e5 + HEAD, "non_embedding": N, "embedding": 2e5,
+                                       "matmul": N + HEAD, "head": HEAD},
+               "flops_per_token": fpt, "flops_budget": budget, "tokens": tokens, "flops": budget, "val_loss": loss,
+               "val_bpb": loss / 2, "lr": lr, "epochs": epochs, "wall_s": 1.0}
+    if val_tokens is not None:
+        summary["val_tokens"] = val_tokens
+    (d / "summary.json").write_text(json.dumps(summary))
+    return d
+
+
+SIZES = {"gpt-50k": 5e4, "gpt-100k": 1e5, "gpt-200k": 2e5, "gpt-500k": 4e5}
+BUDGETS = [1e12, 3e12, 1e13]
+
+
+def write_grid(root: Path, seed: int = 1, **kw) -> Path:
+    """4 sizes × 3 budgets whose sizes bracket each budget's optimum: a clean isoFLOP grid."""
+    rng = np.random.default_rng(seed)
+    for model, N in SIZES.items():
+        for C in BUDGETS:
+            write_run(root, f"{model}_f{C:.0e}", N, C, rng, model=model, **kw)
+    return root
+
+
+@pytest.fixture
+def no_plots(monkeypatch):
+    """These tests are about the checks and the report's text: the plots (tests/test_plots.py) are not drawn."""
+    import sweep.analysis.plots as plots
+
+    monkeypatch.setattr(plots, "make_plots", lambda ds, fits, out, formats=("png",): plots.PlotSet())
+
+
+def trust_of(fits: dict) -> dict:
+    return {t["check"]: t for t in fits["trust"]}
+
+
+def section(text: str, title: str) -> str:
+    return text.split(f"## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+# ---------------------------------------------------------------------------------------------- repeated data
+def write_repeated_grid(root: Path) -> Path:
+    """The clean grid and two runs on a corpus they exhaust: 2.5 and 6 passes."""
+    write_grid(root)
+    rng = np.random.default_rng(7)
+    write_run(root, "gpt-100k_f3e12_small", 1e5, 3e12, rng, corpus=3e12 / (6 * 1.2e5) / 2.5, model="gpt-100k")
+    write_run(root, "gpt-200k_f1e13_small", 2e5, 1e13, rng, corpus=1e13 / (6 * 2.2e5) / 6, model="gpt-200k")
+    return root
+
+
+def test_repeated_runs_are_listed_and_left_out_by_default(tmp_path, no_plots):
+    root = write_repeated_grid(tmp_path / "trust")
+    assert main([str(root), "--bootstrap", "0", "--wandb", "off"]) == 0
+    out = root / "analysis"
+    fits = json.loads((out / "fits.json").read_text())
+    text = (out / "report.md").read_text()
+    assert fits["runs"]["used"] == 12
+    reasons = {e["run_name"]: e["reason"] for e in fits["runs"]["excluded"]}
+    assert reasons["gpt-200k_f1e13_small"].startswith("repeats its data: 6 epochs")
+    assert "2.5 epochs" in reasons["gpt-100k_f3e12_small"]
+    rep = trust_of(fits)["repeated_data"]
+    assert rep["ok"] is False and "2 runs repeat their data" in rep["detail"]
+    assert "the worst gpt-200k_f1e13_small at 6 epochs" in rep["detail"] and "left out" in rep["detail"]
+    listed = section(text, "Repeated data")
+    assert "| `gpt-200k_f1e13_small` | 6 |" in listed and "| `gpt-100k_f3e12_small` | 2.5 |" in listed
+    assert "left out of the laws" in listed and "repeated_data" not in fits
+    # the checklist comes right after the title, the findings first
+    assert text.startswith("# Scaling-law analysis: trust\n\n## Can I trust this?\n\n- ✗ 2 runs repeat their data")
+
+
+def test_repeated_runs_are_fitted_with_include_repeated(tmp_path, no_plots):
+    root = write_repeated_grid(tmp_path / "trust")
+    assert main([str(root), "--bootstrap", "0", "--wandb", "off", "--include-repeated", "--out",
+                 str(tmp_path / "with")]) == 0
+    fits = json.loads((tmp_path / "with" / "fits.json").read_text())
+    text = (tmp_path / "with" / "report.md").read_text()
+    assert fits["runs"]["used"] == 14 and not fits["runs"]["excluded"]
+    assert "included in the laws (--include-repeated)" in trust_of(fits)["repeated_data"]["detail"]
+    assert "**included** in the laws (--include-repeated)" in section(text, "Repeated data")
+    eff = fits["repeated_data"]
+    assert eff["n_repeated"] == 2 and eff["n_fresh"] == 12 and "R_star" in eff
+    assert "**Effective data**" in text and "R* = " in text
+
+
+def test_effective_data_recovers_a_known_r_star():
+    """Muennighoff's R*: the law fitted on fresh runs, R* on the repeated ones, recovered from noisy losses."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for N in (3e4, 1e5, 3e5, 1e6):
+        for D in (1e6, 3e6, 1e7, 3e7):
+            rows.append((N, D, 1.0))
+        for epochs in (2, 4, 8, 16, 32, 64):
+            rows.append((N, 1e6 * epochs, float(epochs)))  # 1e6 unique tokens, repeated
+    N, D, ep = (np.array(c) for c in zip(*rows))
+    loss = true_loss(N, D, ep) * np.exp(rng.normal(0, 0.002, len(N)))
+    runs = pd.DataFrame({"run_name": [f"r{i}" for i in range(len(N))], "N": N, "D": D, "C": 6 * N * D, "loss": loss,
+                         "budget": np.nan, "epochs": ep})
+    pts = runs.assign(run=np.arange(len(runs)))[["run", "N", "D", "C", "loss"]]
+    ds = split_repeated(Dataset(runs, pts, "synthetic", "non_embedding", "none"), include=True)
+    assert len(ds.repeated) == 24 and ds.repeated[0]["epochs"] == 64 and len(ds.runs) == 40
+    eff = effective_data(ds, n_boot=30, seed=0)
+    assert eff["n_repeated"] == 24 and not eff["at_bound"]
+    assert abs(np.log(eff["R_star"] / R_STAR)) < np.log(1.25), eff["R_star"]
+    lo, hi = eff["ci"]["R_star"]
+    assert lo < eff["R_star"] < hi and lo < R_STAR < hi and hi / lo < 2
+    assert abs(eff["mean_rel_error"]) < 0.005 < abs(eff["mean_rel_error_as_fresh"])  # repetition costs loss
+    left_out = split_repeated(Dataset(runs, pts, "synthetic", "non_embedding", "none"))
+    assert len(left_out.runs) == 16 and len(left_out.excluded) == 24 and (left_out.points["run"] < 16).all()
+
+
+def test_every_run_repeated_still_reports(tmp_path):
+    """Nothing left to fit: exit 0, the runs are shown, and the report says how to fit them anyway."""
+    rng = np.random.default_rng(3)
+    root = tmp_path / "trust"
+    for model, N in list(SIZES.items())[:3]:
+        write_run(root, model, N, 1e12, rng, corpus=1e5, model=model)
+    assert main([str(root), "--bootstrap", "0", "--wandb", "off"]) == 0
+    fits = json.loads((root / "analysis" / "fits.json").read_text())
+    assert fits["runs"]["used"] == 0 and len(fits["runs"]["excluded"]) == 3
+    assert "--include-repeated" in trust_of(fits)["enough_data"]["detail"]
+    assert (root / "analysis" / "loss_curves.png").exists()
+
+
+# ----------------------------------------------------------------------------------------- the checklist
+def test_clean_grid_passes_and_lr_and_eval_findings_are_flagged(tmp_path, no_plots):
+    clean = write_grid(tmp_path / "clean")
+    run(sweep_dir=clean, bootstrap=0, wandb_mode="off")
+    fits = json.loads((clean / "analysis" / "fits.json").read_text())
+    checks = trust_of(fits)
+    for name in ("enough_data", "repeated_data", "lr_rule", "lr_vs_rule", "val_tokens", "isoflop_edges"):
+        assert checks[name]["ok"] is True, checks[name]
+    assert checks["allocation_interval"]["ok"] is None and "--bootstrap 0" in checks["allocation_interval"]["detail"]
+    text = (clean / "analysis" / "report.md").read_text()
+    assert "- ✓ no run repeats its data" in section(text, "Can I trust this?")
+    assert "- ✓ every run's final eval used the same 32,768 held-out tokens" in text
+
+    rng = np.random.default_rng(5)
+    messy = tmp_path / "messy"
+    for model, N in SIZES.items():
+        for C in BUDGETS:
+            untuned = {**RULE, "name": "porian", "tuned": False, "in_range": False} if model == "gpt-50k" else RULE
+            out_of_range = {**RULE, "in_range": False} if model == "gpt-500k" else untuned
+            write_run(messy, f"{model}_f{C:.0e}", N, C, rng, model=model, rule=out_of_range,
+                      lr_factor=3.0 if model == "gpt-200k" else 1.0, val_tokens=2048 if C == 1e13 else 32768)
+    run(sweep_dir=messy, bootstrap=0, wandb_mode="off")
+    checks = trust_of(json.loads((messy / "analysis" / "fits.json").read_text()))
+    assert checks["lr_rule"]["ok"] is False and "gpt-50k" in checks["lr_rule"]["detail"]
+    assert "untuned rule (porian" in checks["lr_rule"]["detail"] and "train.lr_rule=" in checks["lr_rule"]["detail"]
+    assert "1 size (gpt-500k) lies outside the sizes the lr rule measured" in checks["lr_rule"]["detail"]
+    assert checks["lr_vs_rule"]["ok"] is False and "gpt-200k 3×" in checks["lr_vs_rule"]["detail"]
+    assert "gpt-100k" not in checks["lr_vs_rule"]["detail"]
+    vt = checks["val_tokens"]
+    assert vt["ok"] is False and "2,048 (4 runs), 32,768 (8 runs)" in vt["detail"]
+
+
+def test_runs_without_the_new_records_are_not_checked(tmp_path, no_plots):
+    """Older run directories (no epochs, lr rule or val_tokens): those checks say so, nothing fails."""
+    root = tmp_path / "old"
+    rng = np.random.default_rng(2)
+    for model, N in SIZES.items():
+        for C in BUDGETS:
+            d = write_run(root, f"{model}_f{C:.0e}", N, C, rng, model=model, rule=None, val_tokens=None)
+            s = json.loads((d / "summary.json").read_text())
+            del s["epochs"]
+            (d / "summary.json").write_text(json.dumps(s))
+            cfg = json.loads((d / "config.yaml").read_text())
+            del cfg["plan"]
+            (d / "config.yaml").write_text(json.dumps(cfg))
+    ds = load_sweep(root, "non_embedding")
+    assert ds.runs["epochs"].isna().all() and ds.runs["val_tokens"].isna().all()
+    assert (ds.runs["N_matmul"] == ds.runs["N"] + HEAD).all() and ds.runs["lr"].notna().all()
+    run(sweep_dir=root, bootstrap=0, wandb_mode="off")
+    checks = trust_of(json.loads((root / "analysis" / "fits.json").read_text()))
+    for name in ("repeated_data", "lr_rule", "lr_vs_rule", "val_tokens"):
+        assert checks[name]["ok"] is None and "not" in checks[name]["detail"], checks[name]
+
+
+def test_edge_minimum_is_flagged(tmp_path, no_plots):
+    """A budget whose sizes all lie below its optimum: its minimum is at the largest size tried."""
+    rng = np.random.default_rng(4)
+    root = write_grid(tmp_path / "trust")
+    for model, N in SIZES.items():
+        write_run(root, f"{model}_f1e14", N, 1e14, rng, model=model)
+    run(sweep_dir=root, bootstrap=0, wandb_mode="off")
+    fits = json.loads((root / "analysis" / "fits.json").read_text())
+    edge = trust_of(fits)["isoflop_edges"]
+    assert edge["ok"] is False and "of the 4 isoFLOP minima" in edge["detail"], edge
+    assert "C = 1e+14" in edge["detail"] and "the largest size 4e+05: add a larger model" in edge["detail"]
+    assert "C = 1e+12" not in edge["detail"]
+
+
+def test_wide_allocation_interval_and_bounds_are_flagged():
+    fits = {"approach2": {"a": 0.6, "ci": {"a": [0.42, 0.81]}}, "allocation": {"a": 0.55, "ci": {"a": [0.5, 0.6]}},
+            "bootstrap": {"n": 100}}
+    item = allocation_interval(fits)
+    assert item["ok"] is False and "Approach 2's a = 0.600 [0.420, 0.810]" in item["detail"]
+    assert "cannot tell them apart" in item["detail"] and "allocation" not in item["detail"]
+    fits["approach2"]["ci"]["a"] = [0.55, 0.65]
+    assert allocation_interval(fits)["ok"] is True
+    fits["approach2"]["ci"]["a"] = [0.6, 0.6]  # zero width: no interval to judge
+    fits["allocation"].pop("ci")
+    assert allocation_interval(fits)["ok"] is None
+    degenerate = {"approach2": {"skipped": "no budgets"}, "allocation": {"a": 0.09, "ci": {"a": [0.06, 0.14]}},
+                  "approach3": {"at_bound": ["e"], "negligible": []}, "bootstrap": {"n": 100}}
+    item = allocation_interval(degenerate)  # a degenerate law's allocation says nothing, even with an interval
+    assert item["ok"] is None and "Approach 3 degenerate" in item["detail"]
+    a3 = {"at_bound": ["alpha1"], "negligible": ["a0"]}
+    item = exponent_bounds({"approach3": a3})
+    assert item["ok"] is False and "β sits at its bound" in item["detail"] and "A/N^α is negligible" in item["detail"]
+    assert exponent_bounds({"approach3": {"error": "too few"}})["ok"] is None
+    assert isoflop_edges(None, {"approach2": {"skipped": "not a grid"}})["ok"] is None
+    lines = checklist([{"check": "x", "ok": True, "detail": "fine"}, {"check": "y", "ok": False, "detail": "bad"},
+                       {"check": "z", "ok": None, "detail": "unknown"}])
+    assert lines == ["- ✗ bad", "- ✓ fine", "- – unknown"]
+
+
+def test_chinchilla_csv_checklist(tmp_path, no_plots, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    csv = Path(__file__).parent / "data" / "chinchilla_epoch_240.csv"
+    assert main(["--csv", str(csv), "--bootstrap", "0", "--wandb", "off"]) == 0
+    out = tmp_path / "analysis-chinchilla_epoch_240"
+    checks = trust_of(json.loads((out / "fits.json").read_text()))
+    assert checks["enough_data"]["ok"] is True and checks["exponent_bounds"]["ok"] is True
+    assert checks["repeated_data"]["ok"] is None  # a CSV without an epochs column
+    lines = section((out / "report.md").read_text(), "Can I trust this?")
+    assert "- ✓ 41 model sizes, 240 runs: enough for Approach 3" in lines
+    assert "- ✓ no parameter of Approach 3 is at a bound" in lines
+    assert len([x for x in lines.splitlines() if x.startswith("- ")]) == len(checks) == 8
+
+
+# ------------------------------------------------------------------------------------------------ intervals
+def test_zero_width_interval_is_never_printed_as_one(tmp_path):
+    assert ci_text(0.5, [0.5, 0.5], "{:.3f}") == "0.500 (no interval: every resample gave this value)"
+    assert ci_text(0.5, [0.4, 0.6], "{:.3f}") == "0.500 [0.400, 0.600]"
+    assert ci_text(0.5, None, "{:.3f}", "--bootstrap 0") == "0.500 (no interval: --bootstrap 0)"
+    from sweep.analysis.estimate import estimate
+    from sweep.analysis.report import write_report
+
+    root = write_grid(tmp_path / "trust")
+    ds = load_sweep(root, "non_embedding")
+    fits = estimate(ds, n_boot=0)
+    fits["trust"] = []
+    alpha = fits["approach3"]["alpha"]
+    fits["approach3"]["ci"] = {"alpha": [alpha, alpha], "beta": [0.2, 0.4]}
+    text = write_report(ds, fits, {}, tmp_path).read_text()
+    assert f"{alpha:.4g} (no interval: every resample gave this value)" in text
+    assert f"[{alpha:.4g}, {alpha:.4g}]" not in text and "[0.2, 0.4]" in text
+    assert f"| {fits['approach3']['E']:.4g} | " in text  # --bootstrap 0: said once, in the opening
+    # a degenerate Approach 3: no recipe table, and why
+    fits["approach3"]["at_bound"] = ["alpha1"]
+    text = write_report(ds, fits, {}, tmp_path).read_text()
+    recipe = section(text, "Compute-optimal recipe")
+    assert "Not given: Approach 3 is degenerate (alpha1 at its bound" in recipe and "| C (FLOPs) |" not in recipe
+
+
+# ------------------------------------------------------------------------------------------ too small a grid
+def test_too_small_grid_reports_what_is_missing(tmp_path, capsys):
+    rng = np.random.default_rng(6)
+    root = tmp_path / "tiny"
+    write_run(root, "gpt-25k_f1e12", 2.5e4, 1e12, rng, model="gpt-25k")
+    write_run(root, "gpt-50k_f1e12", 5e4, 1e12, rng, model="gpt-50k")
+    write_run(root, "gpt-50k_f3e12", 5e4, 3e12, rng, model="gpt-50k")
+    assert main([str(root), "--bootstrap", "0", "--wandb", "off"]) == 0
+    printed = capsys.readouterr().out
+    assert "Approach 3  not fitted: Approach 3 needs ≥ 3 model sizes and ≥ 6 runs" in printed
+    out = root / "analysis"
+    assert (out / "loss_curves.png").stat().st_size > 10_000
+    fits = json.loads((out / "fits.json").read_text())
+    assert fits["approach3"] == {"error": "Approach 3 needs ≥ 3 model sizes and ≥ 6 runs: this sweep has 2 sizes, "
+                                          "3 runs"}
+    assert fits["approach1"]["envelope"] is not None and "skipped" in fits["approach2"]
+    text = (out / "report.md").read_text()
+    missing = section(text, "What is missing")
+    assert "this sweep has 2 sizes, 3 runs; add 1 or more model sizes (e.g. model=gpt-25k,gpt-50k,gpt-100k" in missing
+    assert "train 3 or more further runs" in missing and "Approach 2 (isoFLOP curves) needs" in missing
+    runs = section(text, "Runs")
+    assert all(f"`{n}`" in runs for n in ("gpt-25k_f1e12", "gpt-50k_f1e12", "gpt-50k_f3e12"))
+    assert "](loss_curves.png)" in text and "## The laws" not in text
