@@ -32,7 +32,8 @@ def test_sizes_table(capsys):
 def test_sizes_under_a_preset_are_the_counts_its_runs_have(capsys):
     assert main(["sizes", "sweep=cpu", "--json"]) == 0
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
-    assert (rows["gpt-6k"]["seq_len"], rows["gpt-6k"]["vocab_size"], rows["gpt-6k"]["matmul"]) == (128, 512, 14_336)
+    # gpt-6k is 1 layer of width 22: 12·22² in the block + 512·22 in the head under the preset's vocabulary
+    assert (rows["gpt-6k"]["seq_len"], rows["gpt-6k"]["vocab_size"], rows["gpt-6k"]["matmul"]) == (128, 512, 17_072)
 
 
 def test_version_and_python_dash_m():

@@ -289,7 +289,7 @@ def test_nonfinite_skip_policy_skips_the_batch_and_finishes(tmp_path, corpus, ca
 
 
 @pytest.mark.parametrize("bad,message", [
-    (["model.n_head=3"], "model.d_model=32 is not divisible by model.n_head=3"),
+    (["model.n_head=3"], "model.d_model=38 is not divisible by model.n_head=3"),
     (["model=gpt-7b"], "Could not find 'model/gpt-7b'"),
     (["data=nope"], "Could not find 'data/nope'"),
     (["train.flops=1e12"], "conflicting horizons"),

@@ -66,7 +66,8 @@ def cmd_demo(argv: list[str]) -> int:
     code, sweep_dir = launch_grid(["-m", "sweep=cpu", "hydra/launcher=joblib", *argv])
     if code != 0:
         return code
-    report = analyze(sweep_dir=sweep_dir)
+    # data.allow_repeat=true says repeated data is accepted: fit those runs too rather than leave them out.
+    report = analyze(sweep_dir=sweep_dir, include_repeated=any(a.startswith("data.allow_repeat=true") for a in argv))
     print(f"\nsweep demo: {sweep_dir} analysed; report: {report}")
     return 0
 
