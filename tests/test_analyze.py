@@ -262,6 +262,7 @@ def test_wandb_offline_analysis_run(tmp_path, monkeypatch):
     assert len(list(runs[0].glob("files/media/images/**/*.png"))) >= 3
 
 
+@pytest.mark.slow  # 8 plots × 3 formats
 def test_csv_output_goes_to_the_working_directory_in_every_format_asked(tmp_path, monkeypatch):
     from sweep.analysis.main import main
 

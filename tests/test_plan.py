@@ -85,3 +85,25 @@ def test_beta2_rises_at_small_batches_unless_set():
     assert check_plan(compose(["model=gpt-100k", "train.beta2=0.9", "device=cpu"])).beta2 == 0.9
     with pytest.raises(ConfigError, match="train.beta2"):
         check_plan(compose(["train.beta2=1.5", "device=cpu"]))
+
+
+@pytest.mark.slow
+def test_a_run_trains_at_its_rule_s_lr_and_records_the_rule_and_eval_plan(tmp_path, corpus):
+    from conftest import local_overrides, read_metrics, run_cell
+
+    from sweep.rundir import read_config
+
+    rule = lr_rule.LrRule(name="tuned", source="", lr_ref=0.004, n_ref=1e5, exponent=-0.25, min_params=1e4,
+                          max_params=1e6, measured={"data": "local"})
+    path = tmp_path / "tuned.json"
+    path.write_text(json.dumps(lr_rule.to_json(rule)))
+    run = compose(local_overrides(tmp_path / "out", corpus, "model=gpt-12k", "train.tokens=40960",
+                                  f"train.lr_rule={path}", "schedule=constant", "train.warmup_tokens=0"))
+    summary, run_dir = run_cell(run)
+    matmul = summary["n_params"]["matmul"]
+    assert summary["lr"] == pytest.approx(rule.lr(matmul))
+    logged = [e["lr"] for e in read_metrics(run_dir) if "lr" in e]
+    assert logged and logged == pytest.approx([rule.lr(matmul)] * len(logged))
+    plan = read_config(run_dir)["plan"]
+    assert plan["lr_rule"]["name"] == "tuned" and plan["lr_rule"]["in_range"]
+    assert plan["eval_share"] <= 0.1 + 1e-9 and summary["val_tokens"] == plan["final_windows"] * 64

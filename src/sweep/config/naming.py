@@ -54,7 +54,7 @@ def override_suffix(overrides: list[str], grid) -> str:
         key = key.lstrip("+~")
         if key in NEVER_IN_NAMES or key.startswith("hydra.") or (key not in grid if grid else key in LOCATIONS):
             continue  # a grid names the keys it sweeps, locations included: they tell its cells apart
-        items.append(f"{key}-{value}")
+        items.append(f"{key}-{value.rstrip('/').rsplit('/', 1)[-1]}")  # a path (train.lr_rule=FILE): its name
     safe = "".join(c if c.isalnum() or c in "-_.=+" else "-" for c in "_".join(sorted(items)))
     return "_" + safe if safe else ""
 
