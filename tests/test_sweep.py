@@ -172,3 +172,31 @@ def test_refused_relaunch_keeps_completed_results(tmp_path, corpus):
     refused = sweep_cmd("train", "-m", *tiny(tmp_path, corpus), *grid, "train.weight_decay=0.2")
     assert refused.returncode != 0 and "other settings" in refused.stderr
     assert summaries(tmp_path / "kept") == before
+
+
+def test_a_tokens_per_param_range_skips_the_cells_outside_it(tmp_path, corpus):
+    from sweep.grid import plan_grid
+
+    grid = plan_grid(["-m", *tiny(tmp_path, corpus), "model=gpt-3k,gpt-25k", "train.flops=2e10,8e10",
+                      "sweep.tokens_per_param_range=[20,400]", "sweep.name=window"])
+    # at these budgets gpt-3k trains on 87 and 348 tokens per parameter, gpt-25k on 3 and 12
+    assert set(grid.skipped) == {"gpt-25k_f2e10_s0", "gpt-25k_f8e10_s0"} and len(grid.cells) == 4
+    assert all("outside sweep.tokens_per_param_range [20, 400]" in why for why in grid.skipped.values())
+
+
+@pytest.mark.slow
+def test_skipped_cells_leave_nothing_and_are_listed(tmp_path, corpus):
+    args = [*tiny(tmp_path, corpus), "model=gpt-3k,gpt-25k", "train.flops=2e10",
+            "sweep.tokens_per_param_range=[20,4000]", "sweep.name=window"]
+    result = sweep_cmd("train", "-m", *args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(summaries(tmp_path / "window")) == ["gpt-3k_f2e10_s0"]
+    assert not (tmp_path / "window" / "gpt-25k_f2e10_s0").exists()
+    assert "1 skipped" in result.stdout and "outside sweep.tokens_per_param_range" in result.stdout
+
+
+def test_a_bad_tokens_per_param_range_is_refused():
+    from sweep.config import ConfigError, compose
+
+    with pytest.raises(ConfigError, match=r"sweep.tokens_per_param_range=\[40, 20\] must be \[min, max\]"):
+        compose(["sweep.tokens_per_param_range=[40,20]"])

@@ -14,6 +14,7 @@ from . import rundir
 from .config import ConfigError, compose_raw, load
 from .config.compose import explain
 from .launch import EXIT_FAILED, GRID_CELLS_ENV, _hydra_run, preflight
+from .train.plan import outside_range
 
 MAX_ERRORS_SHOWN = 5
 
@@ -26,6 +27,7 @@ class Grid:
     sweep_dir: Path
     cells: list[str]  # run names, in launch order
     runs: list  # their RunConfigs (the first cell's corpus is the one prepared up front)
+    skipped: dict  # run name → why the grid skips it (sweep.tokens_per_param_range)
 
     @property
     def run(self):
@@ -65,11 +67,13 @@ def plan_grid(argv: list[str]) -> Grid:
     ConfigError naming the cells, and nothing is written."""
     cells, keys = cell_overrides(argv)
     grid_key = f"sweep.grid=[{','.join(keys)}]"
-    runs, errors = [], []
+    runs, errors, skipped = [], [], {}
     for overrides in cells:
         try:
             run = load(compose_raw([*overrides, grid_key]))
-            preflight(run)
+            why = outside_range(preflight(run), run.sweep.tokens_per_param_range)
+            if why:
+                skipped[run.run_name] = why
             runs.append(run)
         except (ConfigError, ValueError) as err:
             errors.append(f"{' '.join(o for o in overrides if o.split('=')[0] in keys) or 'the grid'}: {err}")
@@ -83,8 +87,11 @@ def plan_grid(argv: list[str]) -> Grid:
     if twins:
         raise ConfigError(f"cells of this grid share a directory ({', '.join(twins)}): their runs would refuse each "
                           f"other; sweep a key that defines the cell, or give each grid its own sweep.name")
+    if len(skipped) == len(runs):
+        raise ConfigError(f"every cell of this grid is outside sweep.tokens_per_param_range "
+                          f"{list(runs[0].sweep.tokens_per_param_range)}; widen it or change the grid")
     first = runs[0]
-    return Grid([*argv, grid_key], keys, Path(first.out_dir) / first.sweep.name, names, runs)
+    return Grid([*argv, grid_key], keys, Path(first.out_dir) / first.sweep.name, names, runs, skipped)
 
 
 def check_repetition(grid: Grid, prepared) -> None:
@@ -94,6 +101,8 @@ def check_repetition(grid: Grid, prepared) -> None:
 
     errors = []
     for run in grid.runs:
+        if run.run_name in grid.skipped:
+            continue
         vocab = model_vocab(run.model, prepared.vocab_size)
         plan = make_plan(run.model, run.train, vocab, select(run.device, run.train), run.data.val_tokens)
         try:
@@ -105,10 +114,13 @@ def check_repetition(grid: Grid, prepared) -> None:
                           f"was trained:\n  " + "\n  ".join(errors[:MAX_ERRORS_SHOWN]))
 
 
-def cell_table(sweep_dir: Path, cells: list[str]) -> str:
-    """One line per cell: status, val_loss, tokens, wall time."""
+def cell_table(sweep_dir: Path, cells: list[str], skipped: dict | None = None) -> str:
+    """One line per cell: status, val_loss, tokens, wall time; a skipped cell says why."""
     lines = [f"{'cell':<40}{'status':>11}{'val_loss':>10}{'tokens':>10}{'wall':>8}"]
     for name in cells:
+        if name in (skipped or {}):
+            lines.append(f"{name[:39]:<40}{'skipped':>11}  {skipped[name]}")
+            continue
         s = rundir.read_summary(sweep_dir / name) or {"status": "not run"}
         loss, tokens, wall = s.get("val_loss"), s.get("tokens"), s.get("wall_s")
         lines.append(f"{name[:39]:<40}{s.get('status', '?'):>11}"
@@ -126,9 +138,11 @@ def launch_grid(argv: list[str]) -> tuple[int, Path]:
         from .data import prepare  # parallel cells share one corpus: tokenize it once, up front
 
         check_repetition(grid, prepare(grid.run.data, Path(grid.run.out_dir) / grid.run.data.cache_dir))
-    os.environ[GRID_CELLS_ENV] = str(len(grid.cells))  # cells side by side divide the cores (launch.parallel_cells)
+    # cells side by side divide the cores (launch.parallel_cells); skipped cells take none
+    os.environ[GRID_CELLS_ENV] = str(len(grid.cells) - len(grid.skipped))
     code = _hydra_run(grid.argv)
-    print(f"\n{grid.sweep_dir}: {len(grid.cells)} cell(s)\n{cell_table(grid.sweep_dir, grid.cells)}")
+    print(f"\n{grid.sweep_dir}: {len(grid.cells)} cell(s)" + (f", {len(grid.skipped)} skipped" if grid.skipped else "")
+          + f"\n{cell_table(grid.sweep_dir, grid.cells, grid.skipped)}")
     failed = rundir.failed_cells(grid.sweep_dir) if grid.sweep_dir.is_dir() else []
     if failed:
         print(f"{len(failed)} cell(s) of {grid.sweep_dir} failed:", file=sys.stderr)

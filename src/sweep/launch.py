@@ -77,6 +77,12 @@ def train_cell(cfg) -> float | None:
     single = _is_single_run()
     try:
         run = load(cfg)
+        from .train.plan import check_plan, outside_range
+
+        why = not single and outside_range(check_plan(run), run.sweep.tokens_per_param_range)
+        if why:  # the grid lists it as skipped
+            rundir.discard_unstarted(run_dir)
+            return None
         cells = parallel_cells()
         summary = train(run, run_dir, runtime.resolve(run.device, run.train, cells), progress=cells == 1)
     except (rundir.RunDirBusy, rundir.OtherSettings) as err:  # the directory is another launch's: leave it be
@@ -125,18 +131,19 @@ def _hydra_run(argv: list[str]) -> int:
     return 0
 
 
-def preflight(run) -> None:
+def preflight(run):
     """Everything checkable before Hydra creates a directory or any data work starts: the plan (horizon, batch
-    arithmetic, device) and the data config (vocabulary, token cap, where the corpus is)."""
+    arithmetic, device) and the data config (vocabulary, token cap, where the corpus is). Returns the plan."""
     from .config.schema import no_effect
     from .train.plan import check_plan
 
-    check_plan(run)
+    plan = check_plan(run)
     from .data import check as check_data
 
     check_data(run.data)
     for message in no_effect(run):
         log.warning(message)
+    return plan
 
 
 def launch(argv: list[str]) -> int:

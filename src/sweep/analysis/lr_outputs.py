@@ -13,6 +13,7 @@ matplotlib.use("Agg")  # files only, as plots.py: no display on a cluster node o
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.ticker import NullFormatter  # noqa: E402
 
 from ..files import json_safe, write_json_atomic  # noqa: E402
 from ..config.lr_rule import LrRule, to_json  # noqa: E402
@@ -158,6 +159,7 @@ def plot_lr(result: dict):
                 marks["out"] = True
                 ax1.plot(r["n_params"], r["best_lr"], "x", color=c, ms=8, zorder=4)
         ax0.set_xscale("log")
+        ax0.xaxis.set_minor_formatter(NullFormatter())  # minor labels of a lr grid in factors of 2 overlap
         ax0.set(xlabel="peak learning rate", ylabel="final validation loss (nats/token)",
                 title="Loss against lr per size: ★ best lr (bar: 95% interval)")
         ax0.legend(fontsize=7, title="size (matmul params)", title_fontsize=7)

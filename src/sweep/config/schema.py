@@ -109,6 +109,9 @@ class LoggerConfig:
 class SweepConfig:
     name: str = "single"
     grid: list = field(default_factory=list)  # the keys a multirun sweeps (set by `sweep train -m`)
+    # [min, max] tokens per non-embedding parameter a cell of a grid may have; cells outside are skipped, so an
+    # isoFLOP grid trains, per budget, the sizes around its optimum (as Chinchilla did). null: every cell.
+    tokens_per_param_range: Optional[list] = None
 
 
 @dataclass
@@ -207,6 +210,11 @@ def validate(run: RunConfig) -> None:
                           f"got {t.eval_share}")
     if is_auto(t.lr_rule) or t.lr_rule is None:
         t.lr_rule = AUTO
+    span = run.sweep.tokens_per_param_range
+    if span is not None and (len(span) != 2 or not all(isinstance(v, (int, float)) and v > 0 for v in span)
+                             or span[0] >= span[1]):
+        raise ConfigError(f"sweep.tokens_per_param_range={list(span)} must be [min, max] with 0 < min < max "
+                          f"(tokens per non-embedding parameter), or null")
     _choice("device", run.device, ("auto", "cpu", "cuda"))
     _choice("train.dtype", t.dtype, ("auto", "float32", "bfloat16"))
     _choice("train.compile", str(t.compile).lower(), ("auto", "true", "false"))

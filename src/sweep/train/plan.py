@@ -182,6 +182,18 @@ def lr_at(step: int, plan: Plan, schedule: ScheduleConfig) -> float:
     return floor + 0.5 * (plan.lr - floor) * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
+def outside_range(plan: Plan, tokens_per_param_range) -> str | None:
+    """Why a grid skips this cell (its tokens per non-embedding parameter outside sweep.tokens_per_param_range), or
+    None when it trains."""
+    if tokens_per_param_range is None:
+        return None
+    lo, hi = tokens_per_param_range
+    tpp = plan.tokens / plan.n_params["non_embedding"]
+    if lo <= tpp <= hi:
+        return None
+    return f"{tpp:.3g} tokens/param, outside sweep.tokens_per_param_range [{lo:g}, {hi:g}]"
+
+
 def check_repetition(plan: Plan, data: DataConfig, train_tokens: int, run_name: str) -> float:
     """Passes over the corpus's unique train tokens this plan makes; above MAX_EPOCHS a ConfigError naming the corpus,
     its size and the fixes, unless data.allow_repeat."""
