@@ -107,3 +107,12 @@ def test_a_run_trains_at_its_rule_s_lr_and_records_the_rule_and_eval_plan(tmp_pa
     plan = read_config(run_dir)["plan"]
     assert plan["lr_rule"]["name"] == "tuned" and plan["lr_rule"]["in_range"]
     assert plan["eval_share"] <= 0.1 + 1e-9 and summary["val_tokens"] == plan["final_windows"] * 64
+
+
+def test_the_default_rule_is_the_measured_one_where_measured_and_porian_beyond():
+    small = check_plan(compose(["model=gpt-50k", "sweep=cpu", "device=cpu"]))
+    assert small.lr_rule["name"] == "pystdlib" and small.lr_rule["tuned"] and small.lr_rule["in_range"]
+    assert small.lr == pytest.approx(lr_rule.load("pystdlib").lr(small.n_params["matmul"]))
+    big = check_plan(compose(["model=gpt-100m", "device=cpu"]))
+    assert big.lr_rule["name"] == "porian" and not big.lr_rule["tuned"]
+    assert big.lr == pytest.approx(lr_rule.load("porian").lr(big.n_params["matmul"]))

@@ -1,6 +1,7 @@
 """Learning-rate rules: the peak lr as a power law of the matmul parameter count, lr*(N) = lr_ref·(N/n_ref)^exponent,
 read from a JSON file. `sweep analyze` of an lr sweep (`sweep=lr`) writes one (lr_rule.json); `train.lr_rule=FILE`
-makes the trainer use it; `auto` is the packaged rule measured on the default corpus (configs/lr_rule/, README).
+makes the trainer use it; `auto` is the packaged rule measured on the default corpus (configs/lr_rule/, README) over
+the sizes it was measured at, and the literature rule (Porian et al. 2024) beyond them.
 
 A rule knows the sizes it was measured over: outside them it is an extrapolation, which the plan records and the
 report flags. A rule without a measurement (`measured: null`) is a literature default and is always "untuned".
@@ -18,7 +19,10 @@ from .compose import CONFIG_MODULE
 from .schema import ConfigError, is_auto
 
 FORMAT = "sweep-lr-rule/1"
-DEFAULT_RULE = "porian"  # configs/lr_rule/<name>.json, what train.lr_rule=auto means
+# train.lr_rule=auto: the rule measured on the default corpus where it was measured, the literature rule elsewhere
+# (a GPU-sized model should not inherit an lr extrapolated from 10k-200k-parameter models).
+DEFAULT_RULE = "pystdlib"  # configs/lr_rule/<name>.json
+FALLBACK_RULE = "porian"
 RANGE_SLACK = 1.25  # a size within this factor of the measured range still counts as measured (grid rounding)
 
 
@@ -33,10 +37,15 @@ class LrRule:
     max_params: float | None
     max_lr: float | None = None  # a clamp, for literature rules extrapolated to tiny models
     measured: dict | None = None  # how it was measured: data, tokens_per_param, the per-size table
+    fallback: "LrRule | None" = None  # what sizes outside the measured range get instead (train.lr_rule=auto)
+
+    def _for(self, n_params: float) -> "LrRule":
+        return self.fallback if self.fallback is not None and not self.in_range(n_params) else self
 
     def lr(self, n_params: float) -> float:
-        value = self.lr_ref * (n_params / self.n_ref) ** self.exponent
-        return min(value, self.max_lr) if self.max_lr is not None else value
+        rule = self._for(n_params)
+        value = rule.lr_ref * (n_params / rule.n_ref) ** rule.exponent
+        return min(value, rule.max_lr) if rule.max_lr is not None else value
 
     @property
     def tuned(self) -> bool:
@@ -46,9 +55,11 @@ class LrRule:
         return self.tuned and self.min_params / RANGE_SLACK <= n_params <= self.max_params * RANGE_SLACK
 
     def record(self, n_params: float) -> dict:
-        """config.yaml's plan.lr_rule: what the rule says for this size and whether that was measured."""
-        return {"name": self.name, "source": self.source, "rule_lr": self.lr(n_params), "tuned": self.tuned,
-                "in_range": self.in_range(n_params), "min_params": self.min_params, "max_params": self.max_params}
+        """config.yaml's plan.lr_rule: what the rule says for this size, which rule said it and whether that rule
+        was measured at this size."""
+        rule = self._for(n_params)
+        return {"name": rule.name, "source": rule.source, "rule_lr": self.lr(n_params), "tuned": rule.tuned,
+                "in_range": rule.in_range(n_params), "min_params": rule.min_params, "max_params": rule.max_params}
 
 
 def to_json(rule: LrRule) -> dict:
@@ -89,7 +100,11 @@ def packaged() -> list[str]:
 
 def load(spec) -> LrRule:
     """train.lr_rule: auto (the packaged default), the name of a packaged rule, or a path to a rule file."""
-    name = DEFAULT_RULE if is_auto(spec) else str(spec)
+    if is_auto(spec):
+        from dataclasses import replace
+
+        return replace(load(DEFAULT_RULE), fallback=load(FALLBACK_RULE))
+    name = str(spec)
     if name in packaged():
         resource = importlib.resources.files(CONFIG_MODULE).joinpath("lr_rule", f"{name}.json")
         return from_json(json.loads(resource.read_text()), name, f"{name} (packaged)")
