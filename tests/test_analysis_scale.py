@@ -66,6 +66,7 @@ def test_continuous_sizes_are_sizes_and_fitted(tmp_path):
     assert h["n_test"] > 10 and "held_out_N_min" in h and abs(h["mean_rel_error"]) < 0.01
 
 
+@pytest.mark.slow
 def test_log_binned_budgets_of_a_continuum(tmp_path):
     """Without a group column, FLOPs at a few budgets still form budgets; FLOPs that vary continuously (densely:
     neighbours within 7%, over more than a factor 2) form none, where chaining neighbours made them one budget."""
@@ -80,6 +81,7 @@ def test_log_binned_budgets_of_a_continuum(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ group labels
+@pytest.mark.slow
 def test_string_group_labels(tmp_path):
     """A group is a budget's label of any type; its budget is the geometric mean of its runs' FLOPs."""
     rows = ["n_params,tokens,loss,group"]
@@ -110,6 +112,7 @@ CLOSE_BUDGETS = """n_params,tokens,loss,group
 """  # found by fuzzing small labelled CSVs
 
 
+@pytest.mark.slow
 def test_labels_of_nearly_equal_budgets_do_not_crash(tmp_path):
     """Two labels at nearly the same FLOPs: Approach 2's exponent is absurd (|a| ≈ 30). The recipe used to raise
     OverflowError extrapolating it 1000x; now it is null, with a warning that says why."""
@@ -129,6 +132,7 @@ def test_small_inputs_are_not_aggregated(tmp_path):
     assert aggregate(ds) is ds and ds.aggregation is None
 
 
+@pytest.mark.slow
 def test_aggregated_fit_agrees_with_the_full_fit(tmp_path):
     """2,000 rows fitted one by one and as a few hundred weighted bins (0.16-decade bands): the same law, well within
     its statistical error (at 5,000 rows, with bands of 0.02-0.32 decades, the differences stayed under a quarter of

@@ -155,6 +155,7 @@ def test_ladder_sweep_fits_l_of_n(tmp_path):
     assert fits["holdout"]["kaplan"]["n_test"] == 1 and "skipped" in fits["approach2"]
 
 
+@pytest.mark.slow
 def test_non_finite_values_never_reach_a_fit(tmp_path):
     """Summaries with val_loss null or an old trainer's 1e308 (its inf), eval events with val_loss 1e308, null or NaN
     and flops inf: the runs are excluded with their reason, the points left out (and counted), the fits finite."""
@@ -227,6 +228,7 @@ def test_unreadable_inputs(tmp_path, capsys):
     assert len(err) == 1 and err[0].startswith("sweep analyze: cannot read CSV")
 
 
+@pytest.mark.slow
 def test_csv_with_groups(tmp_path):
     rows = ["n_params,tokens,loss,group"]
     for C in (1e15, 1e16):
@@ -239,6 +241,7 @@ def test_csv_with_groups(tmp_path):
     assert report.exists()
 
 
+@pytest.mark.slow
 def test_wandb_offline_analysis_run(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     root = write_sweep(tmp_path / "synth", wandb=True)  # runs logged with logger=wandb → auto means offline

@@ -12,16 +12,18 @@ import pytest
 from sweep.cli import main
 
 
+@pytest.mark.slow
 def test_sizes_json_lists_the_ladder_with_every_convention(capsys):
     assert main(["sizes", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     names = [r["name"] for r in rows]
-    assert names[0] == "gpt-6k" and names[-1] == "gpt-100m" and "gpt-25k" in names
+    assert names[0] == "gpt-3k" and names[-1] == "gpt-100m" and "gpt-25k" in names
     assert all({"n_layer", "d_model", "n_head", "total", "non_embedding", "embedding", "matmul",
                 "flops_per_token"} <= set(r) for r in rows)
     assert [r["non_embedding"] for r in rows] == sorted(r["non_embedding"] for r in rows)
 
 
+@pytest.mark.slow
 def test_sizes_table(capsys):
     assert main(["sizes", "--vocab", "512"]) == 0
     out = capsys.readouterr().out
@@ -75,6 +77,7 @@ def test_prepare_tokenizes_once(tmp_path, capsys):
     assert "(found in the cache)" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_unknown_command_and_help():
     assert main(["frobnicate"]) == 2
     assert main(["--help"]) == 0

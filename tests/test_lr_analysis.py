@@ -194,3 +194,38 @@ def test_batch_slices_give_the_best_slice_and_batch_law():
     assert any("Batch law" in line for line in report_lines(res))
     hidden = analyze_lr(runs.drop(columns=["batch_tokens", "beta2"]), {})  # the slices mixed up, as repeats
     assert any("treated as repeats" in w for w in hidden["warnings"])
+
+
+def test_sweep_analyze_of_an_lr_sweep_writes_the_rule_and_fits_the_best_lr_runs(tmp_path):
+    """The wiring in `sweep analyze`: an lr study is found in run directories, its rule written and loadable, its
+    plot and report section made, and the laws see each size's best-lr run only."""
+    import json as _json
+
+    from test_trust import write_run
+
+    from sweep.analysis.main import main
+    from sweep.config.lr_rule import load
+
+    rng = np.random.default_rng(0)
+    factors = [0.25, 0.5, 1.0, 2.0, 4.0]
+    sweep = tmp_path / "lr"
+    for model, n in {"gpt-50k": 5e4, "gpt-100k": 1e5, "gpt-200k": 2e5, "gpt-500k": 4e5}.items():
+        for f in factors:
+            d = write_run(sweep, f"{model}_tpp20_lr{f}", n, 20 * n * 6 * (n + 2e4), rng, lr_factor=f, model=model)
+            summary = _json.loads((d / "summary.json").read_text())
+            summary["val_loss"] += 0.05 * (np.log(f) - np.log(1.3)) ** 2  # every size's best lr: 1.3× the rule's
+            (d / "summary.json").write_text(_json.dumps(summary))
+            cfg = _json.loads((d / "config.yaml").read_text())
+            cfg["train"] = {"flops": None, "tokens_per_param": 20}  # one horizon: 20 tokens/param at every size
+            (d / "config.yaml").write_text(_json.dumps(cfg))
+    out = tmp_path / "analysis"
+    assert main([str(sweep), "--out", str(out), "--bootstrap", "0", "--wandb", "off"]) == 0
+    fits = _json.loads((out / "fits.json").read_text())
+    assert fits["lr"]["law"] and fits["runs"]["used"] == 4  # one run per size: its best lr
+    left_out = [e for e in fits["runs"]["excluded"] if "best lr" in e["reason"]]
+    assert len(left_out) == 16
+    rule = load(str(out / "lr_rule.json"))
+    for r in fits["lr"]["per_size"]:
+        assert rule.lr(r["n_params"]) == pytest.approx(1.3 * 3e-3 * (r["n_params"] / 1e5) ** (-1 / 3), rel=0.15)
+    assert (out / "lr.png").stat().st_size > 10_000
+    assert "## Learning rate per size" in (out / "report.md").read_text()

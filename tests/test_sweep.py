@@ -68,6 +68,7 @@ def test_grid_killed_midway_completes_on_relaunch(tmp_path, corpus):
     assert len(summaries(tmp_path / "killed")) == 2
 
 
+@pytest.mark.slow
 def test_an_invalid_cell_stops_the_grid_before_any_work(tmp_path, corpus):
     # n_head=3 does not divide d_model=32 of gpt-25k: the grid is refused naming that cell, and nothing is written.
     result = sweep_cmd("train", "-m", *tiny(tmp_path, corpus), "model=gpt-25k", "model.n_head=2,3",
@@ -122,8 +123,10 @@ def test_wandb_offline_one_run_per_cell(tmp_path, corpus):
 @pytest.mark.slow
 def test_demo_end_to_end_then_again_trains_nothing(tmp_path, corpus):
     # The demo's own path (cpu preset, parallel cells, analysis) on a small corpus and budgets.
+    # (every cell of a 4 × 3 grid: the preset's tokens/param range would skip most cells of budgets this small)
     args = ["demo", f"out_dir={tmp_path}", "data=local", f"data.path={corpus}", "data.val_tokens=2048",
-            "data.allow_repeat=true", "train.flops=1e10,2e10,4e10"]
+            "data.allow_repeat=true", "train.flops=1e10,2e10,4e10", "model=gpt-6k,gpt-12k,gpt-25k,gpt-50k",
+            "sweep.tokens_per_param_range=null"]
     first = sweep_cmd(*args, timeout=600)
     assert first.returncode == 0, first.stderr[-3000:]
     report = tmp_path / "cpu" / "analysis" / "report.md"
