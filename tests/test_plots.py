@@ -211,3 +211,15 @@ def test_report_html_tooltips_and_markdown(tmp_path):
     html = markdown_html(text, lambda src, alt, cap: shown.append((src, cap)) or "<figure></figure>")
     assert "<h1>Title</h1>" in html and "<strong>bold</strong>" in html and "<code>code &lt;x&gt;</code>" in html
     assert "<td>1</td><td>2</td>" in html and "<li>two</li>" in html and shown == [("fit_nd.png", "the caption")]
+
+
+@pytest.mark.slow
+def test_fits_keep_the_bootstrap_draws_that_band_the_law(tmp_path):
+    from sweep.analysis.plots_base import param_draws
+
+    out = tmp_path / "out"
+    assert main(["--csv", str(CHINCHILLA), "--out", str(out), "--bootstrap", "20", "--wandb", "off"]) == 0
+    a3 = json.loads((out / "fits.json").read_text())["approach3"]
+    assert {k: len(v) for k, v in a3["samples"].items()} == {k: 20 for k in ("E", "A", "B", "alpha", "beta")}
+    draws = param_draws(a3)
+    assert draws and min(d["alpha"] for d in draws) <= a3["alpha"] <= max(d["alpha"] for d in draws)

@@ -260,6 +260,10 @@ def estimate(ds: Dataset, n_boot: int = 200, seed: int = 0, progress=None) -> di
             if n_boot > 0 else {}
     cis = {k: percentile_ci(v) for k, v in samples.items()}
     attach_intervals(res, {k: c["ci"] for k, c in cis.items()})
+    draws = {k: samples.get(f"approach3/{k}") for k in ("E", "A", "B", "alpha", "beta")}
+    if "error" not in res["approach3"] and all(v is not None for v in draws.values()):
+        # per-resample parameters, aligned (NaN where a resample failed): the plots' bands around L(N, D) and L(C)
+        res["approach3"]["samples"] = {k: [float(x) for x in v] for k, v in draws.items()}
     warnings = diagnostics(res, len(np.unique(est.sizes)), len(est.L), cis, n_boot) + [f"input: {n}" for n in ds.notes]
     warnings += [f"loss_vs_tokens: {ld_note}"] if ld_note else []
     method = (f"percentile; {unit} resampled with replacement" + (" within FLOP budgets" if strata is not None else "")
