@@ -57,7 +57,8 @@ def test_grid_killed_midway_completes_on_relaunch(tmp_path, corpus):
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert second.exists(), "the second cell never checkpointed"
+    # A kill between a checkpoint's two renames leaves only checkpoint.prev.pt, which a resume falls back to.
+    assert second.exists() or second.with_name("checkpoint.prev.pt").exists(), "the second cell never checkpointed"
     done = summaries(tmp_path / "killed")
     assert "gpt-50k_f1.5e11_s0" not in done  # killed mid-cell
 
