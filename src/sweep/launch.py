@@ -79,8 +79,8 @@ def train_cell(cfg) -> float | None:
         run = load(cfg)
         from .train.plan import check_plan, outside_range
 
-        why = not single and outside_range(check_plan(run), run.sweep.tokens_per_param_range)
-        if why:  # the grid lists it as skipped
+        span = run.sweep.tokens_per_param_range  # the grid decided this already; a cell process cannot be told
+        if not single and span is not None and outside_range(check_plan(run), span):  # the grid lists it skipped
             rundir.discard_unstarted(run_dir)
             return None
         cells = parallel_cells()

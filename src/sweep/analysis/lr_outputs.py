@@ -7,20 +7,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.lines import Line2D
+from matplotlib.ticker import NullFormatter
 
-matplotlib.use("Agg")  # files only, as plots.py: no display on a cluster node or in CI
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.ticker import NullFormatter  # noqa: E402
-
-from ..files import json_safe, write_json_atomic  # noqa: E402
-from ..config.lr_rule import LrRule, to_json  # noqa: E402
-from .lr_fit import law_band  # noqa: E402
-
-STYLE = {"figure.dpi": 110, "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False,
-         "axes.spines.right": False, "font.size": 9}  # plots.py's PLOT_STYLE
+from ..config.lr_rule import LrRule, to_json
+from ..files import json_safe, write_json_atomic
+from .lr_fit import law_band
+from .plots_base import PLOT_STYLE  # the Agg backend and the style of every plot of the analysis
 TABLE_KEYS = ("model", "n_params", "lrs", "losses", "best_lr", "ci", "edge", "best_loss", "in_law")
 
 
@@ -133,7 +128,7 @@ def plot_lr(result: dict):
     rows = result["per_size"]
     logs = np.log10([r["n_params"] for r in rows])
     span = max(logs.max() - logs.min(), 1e-9)
-    with plt.rc_context(STYLE), np.errstate(all="ignore"):
+    with plt.rc_context(PLOT_STYLE), np.errstate(all="ignore"):
         fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(12, 4.8))
         marks = {"edge": False, "out": False}
         for r, lg in zip(rows, logs):

@@ -208,7 +208,7 @@ def validate(run: RunConfig) -> None:
     if not 0 < t.eval_share <= 1:
         raise ConfigError(f"train.eval_share must lie in (0, 1] (the share of training FLOPs evaluation may take), "
                           f"got {t.eval_share}")
-    if is_auto(t.lr_rule) or t.lr_rule is None:
+    if is_auto(t.lr_rule):  # null too: one spelling of auto
         t.lr_rule = AUTO
     span = run.sweep.tokens_per_param_range
     if span is not None and (len(span) != 2 or not all(isinstance(v, (int, float)) and v > 0 for v in span)

@@ -12,7 +12,7 @@ import math
 # Porian et al. 2024 (as used by OLMo's ladder): tuned at N = 108M with 160 sequences of 2048 tokens.
 _REF_PARAMS = 108e6
 _REF_BATCH_TOKENS = 160 * 2048
-# Clamp for tiny models, where the power law was never measured. (The lr is the lr rule's: train/lr_rule.py.)
+# Clamp for tiny models, where the power law was never measured. (The lr is the lr rule's: config/lr_rule.py.)
 MIN_BATCH_SEQUENCES = 8
 MAX_WARMUP_FRACTION = 0.2
 # At the tiny batches of CPU models, N tokens of warmup is a handful of steps: AdamW then stalls on a unigram plateau

@@ -20,7 +20,7 @@ from ..config.naming import horizon_tag, study_group
 from ..config.schema import is_auto
 from ..data import PreparedData, TokenBatches, open_tokens, prepare, spread, val_windows
 from . import checkpoint
-from .plan import Plan, check_repetition, lr_at, make_plan, model_vocab
+from .plan import Plan, check_repetition, lr_at, lr_origin, make_plan, model_vocab, untuned_lr
 from .progress import PEAK_SECONDS, Progress
 from .runtime import Runtime, StopRequest, describe, keep_started_dtype, matmul_peak, settle
 from .step import build, evaluate, set_lr, step_module, train_step
@@ -116,25 +116,21 @@ def config_record(run: RunConfig, plan: Plan, vocab_size: int, runtime: Runtime)
     return record
 
 
-def lr_origin(t, plan: Plan) -> str:
-    if not is_auto(t.lr):
-        return f"train.lr; the rule {plan.lr_rule['name']} says {plan.lr_rule['rule_lr']:.3g}"
-    return f"rule {plan.lr_rule['name']}, " + ("tuned" if plan.lr_rule["in_range"] else "untuned for this size")
-
-
 def eval_set(windows, data: PreparedData) -> tuple:
     """(windows, UTF-8 bytes of their targets): what evaluate() takes."""
     return windows, int(data.token_bytes()[windows[:, 1:].numpy()].sum())
 
 
-def summary_of(run: RunConfig, plan: Plan, state: TrainState, val: tuple, data: PreparedData, wall_s: float) -> dict:
+def summary_of(run: RunConfig, plan: Plan, state: TrainState, val: tuple, data: PreparedData, wall_s: float,
+               epochs: float, val_tokens: int) -> dict:
     return {
         "run_name": run.run_name, "status": "completed", "sweep": run.sweep.name, "model": run.model.name,
         "data": run.data.name, "seed": run.seed, "n_params": plan.n_params, "flops_per_token": plan.flops_per_token,
         "flops_budget": plan.flops_budget, "tokens_per_param": plan.tokens / plan.n_params["non_embedding"],
         "tokens": plan.tokens, "flops": plan.flops, "val_loss": val[0], "val_bpb": val[1], "lr": plan.lr,
         "batch_tokens": plan.batch_tokens, "steps": plan.steps, "skipped_steps": state.skipped,
-        "data_fingerprint": data.fingerprint, "wall_s": wall_s,
+        "data_fingerprint": data.fingerprint, "wall_s": wall_s, "epochs": epochs, "val_tokens": val_tokens,
+        "eval_s": state.eval_s,
     }
 
 
@@ -196,12 +192,8 @@ def _train_claimed(run: RunConfig, run_dir: Path, runtime: Runtime, saved: dict 
     log.info("%s: evaluating every %d steps on %s held-out tokens, finally on %s: %.1f%% of the training FLOPs",
              run.run_name, plan.eval_every, f"{plan.eval_windows * plan.seq_len:,}",
              f"{plan.final_windows * plan.seq_len:,}", 100 * plan.eval_flops / plan.flops)
-    if is_auto(t.lr) and not plan.lr_rule["in_range"]:
-        log.warning("%s: lr %.3g comes from the lr rule %s, which was %s; tune it with a sweep=lr sweep (README, "
-                    "\"Learning rate\")", run.run_name, plan.lr, plan.lr_rule["name"],
-                    "never measured" if not plan.lr_rule["tuned"] else
-                    f"measured over {plan.lr_rule['min_params']:.3g}-{plan.lr_rule['max_params']:.3g} matmul "
-                    f"parameters, not this size's {plan.n_params['matmul']:.3g}")
+    if untuned := untuned_lr(t, plan):
+        log.warning("%s: %s", run.run_name, untuned)
     tracker = None
     if runtime.is_main:
         rundir.write_config(run_dir, record)
@@ -296,8 +288,8 @@ def _train_claimed(run: RunConfig, run_dir: Path, runtime: Runtime, saved: dict 
 
         if val is None:  # resumed from the final checkpoint: its eval is logged already, recompute the value
             val = evaluate(model, *final_set, plan.micro_batch, runtime)
-        summary = summary_of(run, plan, state, val, data, state.wall_s + time.time() - attempt_start)
-        summary.update(epochs=epochs, val_tokens=int(final_set[0].shape[0] * run.model.seq_len), eval_s=state.eval_s)
+        summary = summary_of(run, plan, state, val, data, state.wall_s + time.time() - attempt_start, epochs,
+                             val_tokens=int(final_set[0].shape[0] * run.model.seq_len))
         if tracker:
             tracker.finish(summary)
             tracker = None

@@ -37,7 +37,7 @@ class Plan:
     micro_batch: int
     accum: int
     lr: float
-    lr_rule: dict  # what the lr rule says for this size, and whether it was measured there (train/lr_rule.py)
+    lr_rule: dict  # what the lr rule says for this size, and whether it was measured there (config/lr_rule.py)
     beta2: float
     warmup_steps: int
     eval_every: int
@@ -149,6 +149,26 @@ def make_plan(m: ModelConfig, t: TrainConfig, vocab_size: int, runtime, val_toke
                 accum=local_sequences // micro, lr=lr, lr_rule=rule.record(counts["matmul"]), beta2=beta2,
                 warmup_steps=min(steps, round(warmup / batch_tokens)), eval_every=eval_every,
                 eval_windows=eval_windows, final_windows=final_windows, seq_len=m.seq_len)
+
+
+def lr_origin(t: TrainConfig, plan: Plan) -> str:
+    """Where the plan's lr came from, for the run's log."""
+    rule = plan.lr_rule
+    if not is_auto(t.lr):
+        return f"train.lr; the rule {rule['name']} says {rule['rule_lr']:.3g}"
+    return f"rule {rule['name']}, " + ("tuned" if rule["in_range"] else "untuned for this size")
+
+
+def untuned_lr(t: TrainConfig, plan: Plan) -> str | None:
+    """A warning when the lr comes from a rule never measured at this size, else None."""
+    rule = plan.lr_rule
+    if not is_auto(t.lr) or rule["in_range"]:
+        return None
+    where = "never measured" if not rule["tuned"] else (f"measured over {rule['min_params']:.3g}-"
+                                                        f"{rule['max_params']:.3g} matmul parameters, not this "
+                                                        f"size's {plan.n_params['matmul']:.3g}")
+    return (f"lr {plan.lr:.3g} comes from the lr rule {rule['name']}, which was {where}; tune it with a sweep=lr "
+            f"sweep (README, \"Learning rate\")")
 
 
 def model_vocab(m: ModelConfig, tokenizer_vocab: int) -> int:
