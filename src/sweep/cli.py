@@ -10,7 +10,7 @@ import sys
 USAGE = """usage: sweep COMMAND [ARGS]
 
 commands:
-  train [-m] [OVERRIDES]    one training run, or a grid with -m (sweep=isoflop|ladder|cpu selects a preset)
+  train [-m] [OVERRIDES]    one training run, or a grid with -m (sweep=isoflop|ladder|cpu|lr selects a preset)
   demo [OVERRIDES]          the embedded default end to end on CPU: the `cpu` isoFLOP grid, then analyze
   analyze SWEEP_DIR | --csv FILE [--out DIR] [--params non_embedding|total|matmul]
                             scaling-law fits, intervals, plots and report.md
