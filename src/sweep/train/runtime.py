@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+
 import os
 import signal
 import time
@@ -115,7 +117,15 @@ def resolve(device: str, train: TrainConfig, parallel_jobs: int = 1) -> Runtime:
         torch.set_num_threads(shared if is_auto(train.threads) else int(train.threads))
     if rt.world_size > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if rt.device.type == "cuda" else "gloo")
+        # Torn down before the interpreter's own teardown: gloo's threads still alive then can abort a rank that has
+        # finished its run ("terminate called without an active exception", seen once in CI).
+        atexit.register(_leave_process_group)
     return rt
+
+
+def _leave_process_group() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _sync(device: torch.device) -> None:
