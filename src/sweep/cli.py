@@ -6,12 +6,17 @@ import json
 import logging
 import os
 import sys
+from pathlib import Path
 
 USAGE = """usage: sweep COMMAND [ARGS]
 
 commands:
   train [-m] [OVERRIDES]    one training run, or a grid with -m (sweep=isoflop|ladder|cpu|lr selects a preset)
-  demo [OVERRIDES]          the embedded default end to end on CPU: the `cpu` isoFLOP grid, then analyze
+  demo [emergence] [OVERRIDES]
+                            the embedded default end to end on CPU: the `cpu` isoFLOP grid, then analyze;
+                            `demo emergence`: the size ladder with the task suite mixed in (sweep=emergence)
+  evaluate RUN_DIR|SWEEP_DIR [--items N] [--device auto|cpu|cuda]
+                            re-score saved weights on the task suite (tasks.json), without training
   analyze SWEEP_DIR | --csv FILE [--out DIR] [--params non_embedding|total|matmul]
                             scaling-law fits, intervals, plots and report.md
   sizes [OVERRIDES] [--json] [--vocab N]
@@ -59,11 +64,15 @@ def cmd_train(argv: list[str]) -> int:
 
 
 def cmd_demo(argv: list[str]) -> int:
-    """The `cpu` isoFLOP grid on the embedded corpus, cells in parallel, then the analysis."""
+    """The `cpu` isoFLOP grid (or, with `emergence`, the task-suite ladder) on the embedded corpus, cells in parallel,
+    then the analysis."""
     from .analysis.main import run as analyze
     from .grid import launch_grid
 
-    code, sweep_dir = launch_grid(["-m", "sweep=cpu", "hydra/launcher=joblib", *argv])
+    preset = "cpu"
+    if argv and argv[0] == "emergence":
+        preset, argv = "emergence", argv[1:]
+    code, sweep_dir = launch_grid(["-m", f"sweep={preset}", "hydra/launcher=joblib", *argv])
     if code != 0:
         return code
     # data.allow_repeat=true says repeated data is accepted: fit those runs too rather than leave them out.
@@ -112,8 +121,25 @@ def cmd_analyze(argv: list[str]) -> int:
     return analyze_main(argv)
 
 
+def cmd_evaluate(argv: list[str]) -> int:
+    """Re-score the saved weights of a run directory, or of every run of a sweep directory, on the task suite."""
+    import argparse
+
+    from .evaluate import main as evaluate
+
+    parser = argparse.ArgumentParser(prog="sweep evaluate", description=cmd_evaluate.__doc__)
+    parser.add_argument("path", type=Path, help="a run directory, or a sweep directory of them")
+    parser.add_argument("--items", type=int, default=None, help="eval items per task variant (default: the run's)")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    args = parser.parse_args(argv)
+    for run_dir, result in evaluate(args.path, args.device, args.items):
+        print(f"{run_dir}: step {result['step']}, {len(result['variants'])} task variants, ICL score "
+              f"{result['icl'].get('icl_score', float('nan')):.3f} → {run_dir / 'tasks.json'}")
+    return 0
+
+
 COMMANDS = {"train": cmd_train, "demo": cmd_demo, "sizes": cmd_sizes, "prepare": cmd_prepare, "analyze": cmd_analyze,
-            "bench": cmd_bench}
+            "bench": cmd_bench, "evaluate": cmd_evaluate}
 
 
 def main(argv: list[str] | None = None) -> int:

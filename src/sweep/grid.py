@@ -114,6 +114,19 @@ def check_repetition(grid: Grid, prepared) -> None:
                           f"was trained:\n  " + "\n  ".join(errors[:MAX_ERRORS_SHOWN]))
 
 
+def check_tasks(grid: Grid, prepared) -> None:
+    """The task suite of the cells that use it, prepared once and checked against the corpus's tokenizer and each
+    context length before any cell trains (a TaskError, a ConfigError, names the fix)."""
+    from .tasks.runner import tasks_of
+
+    seen = set()
+    for run in grid.runs:
+        key = (run.tasks.seed, run.tasks.items, run.model.seq_len, run.tasks.mix > 0)
+        if run.run_name not in grid.skipped and key not in seen:
+            seen.add(key)
+            tasks_of(run, prepared)
+
+
 def cell_table(sweep_dir: Path, cells: list[str], skipped: dict | None = None) -> str:
     """One line per cell: status, val_loss, tokens, wall time; a skipped cell says why."""
     lines = [f"{'cell':<40}{'status':>11}{'val_loss':>10}{'tokens':>10}{'wall':>8}"]
@@ -137,7 +150,9 @@ def launch_grid(argv: list[str]) -> tuple[int, Path]:
     if not any(k == "data" or k.startswith("data.") for k in grid.keys):
         from .data import prepare  # parallel cells share one corpus: tokenize it once, up front
 
-        check_repetition(grid, prepare(grid.run.data, Path(grid.run.out_dir) / grid.run.data.cache_dir))
+        prepared = prepare(grid.run.data, Path(grid.run.out_dir) / grid.run.data.cache_dir)
+        check_repetition(grid, prepared)
+        check_tasks(grid, prepared)
     # cells side by side divide the cores (launch.parallel_cells); skipped cells take none
     os.environ[GRID_CELLS_ENV] = str(len(grid.cells) - len(grid.skipped))
     code = _hydra_run(grid.argv)

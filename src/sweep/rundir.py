@@ -24,9 +24,10 @@ METRICS = "metrics.jsonl"
 SUMMARY = "summary.json"
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_PREVIOUS = "checkpoint.prev.pt"
+TASKS = "tasks.json"  # the task suite's final scores (sweep/tasks); rewritten by `sweep evaluate`
 LOCK = ".lock"  # held by the process training the cell (released by the OS if that process dies)
 NOT_RUNS = frozenset({"analysis", "cache", "wandb"})  # folders of a sweep directory that are not runs (nor .hidden)
-DEFINING_SECTIONS = ("model", "data", "train", "schedule")
+DEFINING_SECTIONS = ("model", "data", "train", "schedule", "tasks")
 
 
 class RunDirError(RuntimeError):
@@ -142,9 +143,11 @@ def check_same_cell(run: RunConfig, run_dir: Path, saved: dict | None) -> None:
     if saved is None:
         return
     current = OmegaConf.to_container(OmegaConf.structured(run))
+    defaults = OmegaConf.to_container(OmegaConf.structured(type(run)))
     differ = []
     for section in DEFINING_SECTIONS:
-        there = saved.get(section) or {}
+        # A section a run directory predates (tasks, before the task suite) holds its defaults.
+        there = (saved.get(section) or {}) if section in saved else defaults[section]
         for key, value in current[section].items():
             if is_auto(value) or is_non_defining(section, key):
                 continue  # auto: derived (per-size defaults are checked by check_same_defaults)
@@ -170,6 +173,21 @@ def check_same_defaults(run_dir: Path, saved: dict | None, now: dict) -> None:
                           + "); to resume it as it was, pass " + " ".join(f"train.{k}={a}" for k, (a, _) in
                           differ.items()) + f" (a single run also needs run_name={Path(run_dir).name}, which those "
                           f"overrides would otherwise rename), or use another out_dir or sweep.name")
+
+
+# ------------------------------------------------------------------------------------------------ tasks
+def read_tasks(run_dir: Path) -> dict | None:
+    """tasks.json's content (format sweep-tasks/1, sweep/tasks/items.py); None when absent or unreadable."""
+    path = Path(run_dir) / TASKS
+    try:
+        out = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return out if isinstance(out, dict) else None
+
+
+def write_tasks(run_dir: Path, scores: dict) -> None:
+    write_json_atomic(Path(run_dir) / TASKS, scores)
 
 
 # ------------------------------------------------------------------------------------------------ metrics

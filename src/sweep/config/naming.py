@@ -15,6 +15,7 @@ from __future__ import annotations
 NON_DEFINING = frozenset({
     "train.eval_every", "train.eval_share", "train.checkpoint_every", "train.log_every", "train.compile",
     "train.threads", "train.micro_batch", "train.nonfinite", "train.max_skipped_steps", "data.cache_dir",
+    "tasks.eval", "tasks.items", "tasks.items_during", "tasks.icl_windows",  # what is scored, not what is trained
 })
 # Define the cell, but are already part of its name or of its directory's path.
 IN_NAME_OR_PATH = frozenset({

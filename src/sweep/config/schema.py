@@ -115,6 +115,17 @@ class SweepConfig:
 
 
 @dataclass
+class TasksConfig:
+    """The task suite (sweep/tasks): mixed into training, scored at every eval."""
+    mix: float = 0.0  # share of training sequences replaced by packed task examples (0: natural text only)
+    eval: Any = AUTO  # score the suite at every eval and write tasks.json; auto: when mix > 0
+    seed: int = 0  # the suite's seed: the same items for every run of a sweep
+    items: int = 500  # eval items per task variant in the final scoring
+    items_during: int = 100  # eval items per task variant at intermediate evals (the first of the final set)
+    icl_windows: int = 64  # held-out windows for the per-position loss and the ICL score
+
+
+@dataclass
 class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -122,6 +133,7 @@ class RunConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
+    tasks: TasksConfig = field(default_factory=TasksConfig)
     seed: int = 0
     out_dir: str = "runs"
     device: str = AUTO  # auto | cpu | cuda
@@ -176,6 +188,27 @@ def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
         raise ConfigError(f"{key}={value!r} is not one of {', '.join(allowed)}")
 
 
+def tasks_enabled(tasks: TasksConfig) -> bool:
+    """Whether runs score the task suite (tasks.eval, or auto: when tasks are mixed into training)."""
+    return tasks.mix > 0 if is_auto(tasks.eval) else bool(tasks.eval)
+
+
+def _validate_tasks(tasks: TasksConfig) -> None:
+    if isinstance(tasks.mix, bool) or not isinstance(tasks.mix, (int, float)) or not 0 <= tasks.mix < 1:
+        raise ConfigError(f"tasks.mix={tasks.mix!r} must be a fraction in [0, 1) (the share of training sequences "
+                          f"replaced by task examples)")
+    if is_auto(tasks.eval):
+        tasks.eval = AUTO
+    elif not isinstance(tasks.eval, bool):
+        raise ConfigError(f"tasks.eval={tasks.eval!r} must be true, false or auto (auto: when tasks.mix > 0)")
+    for key in ("items", "items_during", "icl_windows"):
+        if not isinstance(getattr(tasks, key), int) or getattr(tasks, key) <= 0:
+            raise ConfigError(f"tasks.{key} must be a positive integer, got {getattr(tasks, key)!r}")
+    if tasks.items_during > tasks.items:
+        raise ConfigError(f"tasks.items_during={tasks.items_during} exceeds tasks.items={tasks.items} (intermediate "
+                          f"evals score the first items of the final set)")
+
+
 def validate(run: RunConfig) -> None:
     """Checks that need no data and no hardware; raises ConfigError naming the key and the fix."""
     m, t = run.model, run.train
@@ -215,6 +248,7 @@ def validate(run: RunConfig) -> None:
                              or span[0] >= span[1]):
         raise ConfigError(f"sweep.tokens_per_param_range={list(span)} must be [min, max] with 0 < min < max "
                           f"(tokens per non-embedding parameter), or null")
+    _validate_tasks(run.tasks)
     _choice("device", run.device, ("auto", "cpu", "cuda"))
     _choice("train.dtype", t.dtype, ("auto", "float32", "bfloat16"))
     _choice("train.compile", str(t.compile).lower(), ("auto", "true", "false"))

@@ -14,18 +14,25 @@ class TokenBatches:
     needs no data state. Each window depends on (seed, step, its row in the step's batch) only, so splitting a
     step into more, smaller micro batches (or across ranks) changes nothing in what the step trains on."""
 
-    def __init__(self, tokens: np.ndarray, seq_len: int, micro_batch: int, seed: int):
+    def __init__(self, tokens: np.ndarray, seq_len: int, micro_batch: int, seed: int, task_rows=None):
         if len(tokens) < seq_len + 1:
             raise DataError(f"the train shard has {len(tokens)} tokens, fewer than seq_len+1={seq_len + 1}; "
                             f"lower model.seq_len or use a larger corpus")
         self.tokens, self.seq_len, self.micro_batch, self.seed = tokens, seq_len, micro_batch, seed
+        # tasks.mix: a sweep.tasks.mix.TaskRows that picks rows (by seed, step, row) and packs task text into them
+        self.task_rows = task_rows
         self._span = np.arange(seq_len + 1)
 
     def get(self, step: int, micro: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inputs and targets of micro batch `micro` of `step`; with task rows, the rows they pick hold task text."""
         rows = np.arange(micro * self.micro_batch, (micro + 1) * self.micro_batch, dtype=np.uint64)
         key = _mix64(_mix64(np.full_like(rows, self.seed % 2**64) ^ np.uint64(0x5EED)) + np.uint64(step))
         starts = (_mix64(key + rows) % np.uint64(len(self.tokens) - self.seq_len)).astype(np.int64)
-        windows = torch.from_numpy(self.tokens[starts[:, None] + self._span].astype(np.int64))
+        windows = self.tokens[starts[:, None] + self._span].astype(np.int64)
+        if self.task_rows is not None:
+            for i in np.flatnonzero(self.task_rows.is_task(step, rows)):
+                windows[i] = self.task_rows.window(step, int(rows[i]))
+        windows = torch.from_numpy(windows)
         return windows[:, :-1].contiguous(), windows[:, 1:].contiguous()
 
 

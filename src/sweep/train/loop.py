@@ -19,6 +19,7 @@ from ..config import ConfigError, RunConfig
 from ..config.naming import horizon_tag, study_group
 from ..config.schema import is_auto
 from ..data import PreparedData, TokenBatches, open_tokens, prepare, spread, val_windows
+from ..tasks.runner import task_event, tasks_of
 from . import checkpoint
 from .plan import Plan, check_repetition, lr_at, lr_origin, make_plan, model_vocab, untuned_lr
 from .progress import PEAK_SECONDS, Progress
@@ -170,6 +171,7 @@ def _train_claimed(run: RunConfig, run_dir: Path, runtime: Runtime, saved: dict 
         log.warning("%s: %.2f passes over data=%s's %s unique train tokens: later passes repeat data", run.run_name,
                     epochs, run.data.name, f"{data.train_tokens:,}")
     runtime = settle(runtime, plan.flops)
+    tasks = tasks_of(run, data)  # before any training: a tokenizer or context the suite cannot use is an input error
     model, optimizer = build(run.model, t, vocab_size, run.seed, plan.lr, plan.beta2, runtime)
     run_dir.mkdir(parents=True, exist_ok=True)
 
@@ -206,7 +208,8 @@ def _train_claimed(run: RunConfig, run_dir: Path, runtime: Runtime, saved: dict 
                           resume_offset=resumed and resumed["metrics_offset"])
 
     train_model = step_module(model, runtime)
-    batches = TokenBatches(open_tokens(data.train_path), run.model.seq_len, plan.micro_batch, run.seed)
+    batches = TokenBatches(open_tokens(data.train_path), run.model.seq_len, plan.micro_batch, run.seed,
+                           task_rows=tasks and tasks.rows)
     held_out = val_windows(open_tokens(data.val_path), run.model.seq_len)
     final_set = eval_set(spread(held_out, plan.final_windows), data)  # the same for every run of the sweep
     mid_set = eval_set(spread(held_out, plan.eval_windows), data)
@@ -215,7 +218,7 @@ def _train_claimed(run: RunConfig, run_dir: Path, runtime: Runtime, saved: dict 
     loss_sum = torch.full((), state.interval_loss, device=runtime.device)
     # A resume restores the loss interval's steps, not their time: tok_per_s counts only the steps the clock saw.
     clock, timed_steps = TrainClock(), 0
-    val = None
+    val, task_scores = None, None
     view = Progress(run.run_name, plan.steps, state.step, enabled=runtime.is_main, bar=None if progress else False,
                     flops_per_token=plan.flops_per_token,
                     peak=partial(matmul_peak, runtime.device, runtime.dtype, PEAK_SECONDS))
@@ -258,9 +261,12 @@ def _train_claimed(run: RunConfig, run_dir: Path, runtime: Runtime, saved: dict 
                 with clock.paused():  # eval time is not training throughput
                     eval_start = time.perf_counter()
                     val = evaluate(model, *(final_set if last else mid_set), plan.micro_batch, runtime)
-                    state.eval_s += time.perf_counter() - eval_start
                     if tracker:
                         tracker.log({**event(state.step, plan), "val_loss": val[0], "val_bpb": val[1]})
+                    if tasks and tasks.scoring and runtime.is_main:
+                        task_scores = tasks.score(model, held_out, runtime, final=last, at=event(state.step, plan))
+                        tracker.log({**event(state.step, plan), **task_event(task_scores)})
+                    state.eval_s += time.perf_counter() - eval_start
 
             # Under DDP the ranks agree on stopping through an all-reduce and a host sync: only on log steps,
             # which sync anyway, so the steps between run ahead of the host.
@@ -288,6 +294,10 @@ def _train_claimed(run: RunConfig, run_dir: Path, runtime: Runtime, saved: dict 
 
         if val is None:  # resumed from the final checkpoint: its eval is logged already, recompute the value
             val = evaluate(model, *final_set, plan.micro_batch, runtime)
+        if tasks and tasks.scoring and runtime.is_main:
+            if task_scores is None or not task_scores["final"]:  # resumed from the final checkpoint
+                task_scores = tasks.score(model, held_out, runtime, final=True, at=event(state.step, plan))
+            rundir.write_tasks(run_dir, task_scores)
         summary = summary_of(run, plan, state, val, data, state.wall_s + time.time() - attempt_start, epochs,
                              val_tokens=int(final_set[0].shape[0] * run.model.seq_len))
         if tracker:
