@@ -118,7 +118,8 @@ def _variant(items: list[Item], outcomes: list[ItemOutcome], index: list[int]) -
     its, outs = [items[i] for i in index], [outcomes[i] for i in index]  # this variant's items and outcomes
     axis_keys = sorted({k for it in its for k in it.axis})
     block = {"task": its[0].task, "variant": its[0].variant,
-             "axis": {k: float(np.mean([it.axis[k] for it in its if k in it.axis])) for k in axis_keys}, "n": len(its)}
+             "axis": {k: float(np.mean([it.axis[k] for it in its if k in it.axis])) for k in axis_keys}, "n": len(its),
+             "answer_tokens": float(np.mean([len(it.answer) for it in its]))}  # END included: L of p̄^L
     chance, rates = {}, {}
 
     def rate(name: str, hits: list[bool], chance_level: float) -> None:
