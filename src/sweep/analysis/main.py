@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..files import write_json_atomic
 from .aggregate import aggregate
+from .beyond import check_options, laws_beyond
 from .estimate import estimate
 from .load import CONVENTIONS, AnalysisError, Dataset, drop_runs, load_csv, load_sweep
 from .lr import analyze_lr, best_lr_runs
@@ -30,10 +31,13 @@ PLOT_FORMATS = ("png", "svg", "pdf")
 
 def run(sweep_dir: Path | None = None, csv: Path | None = None, out: Path | None = None,
         params: str = "non_embedding", bootstrap: int = 200, wandb_mode: str = "auto", seed: int = 0,
-        formats: str = "png", include_repeated: bool = False) -> Path:
+        formats: str = "png", include_repeated: bool = False, holdout: str | None = None,
+        inference_tokens: str | None = None) -> Path:
     """Analyse a sweep directory or a CSV; write fits.json, report.md and plots; return report.md's path.
-    include_repeated: fit runs above 1 epoch too (else they are listed, and left out of the laws)."""
-    return _analyze(sweep_dir, csv, out, params, bootstrap, wandb_mode, seed, formats, include_repeated)[0]
+    include_repeated: fit runs above 1 epoch too (else they are listed, and left out of the laws). holdout: the
+    runs to predict from a fit on the rest (beyond.py); inference_tokens: demands for the inference-aware optimum."""
+    return _analyze(sweep_dir, csv, out, params, bootstrap, wandb_mode, seed, formats, include_repeated,
+                    holdout=holdout, inference_tokens=inference_tokens)[0]
 
 
 def default_out(sweep_dir: Path | None, csv: Path | None) -> Path:
@@ -43,7 +47,7 @@ def default_out(sweep_dir: Path | None, csv: Path | None) -> Path:
 
 
 def _analyze(sweep_dir, csv, out, params, n_boot, wandb_mode, seed, formats="png",
-             include_repeated=False) -> tuple[Path, dict]:
+             include_repeated=False, holdout=None, inference_tokens=None) -> tuple[Path, dict]:
     from .wandb_run import resolve_mode
 
     formats = tuple(f.strip().lower() for f in formats.split(",") if f.strip())
@@ -62,6 +66,7 @@ def _analyze(sweep_dir, csv, out, params, n_boot, wandb_mode, seed, formats="png
         keep = fitted.runs.index.isin(best_lr_runs(fitted.runs))
         fitted = drop_runs(fitted, ~keep, "not its size's best lr (an lr study: see \"Learning rate\")")
     ds = aggregate(fitted)
+    demands = check_options(ds, holdout, inference_tokens)  # a bad --holdout is refused before any fit
     out = Path(out) if out is not None else default_out(sweep_dir, csv)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -71,14 +76,28 @@ def _analyze(sweep_dir, csv, out, params, n_boot, wandb_mode, seed, formats="png
     fits = estimate(ds, n_boot=n_boot, seed=seed, progress=progress)
     if include_repeated and fitted.repeated:
         fits["repeated_data"] = effective_data(fitted, n_boot=n_boot, seed=seed)
+    fits.update(laws_beyond(ds, fits, holdout, demands, n_boot, seed))
     fits["trust"] = trust_checks(loaded, fitted, fits)
     if lr_study is not None:
         fits["lr"] = lr_study
+    if sweep_dir is not None:  # abilities: a task suite's results, whatever the laws could fit (emergence.py)
+        fits.update(_emergence(Path(sweep_dir), params, out))
     if ds.runs.empty:  # every run left out for repeating its data: the outputs still show them (nothing is fitted)
         ds = replace(loaded, excluded=fitted.excluded, repeated=fitted.repeated)
     if progress:
         progress("plots and report")
     return write_outputs(ds, fits, out, wandb_mode=resolve_mode(ds, wandb_mode), formats=formats), fits
+
+
+def _emergence(sweep_dir: Path, params: str, out: Path) -> dict:
+    """{"emergence": its section, with the per-run table tasks.csv written} if any run has task results, else {}."""
+    from .emergence import analyze_emergence
+    from .emergence_load import load_tasks, write_table
+
+    tasks = load_tasks(sweep_dir, params)
+    if tasks is None:
+        return {}
+    return {"emergence": {**analyze_emergence(tasks), "table": write_table(tasks, out).name}}
 
 
 def _stderr(message: str) -> None:
@@ -135,10 +154,16 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--include-repeated", action="store_true", help="fit runs above 1 epoch (that repeat their "
                         "data) too; by default they are listed in the report and left out of the laws")
+    parser.add_argument("--holdout", metavar="EXPR", help="fit small, predict big: the runs to hold out, a "
+                        "comparison ('n_params>=1e8', 'tokens>1e9 and N>=1e7'; columns n_params/N, tokens/D, "
+                        "flops/C) or a comma list of run names")
+    parser.add_argument("--inference-tokens", metavar="X", help="expected inference demand in tokens (a comma list "
+                        "allowed): the inference-aware optimal N, D per budget")
     args = parser.parse_args(argv)
     try:
         report_path, fits = _analyze(args.sweep_dir, args.csv, args.out, args.params, args.bootstrap,
-                                     args.wandb, args.seed, args.format, args.include_repeated)
+                                     args.wandb, args.seed, args.format, args.include_repeated,
+                                     holdout=args.holdout, inference_tokens=args.inference_tokens)
     except AnalysisError as err:
         print(f"sweep analyze: {err}", file=sys.stderr)
         return EXIT_INPUT_ERROR

@@ -15,7 +15,9 @@ import numpy as np
 from .plots_base import PLOT_STYLE, hover_marks
 from .plots_data import plot_isoflop, plot_loss_curves
 from .plots_fit import plot_fit_nd, plot_holdout, plot_residuals
+from .plots_laws import LAW_CAPTIONS, LAW_PLOTS
 from .plots_optimal import plot_compute_optimal, plot_frontier
+from .plots_emergence import EMERGENCE_CAPTIONS, emergence_figures
 
 
 def plot_lr_study(ds, fits):
@@ -27,7 +29,7 @@ def plot_lr_study(ds, fits):
 
 PLOTS = (("lr", plot_lr_study), ("isoflop", plot_isoflop), ("fit_nd", plot_fit_nd), ("residuals", plot_residuals),
          ("holdout", plot_holdout), ("compute_optimal", plot_compute_optimal), ("frontier", plot_frontier),
-         ("loss_curves", plot_loss_curves))
+         ("loss_curves", plot_loss_curves)) + LAW_PLOTS
 
 CAPTIONS = {
     "lr": "Learning-rate study: loss against peak lr per size with its parabola and ★ best lr (95% interval); best lr "
@@ -43,6 +45,8 @@ CAPTIONS = {
     "frontier": "Compute frontier: every run's loss vs FLOPs, Approach 1's envelope, Approach 2's minima and "
                 "Approach 3's loss at the compute-optimal N, D",
     "loss_curves": "Loss vs tokens per run, and loss vs FLOPs with the lower envelope (Approach 1)",
+    **LAW_CAPTIONS,
+    **EMERGENCE_CAPTIONS,  # the per-task figures' captions: plots_emergence.caption
 }
 
 
@@ -55,13 +59,18 @@ class PlotSet(dict):
         self.hover: dict[str, dict] = {}
 
 
+def _figures(ds, fits: dict):
+    """(name, figure or None) of each plot, drawn one at a time: the laws' plots, then the abilities' (emergence)."""
+    yield from ((name, fn(ds, fits)) for name, fn in PLOTS)
+    yield from emergence_figures(fits)
+
+
 def make_plots(ds, fits: dict, out: Path, formats: tuple[str, ...] = ("png",)) -> PlotSet:
     """Each plot the data and fits allow, saved as PNG and in every other format asked for; returns a PlotSet."""
     formats = ("png", *(f for f in formats if f != "png"))
     made = PlotSet()
     with plt.rc_context(PLOT_STYLE), np.errstate(all="ignore"):  # a degenerate fit's inf is simply not drawn
-        for name, fn in PLOTS:
-            fig = fn(ds, fits)
+        for name, fig in _figures(ds, fits):
             if fig is None:
                 continue
             try:

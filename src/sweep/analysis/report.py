@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..files import write_text_atomic
 from .fmt import get as _get, sci, why_none as _why_none
+from .report_laws import report_lines as laws_beyond_lines
 from .report_runs import missing, repeated
 from .trust import checklist
 
@@ -154,18 +155,22 @@ def write_report(ds, fits, plots: dict, out: Path) -> Path:
     fitted = "error" not in a3
     if fitted:
         L += _laws(fits) + _recipe(fits) + _holdout(fits, unit)
+        L += laws_beyond_lines(fits)  # report_laws.py: --holdout, over-training, inference, Kaplan
     else:
         L += missing(ds, fits) + _approach1(fits["approach1"], _why_none(fits))
     if fits.get("lr"):
         from .lr_outputs import report_lines
 
         L += report_lines(fits["lr"], rule_path=out / "lr_rule.json")
-    L += ["## Plots", ""]
     from .plots import CAPTIONS  # here, not above: plots import this module (sci)
+    from .report_emergence import is_emergence_plot, section_lines
+
+    L += section_lines(fits, plots)  # "Abilities and emergence", with its own figures (none without task results)
+    L += ["## Plots", ""]
 
     captions = {**CAPTIONS, **({} if ds.has_curves else
                                {"loss_curves": "Final loss vs FLOPs per run, with the lower envelope (Approach 1)"})}
-    for k, p in plots.items():
+    for k, p in ((k, p) for k, p in plots.items() if not is_emergence_plot(k)):
         L += [f"![{captions.get(k, k)}]({p.name})", f"*{captions.get(k, k)}*", ""]
     L += ["## Details", ""]
     if fitted:

@@ -111,6 +111,16 @@ def _charts(wandb, ds, fits, table, t) -> dict:
     return charts
 
 
+def _task_table(wandb, fits: dict, out: Path) -> dict:
+    """The per-run task metrics (tasks.csv: run × variant × metric) as a table, when the sweep has task results."""
+    name = (fits.get("emergence") or {}).get("table")
+    if not name or not (Path(out) / name).exists():
+        return {}
+    import pandas as pd
+
+    return {"tasks": wandb.Table(dataframe=pd.read_csv(Path(out) / name))}
+
+
 def start_run(ds, fits: dict, plots: dict, out: Path, mode: str):
     """Open (or resume) the sweep's analysis run and log its summary, runs table, charts and plots.
     Returns (run, what fits.json records of it); run is None if wandb failed (the record then holds the error)."""
@@ -131,7 +141,7 @@ def start_run(ds, fits: dict, plots: dict, out: Path, mode: str):
                 t[f"log10_{key}"] = np.log10(t[key].to_numpy(float))
         table = wandb.Table(columns=list(t.columns), data=list(zip(*(_column(t[c]) for c in t.columns))),
                             allow_mixed_types=True)
-        run.log({"runs": table, **_charts(wandb, ds, fits, table, t),
+        run.log({"runs": table, **_charts(wandb, ds, fits, table, t), **_task_table(wandb, fits, out),
                  **{f"plots/{k}": wandb.Image(str(v)) for k, v in plots.items()}})
         name = re.sub(r"[^A-Za-z0-9_.-]+", "-", ds.sweep_name).strip("-.") or "sweep"
         return run, {"mode": mode, "id": run.id, "project": _project(ds), "dir": str(Path(run.dir).parent),
