@@ -63,3 +63,19 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 def write_json_atomic(path: Path, obj) -> None:
     write_text_atomic(path, dumps(obj, indent=2) + "\n")
+
+
+def lock_entry(cache_root: Path, name: str, log, what: str):
+    """The held lock of cache entry `name` under cache_root (created if need be): at once, or after saying that
+    another process is preparing `what` and waiting for it. An OSError means the cache is not writable."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(Path(cache_root) / f"{name}.lock"))
+    Path(cache_root).mkdir(parents=True, exist_ok=True)
+    try:
+        lock.acquire(timeout=1)
+    except Timeout:
+        log.info("another process is preparing %s; waiting for it", what)
+        lock.acquire()
+    return lock
+

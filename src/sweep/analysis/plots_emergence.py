@@ -184,7 +184,9 @@ def two_step_figure(rows: list[dict]):
         b.scatter([p["nll"] for p in r["points"]], [p["acc"] for p in r["points"]], color="C0")
         b.plot(g, sigmoid_acc(g, s2["k"], s2["nll0"], s2["chance"]), color="C0", lw=1)
         lo, hi = r["observed_ci"]
-        b.errorbar([r["nll_observed"]], [r["observed"]], yerr=[[r["observed"] - lo], [hi - r["observed"]]],
+        # the interval is pooled over items, the value a mean over seeds: clip, never a negative bar
+        bar = [[max(r["observed"] - lo, 0)], [max(hi - r["observed"], 0)]]
+        b.errorbar([r["nll_observed"]], [r["observed"]], yerr=bar,
                    fmt="*", ms=10, color="C3", capsize=3, label="held out (observed)")
         b.scatter([r["nll_predicted"]], [r["predicted"]], marker="x", s=50, color="k", label="predicted")
         b.set(xlabel="task NLL", ylabel=r["metric"], title=f"error {r['error']:+.3f}")

@@ -23,9 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from filelock import FileLock, Timeout
 
-from ..files import write_json_atomic
+from ..files import lock_entry, write_json_atomic
 from .documents import MAX_DOC_CHARS
 from .errors import DataError
 from .sources import check_location, open_source
@@ -98,14 +97,8 @@ def prepare(cfg: DataConfig, cache_root: Path) -> PreparedData:
     entry = cache_root / name
     if (entry / MANIFEST).exists():
         return _load_entry(entry)
-    lock = FileLock(str(cache_root / f"{name}.lock"))
     try:
-        cache_root.mkdir(parents=True, exist_ok=True)
-        try:
-            lock.acquire(timeout=1)
-        except Timeout:
-            log.info("another process is preparing %s; waiting for it", entry)
-            lock.acquire()
+        lock = lock_entry(cache_root, name, log, str(entry))
     except OSError as err:
         raise _unwritable(cache_root, err) from None
     try:

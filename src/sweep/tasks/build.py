@@ -20,9 +20,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from filelock import FileLock, Timeout
-
-from ..files import atomic_write, write_json_atomic
+from ..files import atomic_write, lock_entry, write_json_atomic
 from .items import FORMAT, Item, SymbolCodec, TaskError
 from .suite import EVAL_SHARE, Suite, chance
 
@@ -69,14 +67,8 @@ def prepare(cache_root: Path, seed: int, items_per_variant: int) -> SuiteFiles:
     found = _verified(entry, seed, items_per_variant)
     if found is not None:
         return found
-    lock = FileLock(str(cache_root / f"{name}.lock"))
     try:
-        cache_root.mkdir(parents=True, exist_ok=True)
-        try:
-            lock.acquire(timeout=1)
-        except Timeout:
-            log.info("another process is preparing the task suite %s; waiting for it", entry)
-            lock.acquire()
+        lock = lock_entry(cache_root, name, log, f"the task suite {entry}")
     except OSError as err:
         raise _unwritable(cache_root, err) from None
     try:
