@@ -23,6 +23,20 @@ ITEMS = 500
 EXACT_CHANCE = 0.001
 
 
+def noisy_probe(seed: int, p_mc, step) -> dict:
+    """A 2-way multiple-choice probe per size: mc_acc drawn Binomial(ITEMS, p)/ITEMS, nll and brier a constant
+    minus `step` times a drop, plus small Gaussian noise."""
+    rng = np.random.default_rng(seed)
+    step = np.asarray(step, float)
+    return {"mc_acc": rng.binomial(ITEMS, p_mc) / ITEMS, "nll": 0.68 - 0.23 * step + rng.normal(0, 0.01, 6),
+            "brier": 0.24 - 0.09 * step + rng.normal(0, 0.005, 6)}
+
+
+# Pure noise around a constant; and the same noise with one large jump between the 4th and 5th size (emergent).
+PURE_NOISE = noisy_probe(1, np.full(6, 0.6), np.zeros(6))
+ONE_JUMP = noisy_probe(0, np.array([0.55, 0.55, 0.55, 0.55, 0.8, 0.82]), [0, 0, 0, 0, 1, 1])
+
+
 def flops(N: float) -> float:
     return 20 * N * 6 * (N + HEAD)  # as write_run's runs count them, at 20 tokens/param
 
@@ -64,6 +78,9 @@ def task_variants(i: int, C: float) -> dict:
         "add_cot/d3": variant("add_cot/d3", {"d": 3, "L": 3.5}, {"exact": EXACT_CHANCE, "exact_final": EXACT_CHANCE},
                               exact=0.9 * cot, exact_final=cot, nll=0.8 * nll),
     }
+    for name, probe in (("noise", PURE_NOISE), ("jump", ONE_JUMP)):
+        values = {m: float(v[i]) for m, v in probe.items()}
+        out[f"probe/{name}"] = variant(f"probe/{name}", {}, {"mc_acc": 0.5}, **values)
     for k in (0, 2, 8):
         out[f"icl/k{k}"] = variant(f"icl/k{k}", {"k": k}, {"mc_acc": 0.25}, mc_acc=0.25 + 0.012 * k * i, brier=0.7)
     for k in (2, 8):
@@ -122,6 +139,49 @@ def test_chance_everywhere_is_no_signal(emergence):
     assert all(p["at_chance"] for p in v["per_size"]["mc_acc"])
 
 
+def test_pure_noise_around_a_constant_is_no_trend(emergence):
+    v = emergence["variants"]["probe/noise"]
+    assert v["verdict"] == "no_trend" and {t["state"] for t in v["trend"].values()} == {"flat"}
+    assert v["trend"]["mc_acc"]["within_noise"]  # it rose, but Newcombe's interval of the rise spans 0
+    d, lo, hi = v["trend"]["mc_acc"]["difference"]
+    assert d > 0 and lo < 0 < hi and not v["trend"]["mc_acc"]["significant_jumps"]
+
+
+def test_one_significant_jump_in_noise_is_emergent_and_named(emergence):
+    v = emergence["variants"]["probe/jump"]
+    assert v["verdict"] == "emergent" and {t["state"] for t in v["trend"].values()} == {"sharp"}
+    (jump,) = v["trend"]["mc_acc"]["significant_jumps"]
+    assert (jump["from_N"], jump["to_N"]) == pytest.approx(SIZES[3:5]) and jump["lo"] > 0
+    assert "it rests on a single significant jump, N=1e+06 → 3e+06 (+0." in v["verdict_text"]
+
+
+def test_a_rise_within_the_noise_is_not_a_trend():
+    """The real run's icl k2: mc_acc 0.594 → 0.628 over 500 items a size, steadily (ρ = 1), yet within the noise."""
+    N, n = np.array([1.17e4, 3e4, 6e4, 1.2e5, 1.97e5]), np.full(5, ITEMS)
+    t = trend(N, [0.594, 0.6, 0.61, 0.62, 0.628], "mc_acc", n)
+    assert t["spearman"] == pytest.approx(1.0) and t["state"] == "flat" and t["within_noise"]
+    assert t["difference"][1] < 0 < t["difference"][2]
+    # a mean without intervals: the same rise in a line is clean (no residual noise); with wiggles of its own size,
+    # it is noise
+    assert trend(N, [2.47, 2.38, 2.30, 2.21, 2.12], "nll")["state"] == "smooth"
+    wiggly = trend(N, [2.47, 2.30, 2.52, 2.21, 2.40], "nll")
+    assert wiggly["state"] == "flat" and wiggly["within_noise"] and wiggly["noise"] > 0.03
+
+
+def test_pure_noise_rarely_moves_out_of_the_noise():
+    from sweep.analysis.emergence_verdict import verdict
+
+    N, n, moved, emergent = np.array(SIZES), np.full(6, ITEMS), {"mc_acc": 0, "nll": 0, "brier": 0}, 0
+    draws = 300
+    for seed in range(draws):
+        probe = noisy_probe(100 + seed, np.full(6, 0.6), np.zeros(6))
+        trends = {m: trend(N, v, m, n) for m, v in probe.items()}
+        for m, t in trends.items():
+            moved[m] += t["state"] != "flat"
+        emergent += verdict(trends, False, len(N))[0] == "emergent"
+    assert max(moved.values()) < 0.1 * draws and emergent <= 0.01 * draws
+
+
 def test_two_step_prediction_recovers_the_held_out_accuracy(emergence):
     (r,) = [r for r in emergence["two_step"] if r["key"] == "add/d3"]
     N_max = SIZES[-1]
@@ -167,7 +227,10 @@ def test_the_section_says_per_task_what_it_found(emergence):
     lines = {line.split("**")[1]: line for line in words.splitlines() if line.startswith("- **")}
     assert "consistent with a metric artefact" in lines["copy"] and "emergent under this suite" in lines["muladd"]
     assert lines["redefine"].count("(at chance)") == 2 and "no signal" in lines["redefine"]
-    assert "exact 0.000753 [6.21e-05, 0.00906] at N=3e+04 → 0.778 [0.739, 0.812] at N=1e+07" in lines["copy"]
+    assert ("exact 0.000753 [6.21e-05, 0.00906] at N=3e+04 → 0.778 [0.739, 0.812] at N=1e+07 (difference +0.777 "
+            "[+0.738, +0.811])") in lines["copy"]
+    assert "no trend with size" in lines["probe"] and "(difference +" in lines["probe"]
+    assert "| flat (within noise) |" in text and "Newcombe's 95% interval of the difference excludes 0" in text
     assert "the scratchpad helps significantly from N=3e+05 on" in text
     assert "add_cot/d3 (L =" not in text  # a scratchpad's NLL covers more tokens than its axis L: no overlay
 
@@ -210,7 +273,8 @@ def test_sweep_analyze_writes_the_abilities_section(tmp_path):
     figures = sorted(p.name for p in out.glob("emergence_*.png"))
     assert figures == sorted(["emergence_task_add.png", "emergence_task_add_cot.png", "emergence_task_copy.png",
                               "emergence_task_icl.png", "emergence_task_icl_random.png",
-                              "emergence_task_muladd.png", "emergence_task_redefine.png", "emergence_overlay.png",
+                              "emergence_task_muladd.png", "emergence_task_redefine.png", "emergence_task_probe.png",
+                              "emergence_overlay.png",
                               "emergence_cot.png", "emergence_shots.png", "emergence_icl.png",
                               "emergence_two_step.png"])
     assert all(f"]({name})" in section for name in figures)  # shown in the section, not again under Plots

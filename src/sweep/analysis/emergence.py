@@ -1,10 +1,10 @@
 """Emergent, or a metric artefact? Pure numerics (no I/O) on the abilities data (emergence_load.TaskData) into
 fits.json's `emergence` section: per task variant and metric the values at the smallest and largest size, the rank
-correlation with log N, the jump share and a verdict in words; the Schaeffer overlay (exact match predicted from the
-per-token probability, p̄^L); CoT against direct answers per size (Newcombe intervals); accuracy against shots; the
-ICL score and induction ratio per size; and the two-step prediction of the largest size's accuracy (task NLL as a
-power law with offset in training compute, then accuracy as a sigmoid of that NLL: Bhagia et al. 2024's model
-ladder, after Gadre et al. 2024), fitted without the largest size and checked on it.
+correlation with log N, the jump share and a verdict in words (the rules: emergence_verdict); the Schaeffer overlay
+(exact match predicted from the per-token probability, p̄^L); CoT against direct answers per size (Newcombe
+intervals); accuracy against shots; the ICL score and induction ratio per size; and the two-step prediction of the
+largest size's accuracy (task NLL as a power law with offset in training compute, then accuracy as a sigmoid of that
+NLL: Bhagia et al. 2024's model ladder, after Gadre et al. 2024), fitted without the largest size and checked on it.
 
 One point per model size: a size's runs at its largest token count (at the best lr by val_loss, if several), the
 mean over their seeds; proportions get a Wilson interval over all their items.
@@ -18,53 +18,10 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import least_squares
 from scipy.special import expit
-from scipy.stats import spearmanr
 
 from .emergence_load import PROPORTIONS, TaskData
+from .emergence_verdict import THRESHOLDS, newcombe, trend, verdict, wilson  # the rules: sharp, smooth, flat
 from .laws import size_clusters
-
-Z = 1.959963984540054  # 95%
-DISCONTINUOUS = ("exact", "exact_final", "mc_acc")
-CONTINUOUS = ("nll", "p_seq", "digit_acc", "edit_distance", "brier")
-# p_seq is a product over the answer's tokens: it scales like exact match (shown in the overlay), so the verdict's
-# continuous side is the per-token metrics only.
-PER_TOKEN = ("nll", "digit_acc", "edit_distance", "brier")
-LOWER_BETTER = ("nll", "edit_distance", "brier")
-THRESHOLDS = {"sharp_jump_share": 0.6, "min_sizes": 4, "smooth_rank_correlation": 0.7,
-              "min_change": {"exact": 0.02, "exact_final": 0.02, "mc_acc": 0.02, "digit_acc": 0.02, "p_seq": 0.02,
-                             "nll": 0.02, "edit_distance": 0.05, "brier": 0.01}}
-VERDICTS = {
-    "artefact": "smooth under continuous metrics and sharp under {d} → consistent with a metric artefact",
-    "emergent": "sharp under both {d} and the continuous metrics → emergent under this suite",
-    "smooth": "improves smoothly under both",
-    "no_signal": "no signal: {d} is within the Wilson interval of chance at every size and no continuous metric "
-                 "improves",
-    "below_threshold": "the continuous metrics improve while {d} stays at chance → below exact match's threshold "
-                       "at these sizes (the flat part of a metric artefact)",
-    "continuous_only": "the continuous metrics improve; {d} shows no trend",
-    "sharp_discontinuous_only": "sharp under {d} while the continuous metrics stay flat → inconclusive",
-    "sharp_continuous_only": "sharp under the continuous metrics, smooth under {d}",
-    "discontinuous_only": "improves under {d} only",
-    "no_trend": "no trend with size",
-    "too_few_sizes": "too few sizes to judge (fewer than {min_sizes})",
-}
-
-
-def wilson(p, n):
-    """95% Wilson score interval of a proportion p over n items (NaN where n is not positive)."""
-    p, n = np.asarray(p, float), np.asarray(n, float)
-    with np.errstate(all="ignore"):
-        den = 1 + Z**2 / n
-        mid = (p + Z**2 / (2 * n)) / den
-        half = Z * np.sqrt(p * (1 - p) / n + Z**2 / (4 * n**2)) / den
-        return np.where(n > 0, np.clip(mid - half, 0, 1), np.nan), np.where(n > 0, np.clip(mid + half, 0, 1), np.nan)
-
-
-def newcombe(p1, n1, p2, n2) -> tuple[float, float, float]:
-    """p2 − p1 with Newcombe's 95% interval for a difference of independent proportions (hybrid Wilson score)."""
-    (l1, u1), (l2, u2) = wilson(p1, n1), wilson(p2, n2)
-    d = p2 - p1
-    return float(d), float(d - math.hypot(p2 - l2, u1 - p1)), float(d + math.hypot(u2 - p2, p1 - l1))
 
 
 # --------------------------------------------------------------------------------------------- one point per size
@@ -96,56 +53,17 @@ def size_table(data: TaskData, series: pd.DataFrame) -> pd.DataFrame:
     return t
 
 
-# ------------------------------------------------------------------------------------------------ trend, verdict
-def trend(N, values, metric: str) -> dict:
-    """How a metric moves across sizes: its ends, Spearman ρ with log N (sign-aware: + is better), the jump share
-    (largest improvement between adjacent sizes ÷ net improvement, at most 1) and its state: sharp, smooth or flat."""
-    v = np.asarray(values, float)
-    sign = -1.0 if metric in LOWER_BETTER else 1.0
-    k = len(v)
-    rho = float(spearmanr(np.log(N), v)[0]) * sign if k >= 3 and np.ptp(v) > 0 else None
-    net = float(sign * (v[-1] - v[0])) if k >= 2 else 0.0
-    steps = sign * np.diff(v)
-    share = float(min(steps.max() / net, 1.0)) if k >= 2 and net > 0 else None
-    enough = net >= THRESHOLDS["min_change"][metric]
-    sharp = enough and k >= THRESHOLDS["min_sizes"] and share is not None and share >= THRESHOLDS["sharp_jump_share"]
-    smooth = enough and rho is not None and rho >= THRESHOLDS["smooth_rank_correlation"]
-    return {"smallest": float(v[0]), "largest": float(v[-1]), "spearman": rho, "jump_share": share, "net": net,
-            "state": "sharp" if sharp else "smooth" if smooth else "flat"}
-
-
-def verdict(trends: dict, all_at_chance: bool, n_sizes: int) -> tuple[str, str]:
-    """(key, words) for a variant from its metrics' trends."""
-    d = next((m for m in ("mc_acc", "exact_final", "exact") if m in trends), None)
-    words = lambda key: VERDICTS[key].format(d=d or "exact match", **THRESHOLDS)  # noqa: E731
-    if n_sizes < THRESHOLDS["min_sizes"]:
-        return "too_few_sizes", words("too_few_sizes")
-    cont = [trends[m]["state"] for m in PER_TOKEN if m in trends]
-    c = "flat" if not cont or all(s == "flat" for s in cont) else \
-        "sharp" if sum(s == "sharp" for s in cont) * 2 >= len(cont) else "smooth"
-    ds = trends[d]["state"] if d else "flat"
-    if ds != "sharp" and all_at_chance:
-        key = "no_signal" if c == "flat" else "below_threshold"
-    elif ds == "sharp":
-        key = {"smooth": "artefact", "sharp": "emergent", "flat": "sharp_discontinuous_only"}[c]
-    elif ds == "smooth":
-        key = {"smooth": "smooth", "sharp": "sharp_continuous_only", "flat": "discontinuous_only"}[c]
-    else:
-        key = "no_trend" if c == "flat" else "continuous_only"
-    return key, words(key)
-
-
 def _points(t: pd.DataFrame) -> list[dict]:
     return t[["N", "C", "val_loss", "value", "n", "lo", "hi", "at_chance"]].to_dict("records")
 
 
 def _variant(key: str, meta: dict, t: pd.DataFrame) -> dict:
     per = {m: g.sort_values("N") for m, g in t.groupby("metric")}
-    trends = {m: trend(g["N"].to_numpy(), g["value"].to_numpy(), m) for m, g in per.items()}
+    trends = {m: trend(g["N"].to_numpy(), g["value"].to_numpy(), m, g["n"].to_numpy()) for m, g in per.items()}
     primary = next((m for m in ("mc_acc", "exact_final", "exact") if m in per), None)
     n_sizes = max(len(g) for g in per.values())
-    at_chance = primary is not None and bool(per[primary]["at_chance"].all())
-    v_key, v_text = verdict(trends, at_chance, n_sizes)
+    chance = per[primary]["at_chance"].to_numpy(bool) if primary else np.zeros(1, bool)
+    v_key, v_text = verdict(trends, bool(chance.all()), n_sizes, largest_at_chance=bool(chance[-1]))
     out = {**{k: meta[k] for k in ("task", "variant", "axis", "chance", "answer_tokens")}, "primary": primary,
            "n_sizes": n_sizes, "per_size": {m: _points(g) for m, g in per.items()}, "trend": trends,
            "verdict": v_key, "verdict_text": v_text}

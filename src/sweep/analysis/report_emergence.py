@@ -27,8 +27,14 @@ def _with_ci(point: dict) -> str:
 
 
 def _ends(v: dict, metric: str) -> str:
-    pts = v["per_size"][metric]
-    return f"{metric} {_with_ci(pts[0])} at N={sci(pts[0]['N'])} → {_with_ci(pts[-1])} at N={sci(pts[-1]['N'])}"
+    """smallest → largest size, with intervals and, for a proportion, the difference with Newcombe's interval."""
+    pts, diff = v["per_size"][metric], v["trend"][metric].get("difference")
+    text = f"{metric} {_with_ci(pts[0])} at N={sci(pts[0]['N'])} → {_with_ci(pts[-1])} at N={sci(pts[-1]['N'])}"
+    return text + (f" (difference {diff[0]:+.3g} [{diff[1]:+.3g}, {diff[2]:+.3g}])" if diff else "")
+
+
+def _state(t: dict) -> str:
+    return "flat (within noise)" if t["state"] == "flat" and t.get("within_noise") else t["state"]
 
 
 def _task_words(task: str, variants: dict) -> str:
@@ -53,7 +59,7 @@ def _task_table(task: str, variants: dict) -> list[str]:
             t = v["trend"][m]
             L.append(f"| {v['variant'] if first else ''} | {v['n_sizes'] if first else ''} | {m} | "
                      f"{_with_ci(v['per_size'][m][0])} | {_with_ci(v['per_size'][m][-1])} | "
-                     f"{_num(t['spearman'], '{:+.2f}')} | {_num(t['jump_share'], '{:.2f}')} | {t['state']} | "
+                     f"{_num(t['spearman'], '{:+.2f}')} | {_num(t['jump_share'], '{:.2f}')} | {_state(t)} | "
                      f"{v['verdict_text'] if first else ''} |")
             first = False
     return L + [""]
@@ -158,14 +164,24 @@ def section_lines(fits: dict, plots: dict) -> list[str]:
          f"size's runs at its largest token count (at its best lr by val_loss, if several), averaged over seeds. "
          f"Proportions carry 95% Wilson intervals over all their items; a value is *at chance* when chance lies "
          f"inside its interval (flagged, not signal).", "",
-         f"Rules: a metric is **sharp** when its jump share (the largest improvement between adjacent sizes ÷ the "
-         f"net improvement from the smallest to the largest size; lower is better for nll, edit_distance and "
-         f"brier) is ≥ {th['sharp_jump_share']} over ≥ {th['min_sizes']} sizes; **smooth** when not sharp and its "
-         f"Spearman ρ with log N is ≥ {th['smooth_rank_correlation']}; **flat** otherwise, or when its net "
-         f"improvement is below " + ", ".join(f"{v:g} ({k})" for k, v in th["min_change"].items()) + ". "
+         f"Rules: a change counts only when it stands out of the noise: for a proportion (exact, exact_final, "
+         f"mc_acc, digit_acc) when Newcombe's 95% interval of the difference excludes 0; for a mean without "
+         f"per-size intervals (nll, p_seq, edit_distance, brier) when it exceeds {th['noise_multiple']:g}× the "
+         f"metric's noise, the residual standard deviation of a least-squares line in log N through its sizes' "
+         f"values (k − 2 degrees of freedom; conservative, as genuine curvature counts as noise too). A metric is "
+         f"**sharp** when its net improvement from the smallest to the largest size counts, so does its largest "
+         f"improvement between adjacent sizes, and that jump is ≥ {th['sharp_jump_share']} of the net (its jump "
+         f"share; lower is better for nll, edit_distance and brier), over ≥ {th['min_sizes']} sizes; **smooth** "
+         f"when not sharp, its net improvement counts and its Spearman ρ with log N is ≥ "
+         f"{th['smooth_rank_correlation']}; **flat** otherwise (*flat (within noise)* when it improved, but not out "
+         f"of the noise), or when its net improvement is below "
+         + ", ".join(f"{v:g} ({k})" for k, v in th["min_change"].items()) + ". "
          "A variant's verdict compares its discontinuous metric (mc_acc, else exact_final, else exact) with its "
          "per-token continuous metrics (nll, digit_acc, edit_distance, brier; sharp when at least half of them "
          "are); p_seq, a product over the answer's tokens, scales like exact match and is shown in the overlay. "
+         "**Emergent** needs the discontinuous metric sharp (its jump significant) and not at chance at the largest "
+         "size: one still at chance there counts as flat. A verdict whose discontinuous metric improves through a "
+         "single significant jump between two sizes names that jump. "
          "**No signal**: the discontinuous metric is at chance at every size and no continuous metric improves.",
          "", "### Emergent, or a metric artefact?", "", *(_task_words(t, variants) for t in tasks), ""]
     L += ["### Per task and variant", ""]
