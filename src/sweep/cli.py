@@ -19,6 +19,9 @@ commands:
                             re-score saved weights on the task suite (tasks.json), without training
   analyze SWEEP_DIR | --csv FILE [--out DIR] [--params non_embedding|total|matmul]
                             scaling-law fits, intervals, plots and report.md
+  compare A B [...] [--out DIR] [--params ...] [--bootstrap N] [--seed S]
+                            sweep directories or CSVs fitted alike: side by side, exponents' differences with
+                            95% intervals (compare.md, compare.json, plots)
   sizes [OVERRIDES] [--json] [--vocab N]
                             the model ladder as runs with these overrides would have it (e.g. sweep=cpu)
   prepare [OVERRIDES]       tokenize a corpus into shards (train does this on demand)
@@ -121,6 +124,12 @@ def cmd_analyze(argv: list[str]) -> int:
     return analyze_main(argv)
 
 
+def cmd_compare(argv: list[str]) -> int:
+    from .analysis.compare import main as compare_main
+
+    return compare_main(argv)
+
+
 def cmd_evaluate(argv: list[str]) -> int:
     """Re-score the saved weights of a run directory, or of every run of a sweep directory, on the task suite."""
     import argparse
@@ -139,7 +148,7 @@ def cmd_evaluate(argv: list[str]) -> int:
 
 
 COMMANDS = {"train": cmd_train, "demo": cmd_demo, "sizes": cmd_sizes, "prepare": cmd_prepare, "analyze": cmd_analyze,
-            "bench": cmd_bench, "evaluate": cmd_evaluate}
+            "compare": cmd_compare, "bench": cmd_bench, "evaluate": cmd_evaluate}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -231,9 +231,10 @@ def fit_loss_vs_tokens(ds: Dataset, est: Estimator) -> tuple[list[dict], str | N
     return out, note
 
 
-def estimate(ds: Dataset, n_boot: int = 200, seed: int = 0, progress=None) -> dict:
+def estimate(ds: Dataset, n_boot: int = 200, seed: int = 0, progress=None, keep_samples: bool = False) -> dict:
     """Every fit on the full data, bootstrap intervals over runs (or bins), holdout checks and warnings: fits.json's
-    content. progress(message), if given, hears of each phase and of the bootstrap's progress."""
+    content. progress(message), if given, hears of each phase and of the bootstrap's progress. keep_samples: also
+    every quantity's per-resample values, {flat path: array} under "bootstrap_samples" (sweep compare's draws)."""
     say = progress or (lambda message: None)
     agg = ds.aggregation
     unit = "bins" if agg else "runs"
@@ -277,6 +278,8 @@ def estimate(ds: Dataset, n_boot: int = 200, seed: int = 0, progress=None) -> di
                aggregation=agg or {"applied": False, "above": AGGREGATE_ABOVE},
                flops_per_token_fit={"exponent": est.fpt[0], "coefficient": est.fpt[1], "is_6N": not est.own_flops},
                warnings=warnings)
+    if keep_samples:
+        res["bootstrap_samples"] = samples
     return res
 
 

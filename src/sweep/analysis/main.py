@@ -46,6 +46,19 @@ def default_out(sweep_dir: Path | None, csv: Path | None) -> Path:
     return Path(sweep_dir) / "analysis" if sweep_dir is not None else Path.cwd() / f"analysis-{Path(csv).stem}"
 
 
+def runs_to_fit(sweep_dir: Path | None, csv: Path | None, params: str, include_repeated: bool = False):
+    """A sweep directory or a CSV loaded, and the runs the laws see chosen (also by `sweep compare`):
+    (loaded, fitted: runs above 1 epoch set apart and an lr study's non-best lrs dropped, lr study or None,
+    the Dataset to fit: fitted, aggregated when large)."""
+    loaded = load_sweep(Path(sweep_dir), params) if sweep_dir is not None else load_csv(Path(csv))
+    fitted = split_repeated(loaded, include_repeated)
+    lr_study = analyze_lr(fitted.runs, {"data": loaded.data, "sweep": loaded.sweep_name})
+    if lr_study is not None:  # an lr sweep: the laws see each size's best lr only
+        keep = fitted.runs.index.isin(best_lr_runs(fitted.runs))
+        fitted = drop_runs(fitted, ~keep, "not its size's best lr (an lr study: see \"Learning rate\")")
+    return loaded, fitted, lr_study, aggregate(fitted)
+
+
 def _analyze(sweep_dir, csv, out, params, n_boot, wandb_mode, seed, formats="png",
              include_repeated=False, holdout=None, inference_tokens=None) -> tuple[Path, dict]:
     from .wandb_run import resolve_mode
@@ -59,13 +72,7 @@ def _analyze(sweep_dir, csv, out, params, n_boot, wandb_mode, seed, formats="png
         raise AnalysisError("give exactly one of a sweep directory or --csv FILE")
     if wandb_mode not in (*WANDB_MODES, "disabled"):
         raise AnalysisError(f"--wandb {wandb_mode!r}: use auto, off, offline or online")
-    loaded = load_sweep(Path(sweep_dir), params) if sweep_dir is not None else load_csv(Path(csv))
-    fitted = split_repeated(loaded, include_repeated)
-    lr_study = analyze_lr(fitted.runs, {"data": loaded.data, "sweep": loaded.sweep_name})
-    if lr_study is not None:  # an lr sweep: the laws see each size's best lr only
-        keep = fitted.runs.index.isin(best_lr_runs(fitted.runs))
-        fitted = drop_runs(fitted, ~keep, "not its size's best lr (an lr study: see \"Learning rate\")")
-    ds = aggregate(fitted)
+    loaded, fitted, lr_study, ds = runs_to_fit(sweep_dir, csv, params, include_repeated)
     demands = check_options(ds, holdout, inference_tokens)  # a bad --holdout is refused before any fit
     out = Path(out) if out is not None else default_out(sweep_dir, csv)
     try:
