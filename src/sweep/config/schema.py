@@ -122,7 +122,7 @@ class TasksConfig:
     seed: int = 0  # the suite's seed: the same items for every run of a sweep
     items: int = 500  # eval items per task variant in the final scoring
     items_during: int = 100  # eval items per task variant at intermediate evals (the first of the final set)
-    icl_windows: int = 64  # held-out windows for the per-position loss and the ICL score
+    icl_windows: int = 256  # held-out windows (spread over the set) for the per-position loss and the ICL score
 
 
 @dataclass
