@@ -1,6 +1,6 @@
 """Grids (`sweep train -m`, `sweep demo`): every cell composed and checked before any data or training work, the
 shared corpus prepared once, the cells run by Hydra's launcher (basic, joblib, submitit), then a table of the cells
-and the next command."""
+and the next command. A cooldown trunk's branches (train/branches.py) are listed after it, as cells of their own."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from . import rundir
 from .config import ConfigError, compose_raw, load
 from .config.compose import explain
 from .launch import EXIT_FAILED, GRID_CELLS_ENV, _hydra_run, preflight
+from .train.branches import branch_run, branches_of, skipped_branches
 from .train.plan import outside_range
 
 MAX_ERRORS_SHOWN = 5
@@ -25,9 +26,10 @@ class Grid:
     argv: list[str]  # what Hydra runs: the user's arguments plus sweep.grid
     keys: list[str]  # the swept keys
     sweep_dir: Path
-    cells: list[str]  # run names, in launch order
-    runs: list  # their RunConfigs (the first cell's corpus is the one prepared up front)
+    cells: list[str]  # run names, in launch order (a trunk's branches after it)
+    runs: list  # the launched cells' RunConfigs (the first cell's corpus is the one prepared up front)
     skipped: dict  # run name → why the grid skips it (sweep.tokens_per_param_range)
+    branches: dict  # a trunk's run name → its kept branches (train/branches.Branch)
 
     @property
     def run(self):
@@ -67,14 +69,20 @@ def plan_grid(argv: list[str]) -> Grid:
     ConfigError naming the cells, and nothing is written."""
     cells, keys = cell_overrides(argv)
     grid_key = f"sweep.grid=[{','.join(keys)}]"
-    runs, errors, skipped = [], [], {}
+    runs, errors, skipped, branches, names = [], [], {}, {}, []
     for overrides in cells:
         try:
             run = load(compose_raw([*overrides, grid_key]))
-            why = outside_range(preflight(run), run.sweep.tokens_per_param_range)
+            plan = preflight(run)
+            why = outside_range(plan, run.sweep.tokens_per_param_range)
             if why:
                 skipped[run.run_name] = why
             runs.append(run)
+            names.append(run.run_name)
+            if run.train.cooldowns:
+                branches[run.run_name] = branches_of(run, plan)
+                skipped.update(skipped_branches(run, plan))
+                names += [branch_run(run, horizon).run_name for horizon in run.train.cooldowns]
         except (ConfigError, ValueError) as err:
             errors.append(f"{' '.join(o for o in overrides if o.split('=')[0] in keys) or 'the grid'}: {err}")
     if errors:
@@ -82,16 +90,15 @@ def plan_grid(argv: list[str]) -> Grid:
         more = f"\n  … and {len(errors) - MAX_ERRORS_SHOWN} more" if len(errors) > MAX_ERRORS_SHOWN else ""
         raise ConfigError(f"{len(errors)} of {len(cells)} cell(s) of this grid are invalid; nothing was run:\n  "
                           f"{shown}{more}")
-    names = [run.run_name for run in runs]
     twins = sorted({n for n in names if names.count(n) > 1})
     if twins:
         raise ConfigError(f"cells of this grid share a directory ({', '.join(twins)}): their runs would refuse each "
                           f"other; sweep a key that defines the cell, or give each grid its own sweep.name")
-    if len(skipped) == len(runs):
+    if all(run.run_name in skipped for run in runs):
         raise ConfigError(f"every cell of this grid is outside sweep.tokens_per_param_range "
                           f"{list(runs[0].sweep.tokens_per_param_range)}; widen it or change the grid")
     first = runs[0]
-    return Grid([*argv, grid_key], keys, Path(first.out_dir) / first.sweep.name, names, runs, skipped)
+    return Grid([*argv, grid_key], keys, Path(first.out_dir) / first.sweep.name, names, runs, skipped, branches)
 
 
 def check_repetition(grid: Grid, prepared) -> None:
@@ -100,11 +107,12 @@ def check_repetition(grid: Grid, prepared) -> None:
     from .train.runtime import select
 
     errors = []
-    for run in grid.runs:
-        if run.run_name in grid.skipped:
+    for run in grid.runs + [b.run for kept in grid.branches.values() for b in kept]:  # a trunk's: its branches'
+        if run.run_name in grid.skipped or run.train.cooldowns:
             continue
         vocab = model_vocab(run.model, prepared.vocab_size)
-        plan = make_plan(run.model, run.train, vocab, select(run.device, run.train), run.data.val_tokens)
+        plan = make_plan(run.model, run.train, vocab, select(run.device, run.train), run.data.val_tokens,
+                         run.schedule)
         try:
             check_cell(plan, run.data, prepared.train_tokens, run.run_name)
         except ConfigError as err:
@@ -154,7 +162,7 @@ def launch_grid(argv: list[str]) -> tuple[int, Path]:
         check_repetition(grid, prepared)
         check_tasks(grid, prepared)
     # cells side by side divide the cores (launch.parallel_cells); skipped cells take none
-    os.environ[GRID_CELLS_ENV] = str(len(grid.cells) - len(grid.skipped))
+    os.environ[GRID_CELLS_ENV] = str(sum(run.run_name not in grid.skipped for run in grid.runs))
     code = _hydra_run(grid.argv)
     print(f"\n{grid.sweep_dir}: {len(grid.cells)} cell(s)" + (f", {len(grid.skipped)} skipped" if grid.skipped else "")
           + f"\n{cell_table(grid.sweep_dir, grid.cells, grid.skipped)}")

@@ -70,6 +70,7 @@ def train_cell(cfg) -> float | None:
     from hydra.core.hydra_config import HydraConfig
 
     from .train import runtime
+    from .train.branches import train_with_branches
     from .train.checkpoint import CheckpointError
     from .train.loop import NonFiniteLoss, train
 
@@ -84,7 +85,8 @@ def train_cell(cfg) -> float | None:
             rundir.discard_unstarted(run_dir)
             return None
         cells = parallel_cells()
-        summary = train(run, run_dir, runtime.resolve(run.device, run.train, cells), progress=cells == 1)
+        trainer = train_with_branches if run.train.cooldowns else train  # a trunk trains its branches after it
+        summary = trainer(run, run_dir, runtime.resolve(run.device, run.train, cells), progress=cells == 1)
     except (rundir.RunDirBusy, rundir.OtherSettings) as err:  # the directory is another launch's: leave it be
         if single:
             print(f"error: {err}", file=sys.stderr)

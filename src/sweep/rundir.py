@@ -5,6 +5,8 @@ relaunch may do with it. The trainer, the grid launcher and the analysis all go 
 - metrics.jsonl: one JSON event per line (the trainer's Tracker appends; a resume cuts it back).
 - summary.json: written last and atomically; `status: completed` means the cell is done, `failed` carries the error.
 - checkpoint.pt, checkpoint.prev.pt: the latest two checkpoints (train/checkpoint.py).
+- branch_point.<step>.pt: a cooldown trunk's state at a branch point, kept until the branches from it complete
+  (train/branches.py); a branch is a run directory of its own, whose summary.json names its `trunk`.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ SUMMARY = "summary.json"
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_PREVIOUS = "checkpoint.prev.pt"
 TASKS = "tasks.json"  # the task suite's final scores (sweep/tasks); rewritten by `sweep evaluate`
+BRANCH_POINT = "branch_point.{step}.pt"  # a cooldown trunk's checkpoint at a branch point
 LOCK = ".lock"  # held by the process training the cell (released by the OS if that process dies)
 NOT_RUNS = frozenset({"analysis", "cache", "wandb"})  # folders of a sweep directory that are not runs (nor .hidden)
 DEFINING_SECTIONS = ("model", "data", "train", "schedule", "tasks")
@@ -151,8 +154,9 @@ def check_same_cell(run: RunConfig, run_dir: Path, saved: dict | None) -> None:
         for key, value in current[section].items():
             if is_auto(value) or is_non_defining(section, key):
                 continue  # auto: derived (per-size defaults are checked by check_same_defaults)
-            if there.get(key) != value:
-                differ.append(f"{section}.{key}: {there.get(key)!r} there, {value!r} now")
+            was = there.get(key, defaults[section].get(key))  # a key the directory predates holds its default
+            if was != value:
+                differ.append(f"{section}.{key}: {was!r} there, {value!r} now")
     if saved.get("seed") != run.seed:
         differ.append(f"seed: {saved.get('seed')!r} there, {run.seed!r} now")
     if differ:
@@ -173,6 +177,11 @@ def check_same_defaults(run_dir: Path, saved: dict | None, now: dict) -> None:
                           + "); to resume it as it was, pass " + " ".join(f"train.{k}={a}" for k, (a, _) in
                           differ.items()) + f" (a single run also needs run_name={Path(run_dir).name}, which those "
                           f"overrides would otherwise rename), or use another out_dir or sweep.name")
+
+
+def branch_point(trunk_dir: Path, step: int) -> Path:
+    """Where a cooldown trunk keeps its state at a branch point until the branches from there complete."""
+    return Path(trunk_dir) / BRANCH_POINT.format(step=step)
 
 
 # ------------------------------------------------------------------------------------------------ tasks

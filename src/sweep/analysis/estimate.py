@@ -14,7 +14,8 @@ from __future__ import annotations
 import numpy as np
 
 from .aggregate import AGGREGATE_ABOVE
-from .bootstrap import attach_intervals, bootstrap, flatten_estimates, percentile_ci
+from .bootstrap import attach_intervals, flatten_estimates, percentile_ci
+from .cooldown import compute_saved, trunk_units, unit_bootstrap
 from .laws import allocation, budget_groups, fit_envelope, fit_isoflop, holdout_largest, loglog_fit, optimal_nd, \
     optimal_nd_flops, safe_div, safe_pow, size_clusters
 from .load import Dataset, shortfall
@@ -247,7 +248,8 @@ def estimate(ds: Dataset, n_boot: int = 200, seed: int = 0, progress=None, keep_
         say("holdout and L(D) fits")
         res["holdout"] = est.holdout()
         res["loss_vs_tokens"], ld_note = fit_loss_vs_tokens(ds, est)
-        strata = est.strata() if ds.budget_basis != "log-binned flops" else None
+        units = trunk_units(ds.runs)  # cooldown branches: a trunk and its branches are one unit (cooldown.py)
+        strata = est.strata() if ds.budget_basis != "log-binned flops" and units is None else None
         done = [0]
 
         def statistic(w):
@@ -257,7 +259,7 @@ def estimate(ds: Dataset, n_boot: int = 200, seed: int = 0, progress=None, keep_
             return flatten_estimates(est.compute(w), CI_NAMES)
 
         say(f"bootstrap: {n_boot} resamples of {len(est.L)} {unit}")
-        samples = bootstrap(statistic, len(est.L), n_boot, seed, strata, accept=est.keeps_budgets) \
+        samples = unit_bootstrap(statistic, len(est.L), n_boot, seed, strata, est.keeps_budgets, units) \
             if n_boot > 0 else {}
     cis = {k: percentile_ci(v) for k, v in samples.items()}
     attach_intervals(res, {k: c["ci"] for k, c in cis.items()})
@@ -269,6 +271,7 @@ def estimate(ds: Dataset, n_boot: int = 200, seed: int = 0, progress=None, keep_
     warnings += [f"loss_vs_tokens: {ld_note}"] if ld_note else []
     method = (f"percentile; {unit} resampled with replacement" + (" within FLOP budgets" if strata is not None else "")
               + (", each with its runs (a cluster bootstrap)" if agg else "")
+              + (", cooldown trunks each with its branches (a cluster bootstrap)" if units is not None else "")
               + "; a resample leaving a budget of 4+ sizes with fewer than 3 is redrawn")
     res.update(params=ds.params, source=ds.source, sweep=ds.sweep_name, budget_basis=ds.budget_basis,
                bootstrap={"n": n_boot, "seed": seed, "level": 0.95, "method": method,
@@ -278,6 +281,8 @@ def estimate(ds: Dataset, n_boot: int = 200, seed: int = 0, progress=None, keep_
                aggregation=agg or {"applied": False, "above": AGGREGATE_ABOVE},
                flops_per_token_fit={"exponent": est.fpt[0], "coefficient": est.fpt[1], "is_6N": not est.own_flops},
                warnings=warnings)
+    if (cooldown := compute_saved(ds.runs, ds.trunks)) is not None:
+        res["cooldown"] = cooldown
     if keep_samples:
         res["bootstrap_samples"] = samples
     return res

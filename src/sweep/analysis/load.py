@@ -7,8 +7,9 @@ Only finite values (finite.py) get in: a run whose summary lacks a positive fini
 listed in `excluded` with the reason, and an eval point with a non-finite value is left out and counted in `notes`.
 Besides what the laws fit, each run carries what the trust checks read (NaN or None where older runs or a CSV lack
 it): epochs, lr, N_matmul, val_tokens and its lr rule (rule_lr, lr_rule_tuned, lr_rule_in_range, lr_rule_name).
-Too few sizes or runs for a law is no error here (`shortfall` says what is missing); only input with nothing
-usable is (AnalysisError).
+A cooldown trunk is no run (cooldown.py: it is excluded, its FLOPs kept in `trunks`); its branches are runs, with
+their trunk's name in `trunk`. Too few sizes or runs for a law is no error here (`shortfall` says what is missing);
+only input with nothing usable is (AnalysisError).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import pandas as pd
 from .. import rundir
 from ..config.naming import study_group
 from ..config import ConfigError
+from .cooldown import TRUNK_REASON, branch_facts, is_trunk
 from .finite import HUGE, is_non_finite, is_positive
 from .laws import size_clusters
 
@@ -49,6 +51,7 @@ class Dataset:
     aggregation: dict | None = None  # set by aggregate.py when runs were binned (runs then has a `weight` column)
     repeated: list[dict] = field(default_factory=list)  # runs above 1 epoch: run_name, epochs, included (repeat.py)
     data: str | None = None  # the corpus the runs trained on (data.name), when known
+    trunks: dict = field(default_factory=dict)  # cooldown trunks (excluded): run name → FLOPs (cooldown.py)
 
 
 def drop_runs(ds: Dataset, drop: np.ndarray, reason: str) -> Dataset:
@@ -132,7 +135,7 @@ def load_sweep(sweep_dir: Path, params: str) -> Dataset:
     if not sweep_dir.is_dir():
         raise AnalysisError(f"{sweep_dir} is not a directory; pass a sweep directory (<out_dir>/<sweep name>) "
                             f"or --csv FILE")
-    rows, points, excluded, notes, logger, sweep_names, data_name = [], [], [], [], {}, set(), None
+    rows, points, excluded, notes, logger, sweep_names, data_name, trunks = [], [], [], [], {}, set(), None, {}
     for d in rundir.run_dirs(sweep_dir):
         s = rundir.read_summary(d)
         if s is None:
@@ -145,6 +148,10 @@ def load_sweep(sweep_dir: Path, params: str) -> Dataset:
         if s.get("status") != "completed":
             why = s.get("error") or ""
             excluded.append({"run_name": d.name, "reason": f"status {s.get('status')!r}" + (f": {why}" if why else "")})
+            continue
+        if is_trunk(s):
+            trunks[s.get("run_name", d.name)] = s.get("flops")
+            excluded.append({"run_name": d.name, "reason": TRUNK_REASON})
             continue
         problem = _summary_problem(s, params)
         if problem:
@@ -161,7 +168,7 @@ def load_sweep(sweep_dir: Path, params: str) -> Dataset:
                      "C": float(s["flops"]), "loss": float(s["val_loss"]),
                      "budget": float(budget) if is_positive(budget) else np.nan,
                      "tpp_req": float(tpp) if is_positive(tpp) else np.nan, "model": s.get("model"),
-                     "seed": s.get("seed"), **_run_facts(s, cfg.get("plan") or {})})
+                     "seed": s.get("seed"), **_run_facts(s, cfg.get("plan") or {}), **branch_facts(s)})
         run_points, n_bad = _eval_points(d)
         points += [(len(rows) - 1, n, *p) for p in run_points]
         if n_bad:
@@ -182,7 +189,7 @@ def load_sweep(sweep_dir: Path, params: str) -> Dataset:
     if logger.get("group") in (None, "auto"):  # the study's wandb group, as its runs computed it
         logger = {**logger, "group": study_group(name, data_name or "data", sweep_dir)}
     return Dataset(runs, pts, str(sweep_dir), params, basis, excluded, name, logger, has_curves, notes,
-                   data=data_name)
+                   data=data_name, trunks=trunks)
 
 
 def _bin_flops(C: np.ndarray, N: np.ndarray, gap_decades: float = 0.03) -> np.ndarray:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..files import write_text_atomic
+from .cooldown import report_lines as cooldown_lines
 from .fmt import get as _get, sci, why_none as _why_none
 from .report_laws import report_lines as laws_beyond_lines
 from .report_runs import missing, repeated
@@ -151,7 +152,8 @@ def write_report(ds, fits, plots: dict, out: Path) -> Path:
          f"Parameters N are counted as **{ds.params}**; tokens D are training tokens; C is training FLOPs "
          f"({'6·N·D' if fits['flops_per_token_fit']['is_6N'] else 'as each run counted them'}). " +
          (f"Intervals are 95% bootstrap percentiles over {bs['n']} resamples of {unit} ({bs['method']})."
-          if bs["n"] else "No bootstrap was run (--bootstrap 0), so no intervals."), "", *_aggregation_text(agg)]
+          if bs["n"] else "No bootstrap was run (--bootstrap 0), so no intervals."), "", *_aggregation_text(agg),
+         *cooldown_lines(fits.get("cooldown"))]
     fitted = "error" not in a3
     if fitted:
         L += _laws(fits) + _recipe(fits) + _holdout(fits, unit)

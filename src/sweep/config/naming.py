@@ -20,7 +20,7 @@ NON_DEFINING = frozenset({
 # Define the cell, but are already part of its name or of its directory's path.
 IN_NAME_OR_PATH = frozenset({
     "model", "seed", "train.tokens", "train.flops", "train.tokens_per_param", "sweep", "sweep.name", "sweep.grid",
-    "out_dir", "run_name",
+    "out_dir", "run_name", "train.cooldowns", "train.cooldowns_in",  # a trunk is named `wsd`, its branches `_cd<tag>`
 })
 # Where and how a run executes or is mirrored: never part of a cell's identity.
 EXECUTION = frozenset({
@@ -38,13 +38,21 @@ def format_number(value: float) -> str:
     return f"{value:.3g}".replace("e+0", "e").replace("e+", "e").replace("e-0", "e-")
 
 
-def horizon_tag(tokens, flops, tokens_per_param) -> str:
-    """The horizon part of a run name: f1e13 (FLOPs), t2e6 (tokens), tpp20 (tokens per parameter)."""
+def horizon_tag(tokens, flops, tokens_per_param, cooldowns=None) -> str:
+    """The horizon part of a run name: f1e13 (FLOPs), t2e6 (tokens), tpp20 (tokens per parameter); a cooldown trunk,
+    which has one horizon per branch, `wsd`."""
+    if cooldowns:
+        return "wsd"
     if flops is not None:
         return "f" + format_number(float(flops))
     if tokens is not None:
         return "t" + format_number(float(tokens))
     return "tpp" + format_number(float(tokens_per_param if tokens_per_param is not None else 20))
+
+
+def branch_name(trunk_name: str, tag: str) -> str:
+    """A cooldown branch's run name: its trunk's, then `_cd` and its own horizon tag (gpt-25k_wsd_s0_cdf1e12)."""
+    return f"{trunk_name}_cd{tag}"
 
 
 def override_suffix(overrides: list[str], grid) -> str:

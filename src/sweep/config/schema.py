@@ -62,10 +62,16 @@ class ScheduleConfig:
     name: str = "cosine"  # cosine | wsd | constant
     min_lr_ratio: Optional[float] = 0.1  # cosine, wsd: the final lr as a fraction of the peak
     decay_fraction: Optional[float] = None  # wsd: share of the horizon spent decaying
+    # wsd: linear | 1-sqrt (Hägele et al. 2024); the other schedules' yaml set it null. Its default is what a wsd run
+    # directory older than this key did.
+    decay_shape: Optional[str] = "linear"
 
 
 # Which schedule reads which field (the others must stay unset).
-SCHEDULE_FIELDS = {"cosine": ("min_lr_ratio",), "wsd": ("min_lr_ratio", "decay_fraction"), "constant": ()}
+SCHEDULE_FIELDS = {"cosine": ("min_lr_ratio",), "wsd": ("min_lr_ratio", "decay_fraction", "decay_shape"),
+                   "constant": ()}
+DECAY_SHAPES = ("linear", "1-sqrt")
+COOLDOWN_UNITS = ("tokens", "tokens_per_param", "flops")  # train.cooldowns_in: the train.* key a branch's horizon sets
 
 
 @dataclass
@@ -92,6 +98,9 @@ class TrainConfig:
     nonfinite: str = "stop"  # stop | skip
     max_skipped_steps: int = 10  # with nonfinite=skip
     threads: Any = AUTO  # torch intra-op threads; auto: usable cores / cells in parallel / ranks
+    # WSD cooldown branches (train/branches.py): a warmup-stable trunk, and one branch per horizon that decays from it.
+    cooldowns: list = field(default_factory=list)  # the branches' horizons, in cooldowns_in's unit; []: none
+    cooldowns_in: str = "tokens"  # tokens | tokens_per_param | flops
 
 
 @dataclass
@@ -262,7 +271,33 @@ def validate(run: RunConfig) -> None:
     sched = run.schedule
     for key in SCHEDULE_FIELDS.get(sched.name, ()):
         value = getattr(sched, key)
-        if value is None:
+        if key == "decay_shape":
+            _choice("schedule.decay_shape", value, DECAY_SHAPES)
+        elif value is None:
             raise ConfigError(f"schedule={sched.name} needs schedule.{key} (a fraction in [0, 1])")
-        if not 0 <= value <= 1:
+        elif not 0 <= value <= 1:
             raise ConfigError(f"schedule.{key} must be in [0, 1], got {value}")
+    _validate_cooldowns(run)
+
+
+def _validate_cooldowns(run: RunConfig) -> None:
+    """train.cooldowns: positive, distinct horizons of branches from a schedule=wsd trunk that sets no horizon."""
+    t = run.train
+    _choice("train.cooldowns_in", t.cooldowns_in, COOLDOWN_UNITS)
+    if not t.cooldowns:
+        return
+    values = list(t.cooldowns)
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+               for v in values):
+        raise ConfigError(f"train.cooldowns={values} must be a list of positive numbers (the branches' horizons in "
+                          f"train.cooldowns_in={t.cooldowns_in}), e.g. train.cooldowns=[1e11,1e12]")
+    if len(set(values)) < len(values):
+        raise ConfigError(f"train.cooldowns={values} names a horizon twice; list each branch once")
+    if run.schedule.name != "wsd":
+        raise ConfigError(f"train.cooldowns needs schedule=wsd (a warmup-stable trunk whose branches decay), not "
+                          f"schedule={run.schedule.name}; add schedule=wsd")
+    set_horizons = [k for k in ("tokens", "flops", "tokens_per_param") if getattr(t, k) is not None]
+    if set_horizons:
+        raise ConfigError(f"train.cooldowns sets the horizons (one per branch), so train.{set_horizons[0]} must stay "
+                          f"null; drop it, or set train.cooldowns=[] for a single run")
+    t.cooldowns = sorted(float(v) for v in values)

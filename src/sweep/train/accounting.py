@@ -82,10 +82,15 @@ def default_batch_tokens(n_params: float, seq_len: int, ranks: int = 1) -> int:
     return max(math.ceil(MIN_BATCH_SEQUENCES / grain), round(sequences / grain)) * grain * seq_len
 
 
+def size_warmup_tokens(n_params: float, batch_tokens: int) -> float:
+    """≈ N tokens (Porian et al. 2024) but at least MIN_WARMUP_STEPS steps: a size's warmup, whatever the horizon
+    (schedule=wsd's, so that the runs of one size share everything before their decay)."""
+    return max(float(n_params), float(MIN_WARMUP_STEPS * batch_tokens))
+
+
 def default_warmup_tokens(n_params: float, horizon: float, batch_tokens: int) -> float:
-    """≈ N tokens (Porian et al. 2024) but at least MIN_WARMUP_STEPS steps, and never more than a fifth of the
-    horizon."""
-    return min(max(float(n_params), float(MIN_WARMUP_STEPS * batch_tokens)), MAX_WARMUP_FRACTION * horizon)
+    """The size's warmup (size_warmup_tokens), but never more than a fifth of the horizon (cosine, constant)."""
+    return min(size_warmup_tokens(n_params, batch_tokens), MAX_WARMUP_FRACTION * horizon)
 
 
 def steps_for(tokens: float, batch_tokens: int) -> int:

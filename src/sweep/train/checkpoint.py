@@ -52,16 +52,20 @@ class _Writes:
 def save(run_dir: Path, state: dict) -> Path:
     """tmp → fsync → latest becomes previous → tmp becomes latest. A crash at any point leaves a loadable file; a
     failed write (full disk) raises OSError naming the file and leaves the earlier generations as they were."""
-    latest = run_dir / LATEST
-    with atomic_write(latest, "wb", keep_previous=run_dir / PREVIOUS) as f:
+    return save_as(run_dir / LATEST, state, keep_previous=run_dir / PREVIOUS)
+
+
+def save_as(path: Path, state: dict, keep_previous: Path | None = None) -> Path:
+    """One checkpoint file written atomically (a cooldown trunk's branch point, or save()'s latest)."""
+    with atomic_write(path, "wb", keep_previous=keep_previous) as f:
         writes = _Writes(f)
         try:
             torch.save(state, writes)
         except RuntimeError:
             if writes.error is None:
                 raise
-            raise OSError(writes.error.errno, writes.error.strerror, str(latest)) from None
-    return latest
+            raise OSError(writes.error.errno, writes.error.strerror, str(path)) from None
+    return path
 
 
 def load(run_dir: Path, warn=print, model: torch.nn.Module | None = None) -> dict | None:

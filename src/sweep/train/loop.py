@@ -1,6 +1,7 @@
 """One training run, top to bottom: check the run directory, plan, build, resume, then the loop (step, log,
 evaluate, checkpoint, stop on a signal), then summary.json. Everything a resume needs besides the weights, the
-optimizer and the RNG is one small TrainState."""
+optimizer and the RNG is one small TrainState. A cooldown trunk also saves its state at its branch points
+(`handoff`), from which train/branches.py starts each branch as a resume."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from ..config.schema import is_auto
 from ..data import PreparedData, TokenBatches, open_tokens, prepare, spread, val_windows
 from ..tasks.runner import task_event, tasks_of
 from . import checkpoint
-from .plan import Plan, check_repetition, lr_at, lr_origin, make_plan, model_vocab, untuned_lr
+from .plan import Plan, check_repetition, check_stable, lr_at, lr_origin, make_plan, model_vocab, untuned_lr
 from .progress import PEAK_SECONDS, Progress
 from .runtime import Runtime, StopRequest, describe, keep_started_dtype, matmul_peak, settle
 from .step import build, evaluate, set_lr, step_module, train_step
@@ -136,12 +137,13 @@ def summary_of(run: RunConfig, plan: Plan, state: TrainState, val: tuple, data: 
 
 
 def train(run: RunConfig, run_dir: Path, runtime: Runtime, data: PreparedData | None = None,
-          progress: bool = True) -> dict:
+          progress: bool = True, handoff: frozenset = frozenset(), summary_extra: dict | None = None) -> dict:
     """Train one cell into run_dir (resuming from its checkpoint if any); returns summary.json's content.
     A completed cell is only read (so a read-only directory still counts as done); otherwise the main rank holds the
     cell's lock while it trains, so a second launch of the same cell is refused instead of interleaving with it.
     progress: a bar on a terminal (False when cells share one: their bars would interleave); otherwise periodic
-    log lines (train/progress.py)."""
+    log lines (train/progress.py). handoff: the steps at which a cooldown trunk saves its state for its branches
+    (rundir.branch_point); summary_extra: fields added to summary.json (a trunk's or a branch's)."""
     rundir.check_same_cell(run, run_dir, rundir.read_config(run_dir))
     if rundir.is_completed(run_dir):
         log.info("%s is already completed; nothing to train", run_dir)
@@ -152,11 +154,11 @@ def train(run: RunConfig, run_dir: Path, runtime: Runtime, data: PreparedData | 
         if rundir.is_completed(run_dir):
             log.info("%s was completed by another process; nothing to train", run_dir)
             return rundir.read_summary(run_dir)
-        return _train_claimed(run, run_dir, runtime, saved, data, progress)
+        return _train_claimed(run, run_dir, runtime, saved, data, progress, handoff, summary_extra or {})
 
 
 def _train_claimed(run: RunConfig, run_dir: Path, runtime: Runtime, saved: dict | None, data: PreparedData | None,
-                   progress: bool) -> dict:
+                   progress: bool, handoff: frozenset, summary_extra: dict) -> dict:
     t = run.train
     attempt_start = time.time()
     data = data or prepare(run.data, Path(run.out_dir) / run.data.cache_dir)
@@ -164,7 +166,9 @@ def _train_claimed(run: RunConfig, run_dir: Path, runtime: Runtime, saved: dict 
     if vocab_size < data.vocab_size:
         raise ConfigError(f"model.vocab_size={vocab_size} is smaller than the tokenizer's {data.vocab_size} tokens "
                           f"({data.tokenizer_path}); set model.vocab_size=auto or ≥ {data.vocab_size}")
-    plan = make_plan(run.model, t, vocab_size, runtime, run.data.val_tokens)
+    plan = make_plan(run.model, t, vocab_size, runtime, run.data.val_tokens, run.schedule,
+                     run.sweep.tokens_per_param_range)
+    check_stable(plan, run.schedule)
     rundir.check_same_defaults(run_dir, saved, plan.defaults())
     epochs = check_repetition(plan, run.data, data.train_tokens, run.run_name)
     if epochs > 1:
@@ -201,8 +205,8 @@ def _train_claimed(run: RunConfig, run_dir: Path, runtime: Runtime, saved: dict 
         rundir.write_config(run_dir, record)
         group = run.logger.group if not is_auto(run.logger.group) else \
             study_group(run.sweep.name, run.data.name, run_dir.parent)
-        tags = (run.model.name, horizon_tag(run.train.tokens, run.train.flops, run.train.tokens_per_param),
-                run.sweep.name)
+        tags = (run.model.name, horizon_tag(run.train.tokens, run.train.flops, run.train.tokens_per_param,
+                                            run.train.cooldowns), run.sweep.name)
         tracker = Tracker(run_dir, run.logger, run.run_name, group, record, tags=tags,
                           wandb_id=resumed and resumed.get("wandb_id"),
                           resume_offset=resumed and resumed["metrics_offset"])
@@ -245,7 +249,8 @@ def _train_claimed(run: RunConfig, run_dir: Path, runtime: Runtime, saved: dict 
             view.advance()
             last = state.step == plan.steps
 
-            if state.step % t.log_every == 0 or last:
+            # A trunk logs on the log grid only, so the loss interval it hands its last branch is an independent run's.
+            if state.step % t.log_every == 0 or (last and not handoff):
                 check_finite(bad_steps, state.step, run.run_name)
                 interval_loss = mean_over_ranks(loss_sum, runtime)
                 train_loss = interval_loss / state.interval_steps if state.interval_steps else None
@@ -272,16 +277,19 @@ def _train_claimed(run: RunConfig, run_dir: Path, runtime: Runtime, saved: dict 
             # which sync anyway, so the steps between run ahead of the host.
             check_stop = runtime.world_size == 1 or state.step % t.log_every == 0
             stopping = not last and check_stop and stop.requested(runtime)
-            if state.step % t.checkpoint_every == 0 or last or stopping:
+            if state.step % t.checkpoint_every == 0 or last or stopping or state.step in handoff:
                 if t.nonfinite == "stop":
                     check_finite(bad_steps, state.step, run.run_name)
                 state.interval_loss = mean_over_ranks(loss_sum, runtime)  # every rank restores it, then adds its own
                 if runtime.is_main:
-                    checkpoint.save(run_dir, {
+                    saved_state = {
                         "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                         "rng": checkpoint.rng_state(), "wandb_id": tracker.wandb_id,
                         "metrics_offset": tracker.offset(),
-                        **state.to_checkpoint(plan.batch_tokens, state.wall_s + time.time() - attempt_start)})
+                        **state.to_checkpoint(plan.batch_tokens, state.wall_s + time.time() - attempt_start)}
+                    if state.step in handoff:  # before the checkpoint: a resume past it would never write it
+                        checkpoint.save_as(rundir.branch_point(run_dir, state.step), saved_state)
+                    checkpoint.save(run_dir, saved_state)
             if stopping:
                 log.warning("%s: signal %d received; checkpointed at step %d, exiting with code %d; relaunch the "
                             "same command to resume", run.run_name, stop.signum, state.step, stop.exit_code)
@@ -298,8 +306,8 @@ def _train_claimed(run: RunConfig, run_dir: Path, runtime: Runtime, saved: dict 
             if task_scores is None or not task_scores["final"]:  # resumed from the final checkpoint
                 task_scores = tasks.score(model, held_out, runtime, final=True, at=event(state.step, plan))
             rundir.write_tasks(run_dir, task_scores)
-        summary = summary_of(run, plan, state, val, data, state.wall_s + time.time() - attempt_start, epochs,
-                             val_tokens=int(final_set[0].shape[0] * run.model.seq_len))
+        summary = {**summary_of(run, plan, state, val, data, state.wall_s + time.time() - attempt_start, epochs,
+                                val_tokens=int(final_set[0].shape[0] * run.model.seq_len)), **summary_extra}
         if tracker:
             tracker.finish(summary)
             tracker = None

@@ -1,10 +1,14 @@
 """The plan of one run: what the config and the model size imply (horizon, batch, micro-batch, lr, warmup) and the
-learning-rate schedule over it. Pure but for the device's free memory, which sizes the micro-batch on a GPU."""
+learning-rate schedule over it. Pure but for the device's free memory, which sizes the micro-batch on a GPU.
+
+A cooldown trunk (train.cooldowns) is planned from its branches: each branch is planned as the independent
+schedule=wsd run of its horizon, and the trunk is their shared part, up to the last branch point (where that
+branch's decay starts), at constant lr after the warmup."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from ..config import ConfigError, DataConfig, ModelConfig, RunConfig, ScheduleConfig, TrainConfig
 from ..config.schema import is_auto
@@ -22,6 +26,7 @@ MIN_EVAL_WINDOWS = 16  # an intermediate eval on fewer held-out windows would be
 SMALL_BATCH_TOKENS = 128 * 2048
 SMALL_BATCH_BETA2 = 0.99
 LARGE_BATCH_BETA2 = 0.95
+TRUNK = "train.cooldowns"  # a cooldown trunk's Plan.horizon: it has none of its own and never decays
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,8 @@ class Plan:
     eval_windows: int  # held-out windows (seq_len+1 tokens) per intermediate eval: an evenly spaced subset
     final_windows: int  # held-out windows of the final eval: the whole held-out set unless that alone busts the share
     seq_len: int  # targets per window
+    # a cooldown trunk's branches kept by sweep.tokens_per_param_range, by horizon: {horizon, steps, branch_step}
+    branches: tuple = ()
 
     @property
     def eval_flops(self) -> float:
@@ -60,9 +67,12 @@ class Plan:
         return self.warmup_steps * self.batch_tokens
 
     def record(self) -> dict:
-        """config.yaml's `plan` block."""
-        return {**asdict(self), "flops": self.flops, "eval_flops": self.eval_flops,
-                "eval_share": self.eval_flops / self.flops}
+        """config.yaml's `plan` block (`branches` only for a cooldown trunk)."""
+        out = {**asdict(self), "flops": self.flops, "eval_flops": self.eval_flops,
+               "eval_share": self.eval_flops / self.flops, "branches": [dict(b) for b in self.branches]}
+        if not self.branches:
+            del out["branches"]
+        return out
 
     def defaults(self) -> dict:
         """The per-size defaults this plan filled in, by train.* key (what a resumed run must still agree on)."""
@@ -104,10 +114,15 @@ def eval_plan(steps: int, tokens: int, seq_len: int, val_tokens: int, eval_every
     return every, mid, final
 
 
-def make_plan(m: ModelConfig, t: TrainConfig, vocab_size: int, runtime, val_tokens: int) -> Plan:
-    """The plan for model `m` trained as `t` says, with this vocabulary and held-out set, on this runtime."""
+def make_plan(m: ModelConfig, t: TrainConfig, vocab_size: int, runtime, val_tokens: int,
+              schedule: ScheduleConfig | None = None, tokens_per_param_range=None) -> Plan:
+    """The plan for model `m` trained as `t` says, with this vocabulary and held-out set, on this runtime. The
+    schedule sets the warmup rule (schedule=wsd: the size's, whatever the horizon); a trunk's branches outside
+    tokens_per_param_range are left out of it."""
     from ..config.lr_rule import load as load_rule
 
+    if t.cooldowns:
+        return _trunk_plan(m, t, vocab_size, runtime, val_tokens, schedule, tokens_per_param_range)
     counts = accounting.param_counts(m.n_layer, m.d_model, vocab_size, m.seq_len, m.tie_embeddings)
     per_token = accounting.flops_per_token(m.n_layer, m.d_model, vocab_size, m.seq_len)
     try:
@@ -139,8 +154,12 @@ def make_plan(m: ModelConfig, t: TrainConfig, vocab_size: int, runtime, val_toke
         beta2 = SMALL_BATCH_BETA2 if batch_tokens < SMALL_BATCH_TOKENS else LARGE_BATCH_BETA2
     else:
         beta2 = float(t.beta2)
-    warmup = accounting.default_warmup_tokens(counts["matmul"], horizon, batch_tokens) if is_auto(t.warmup_tokens) \
-        else float(t.warmup_tokens)
+    if not is_auto(t.warmup_tokens):
+        warmup = float(t.warmup_tokens)
+    elif schedule is not None and schedule.name == "wsd":  # never shortened by the horizon: branches share it
+        warmup = accounting.size_warmup_tokens(counts["matmul"], batch_tokens)
+    else:
+        warmup = accounting.default_warmup_tokens(counts["matmul"], horizon, batch_tokens)
     eval_every, eval_windows, final_windows = eval_plan(steps, steps * batch_tokens, m.seq_len, val_tokens,
                                                         t.eval_every, t.eval_share)
     return Plan(n_params=counts, flops_per_token=per_token, horizon=source,
@@ -149,6 +168,59 @@ def make_plan(m: ModelConfig, t: TrainConfig, vocab_size: int, runtime, val_toke
                 accum=local_sequences // micro, lr=lr, lr_rule=rule.record(counts["matmul"]), beta2=beta2,
                 warmup_steps=min(steps, round(warmup / batch_tokens)), eval_every=eval_every,
                 eval_windows=eval_windows, final_windows=final_windows, seq_len=m.seq_len)
+
+
+def branch_train(t: TrainConfig, horizon: float) -> TrainConfig:
+    """The train config of a trunk's branch of this horizon (in train.cooldowns_in's unit): an independent run's."""
+    horizons = {**dict.fromkeys(("tokens", "flops", "tokens_per_param")), t.cooldowns_in: horizon}
+    return replace(t, cooldowns=[], **horizons)
+
+
+def _trunk_plan(m: ModelConfig, t: TrainConfig, vocab_size: int, runtime, val_tokens: int, schedule: ScheduleConfig,
+                tokens_per_param_range) -> Plan:
+    """The trunk's plan: its last kept branch's, cut at that branch's point. No branch kept: the longest branch's,
+    with no branches (outside_range then says why the grid skips it)."""
+    plans = {h: make_plan(m, branch_train(t, h), vocab_size, runtime, val_tokens, schedule) for h in t.cooldowns}
+    kept = {h: p for h, p in plans.items() if outside_range(p, tokens_per_param_range) is None}
+    for h, p in kept.items():
+        try:
+            check_stable(p, schedule)
+        except ConfigError as err:
+            raise ConfigError(f"train.cooldowns: the branch at {h:g} {t.cooldowns_in}: {err}; or drop it from "
+                              f"train.cooldowns") from None
+    branches = tuple({"horizon": h, "steps": p.steps, "branch_step": decay_start(p, schedule)} for h, p in kept.items())
+    base = max(kept.values() or plans.values(), key=lambda p: decay_start(p, schedule))
+    steps = decay_start(base, schedule)
+    every, windows, final = eval_plan(steps, steps * base.batch_tokens, m.seq_len, val_tokens, t.eval_every,
+                                      t.eval_share)
+    return replace(base, horizon=TRUNK, flops_budget=None, steps=steps, tokens=steps * base.batch_tokens,
+                   warmup_steps=min(steps, base.warmup_steps), eval_every=every, eval_windows=windows,
+                   final_windows=final, branches=branches)
+
+
+def decay_start(plan: Plan, schedule: ScheduleConfig) -> int:
+    """schedule=wsd: the step at which the decay starts (a branch's point on its trunk)."""
+    return plan.steps - max(1, round(schedule.decay_fraction * plan.steps))
+
+
+def check_stable(plan: Plan, schedule: ScheduleConfig) -> None:
+    """schedule=wsd: the warmup does not shrink with the horizon, so a short horizon could leave no stable phase;
+    refuse one whose stable phase is shorter than its warmup (ConfigError naming the fixes)."""
+    if schedule.name != "wsd" or plan.horizon == TRUNK:
+        return
+    stable = decay_start(plan, schedule) - plan.warmup_steps
+    if stable >= plan.warmup_steps:
+        return
+    fixes = "lower schedule.decay_fraction"
+    if schedule.decay_fraction < 1:
+        need = math.ceil(2 * plan.warmup_steps / (1 - schedule.decay_fraction))
+        while need - max(1, round(schedule.decay_fraction * need)) < 2 * plan.warmup_steps:
+            need += 1
+        fixes = f"raise the horizon to ≥ {need * plan.batch_tokens} tokens ({need} steps)"
+    raise ConfigError(f"schedule=wsd: the horizon ({plan.tokens:.4g} tokens, {plan.steps} steps) leaves a stable "
+                      f"phase of {stable} steps, shorter than the warmup's {plan.warmup_steps} (under wsd the warmup "
+                      f"is the size's, not a share of the horizon); {fixes}, lower train.warmup_tokens, or use "
+                      f"schedule=cosine")
 
 
 def lr_origin(t: TrainConfig, plan: Plan) -> str:
@@ -181,23 +253,29 @@ def check_plan(run: RunConfig) -> Plan:
     rejection; the tokenizer's real vocabulary can only be smaller than data.vocab_size, which changes nothing here."""
     from .runtime import select
 
-    return make_plan(run.model, run.train, model_vocab(run.model, run.data.vocab_size), select(run.device, run.train),
-                     run.data.val_tokens)
+    span = run.sweep.tokens_per_param_range
+    plan = make_plan(run.model, run.train, model_vocab(run.model, run.data.vocab_size),
+                     select(run.device, run.train), run.data.val_tokens, run.schedule, span)
+    if outside_range(plan, span) is None:  # a cell a grid skips is not refused for what it would not do
+        check_stable(plan, run.schedule)
+    return plan
 
 
 def lr_at(step: int, plan: Plan, schedule: ScheduleConfig) -> float:
-    """lr for optimizer step `step` (0-based): linear warmup, then cosine / WSD / constant."""
+    """lr for optimizer step `step` (0-based): linear warmup, then cosine / WSD (linear or 1-sqrt decay) / constant;
+    a cooldown trunk stays at the peak (its branches decay)."""
     if step < plan.warmup_steps:
         return plan.lr * (step + 1) / plan.warmup_steps
-    if schedule.name == "constant":
+    if schedule.name == "constant" or plan.horizon == TRUNK:
         return plan.lr
     floor = plan.lr * schedule.min_lr_ratio
     if schedule.name == "wsd":
-        decay_steps = max(1, round(schedule.decay_fraction * plan.steps))
-        decay_start = plan.steps - decay_steps
-        if step < decay_start:
+        start = decay_start(plan, schedule)
+        if step < start:
             return plan.lr
-        return plan.lr + (floor - plan.lr) * (step + 1 - decay_start) / decay_steps
+        if schedule.decay_shape == "1-sqrt":  # Hägele et al. 2024: lr = peak - (peak - floor)·sqrt(progress)
+            return plan.lr + (floor - plan.lr) * math.sqrt((step + 1 - start) / (plan.steps - start))
+        return plan.lr + (floor - plan.lr) * (step + 1 - start) / (plan.steps - start)
     progress = (step + 1 - plan.warmup_steps) / max(1, plan.steps - plan.warmup_steps)
     return floor + 0.5 * (plan.lr - floor) * (1 + math.cos(math.pi * min(1.0, progress)))
 
@@ -208,6 +286,9 @@ def outside_range(plan: Plan, tokens_per_param_range) -> str | None:
     if tokens_per_param_range is None:
         return None
     lo, hi = tokens_per_param_range
+    if plan.horizon == TRUNK:
+        return None if plan.branches else (f"every cooldown branch is outside sweep.tokens_per_param_range "
+                                           f"[{lo:g}, {hi:g}]")
     tpp = plan.tokens / plan.n_params["non_embedding"]
     if lo <= tpp <= hi:
         return None
