@@ -135,6 +135,7 @@ def test_main_prints_summary(analysed, tmp_path, capsys):
     assert "Approach 3" in out and "alpha=" in out and "Approach 2" in out and "report:" in out
 
 
+@pytest.mark.slow
 def test_ladder_sweep_fits_l_of_n(tmp_path):
     """A ladder (train.tokens_per_param set, no FLOP budgets): L(N) at that tokens/param, no Approach 2."""
     rng = np.random.default_rng(2)

@@ -31,6 +31,7 @@ def test_sizes_table(capsys):
     assert all(line.split()[5] == "512" for line in out.splitlines()[1:-1])  # the vocab column
 
 
+@pytest.mark.slow
 def test_sizes_under_a_preset_are_the_counts_its_runs_have(capsys):
     assert main(["sizes", "sweep=cpu", "--json"]) == 0
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}

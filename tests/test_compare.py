@@ -38,6 +38,7 @@ def compared(paths: list[Path], n_boot: int) -> dict:
     return compare([fit_input(*each, n_boot, seed) for seed, each in enumerate(load_inputs(paths, "non_embedding"))])
 
 
+@pytest.mark.slow
 def test_a_known_difference_in_alpha_is_resolved(tmp_path):
     low, high = write_csv(tmp_path / "low.csv", 0.34, seed=1), write_csv(tmp_path / "high.csv", 0.45, seed=2)
     laws = compared([low, high], n_boot=30)
@@ -54,6 +55,7 @@ def test_a_known_difference_in_alpha_is_resolved(tmp_path):
     assert "- β: no clear difference" in text
 
 
+@pytest.mark.slow
 def test_the_same_law_twice_gives_an_interval_around_zero(tmp_path):
     one, two = write_csv(tmp_path / "one.csv", 0.34, seed=3), write_csv(tmp_path / "two.csv", 0.34, seed=4)
     diffs = compared([one, two], n_boot=30)["approach3"]["differences"]["two"]
@@ -62,6 +64,7 @@ def test_the_same_law_twice_gives_an_interval_around_zero(tmp_path):
         assert lo <= 0 <= hi and not diffs[name]["excludes_zero"], (name, diffs[name])
 
 
+@pytest.mark.slow
 def test_chinchilla_against_itself():
     laws = compared([CHINCHILLA, CHINCHILLA], n_boot=20)
     assert len({label for entry in laws.values() for label in entry["inputs"]}) == 2  # one name, disambiguated
@@ -75,6 +78,7 @@ def test_chinchilla_against_itself():
     assert compared_quantities >= 4  # Approach 3's α, β and its allocation's a, b at least
 
 
+@pytest.mark.slow
 def test_cli_writes_report_json_and_plots(tmp_path, capsys):
     small = {"sizes": SIZES[::2], "budgets": BUDGETS[1:]}  # 12 runs each: enough for every law, and quick
     a, b = write_csv(tmp_path / "a.csv", 0.34, seed=5, **small), write_csv(tmp_path / "b.csv", 0.40, seed=6, **small)
@@ -94,6 +98,7 @@ def test_cli_writes_report_json_and_plots(tmp_path, capsys):
     assert str(out / "compare.md") in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_a_sweep_directory_against_a_csv(tmp_path):
     sweep = write_sweep(tmp_path / "synth")
     laws = compared([sweep, write_csv(tmp_path / "grid.csv", 0.34, seed=8)], n_boot=20)

@@ -400,6 +400,7 @@ def test_val_windows():
 
 # ---------------------------------------------------------------- the embedded corpus
 
+@pytest.mark.slow
 def test_pystdlib_small(tmp_path):
     cfg = DataConfig(vocab_size=512, max_tokens=100_000, val_tokens=20_000, tokenizer_train_bytes=2_000_000)
     first = prepare(cfg, tmp_path / "cache")

@@ -56,6 +56,7 @@ def test_golden_epoch_approach3(chinchilla):
     assert res.at_bound == [] and res.starts["reached_best"] >= 2
 
 
+@pytest.mark.slow
 def test_golden_bootstrap_matches_epoch_intervals(chinchilla):
     """200 warm-started refits (their speed is scripts/bench_fit.py's business, not a test's)."""
     N, D, L = chinchilla

@@ -27,6 +27,7 @@ def test_every_rung_has_the_rule_s_shape(name):
     assert m.d_model % m.n_head == 0
 
 
+@pytest.mark.slow
 def test_neighbours_differ_in_size_not_kind():
     shapes = [(m.n_layer, m.d_model) for _, m in rungs()]
     assert len(shapes) >= 10

@@ -196,6 +196,7 @@ def test_batch_slices_give_the_best_slice_and_batch_law():
     assert any("treated as repeats" in w for w in hidden["warnings"])
 
 
+@pytest.mark.slow
 def test_sweep_analyze_of_an_lr_sweep_writes_the_rule_and_fits_the_best_lr_runs(tmp_path):
     """The wiring in `sweep analyze`: an lr study is found in run directories, its rule written and loadable, its
     plot and report section made, and the laws see each size's best-lr run only."""

@@ -71,6 +71,7 @@ def test_every_plot_in_every_format_for_chinchilla(tmp_path):
     assert len(set(tips)) == 240  # every run has a tooltip somewhere
 
 
+@pytest.mark.slow
 def test_one_wild_interval_keeps_the_axes(chinchilla):
     ds, fits = chinchilla
     wild = copy.deepcopy(fits)
@@ -149,6 +150,7 @@ def test_bands_from_the_recipe_intervals():
     assert recipe_band({"recipe": []}, "N_opt", c) is None
 
 
+@pytest.mark.slow
 def test_bands_from_bootstrap_draws_when_fits_keep_them(chinchilla):
     from sweep.analysis.plots_fit import plot_fit_nd
     from sweep.analysis.plots_optimal import plot_frontier

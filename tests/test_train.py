@@ -23,6 +23,7 @@ def small_run(tmp_path: Path, corpus: Path, *overrides: str):
                                    batch_tokens=1024))
 
 
+@pytest.mark.slow
 def test_loss_falls_and_run_directory_holds_the_contract(tmp_path, corpus):
     run = small_run(tmp_path, corpus, "train.tokens=307200", "train.eval_every=100", "train.lr=0.01")
     summary, run_dir = run_cell(run)
@@ -69,6 +70,7 @@ def test_batch_not_multiple_of_micro_batch_is_rejected(tmp_path, corpus):
         make_plan(run.model, run.train, 512, runtime.resolve("cpu", run.train), run.data.val_tokens)
 
 
+@pytest.mark.slow
 def test_gradient_accumulation_matches_one_big_batch(tmp_path, corpus):
     whole, _ = run_cell(small_run(tmp_path / "a", corpus, "train.tokens=20480"))
     accum, run_dir = run_cell(small_run(tmp_path / "b", corpus, "train.tokens=20480", "train.micro_batch=4"))

@@ -275,6 +275,7 @@ def test_wide_allocation_interval_and_bounds_are_flagged():
     assert lines == ["- ✗ bad", "- ✓ fine", "- – unknown"]
 
 
+@pytest.mark.slow
 def test_chinchilla_csv_checklist(tmp_path, no_plots, monkeypatch):
     monkeypatch.chdir(tmp_path)
     csv = Path(__file__).parent / "data" / "chinchilla_epoch_240.csv"
