@@ -128,3 +128,11 @@ def test_labels_are_unique(tmp_path):
     a, b = write_csv(tmp_path / "x" / "s.csv", 0.34, 0), write_csv(tmp_path / "y" / "s.csv", 0.34, 0)
     assert labels_of([a, b]) == ["x/s", "y/s"]
     assert labels_of([a, a]) == ["x/s#1", "x/s#2"]
+
+
+def test_a_zero_width_interval_is_never_printed_as_one():
+    from sweep.analysis.compare import value_text
+
+    text = value_text({"value": 3.06e-07, "ci": [3.06e-07, 3.06e-07]})
+    assert text == "3.06e-07 (no interval: every resample gave this value)"
+    assert value_text({"value": 0.5, "ci": [0.4, 0.6]}) == "0.5 [0.4, 0.6]"

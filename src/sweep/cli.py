@@ -11,7 +11,8 @@ from pathlib import Path
 USAGE = """usage: sweep COMMAND [ARGS]
 
 commands:
-  train [-m] [OVERRIDES]    one training run, or a grid with -m (sweep=isoflop|ladder|cpu|lr selects a preset)
+  train [-m] [OVERRIDES]    one training run, or a grid with -m (sweep=cpu|isoflop|ladder|lr|isoflop_cooldown|
+                            emergence|emergence_gpu selects a preset)
   demo [emergence] [OVERRIDES]
                             the embedded default end to end on CPU: the `cpu` isoFLOP grid, then analyze;
                             `demo emergence`: the size ladder with the task suite mixed in (sweep=emergence)

@@ -21,6 +21,7 @@ import numpy as np
 from ..files import write_json_atomic, write_text_atomic
 from .bootstrap import flatten_estimates, percentile_ci
 from .estimate import CI_NAMES, estimate
+from .fmt import zero_width
 from .load import CONVENTIONS, AnalysisError, Dataset
 from .main import runs_to_fit
 
@@ -157,6 +158,8 @@ def value_text(v: dict | None, sign: bool = False) -> str:
     if not v or v.get("value") is None:
         return "—"
     ci = v.get("ci")
+    if ci and zero_width(ci):  # never printed as an interval (e.g. E at its bound in every resample)
+        return _num(v["value"], sign) + " (no interval: every resample gave this value)"
     return _num(v["value"], sign) + (f" [{_num(ci[0], sign)}, {_num(ci[1], sign)}]" if ci else " (no interval)")
 
 

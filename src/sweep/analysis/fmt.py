@@ -6,7 +6,7 @@ never a `[x, x]` that would read as certainty. Also `sci`, a FLOP count or size 
 from __future__ import annotations
 
 
-def _zero_width(ci) -> bool:
+def zero_width(ci) -> bool:
     lo, hi = ci
     return lo is not None and hi is not None and abs(hi - lo) <= 1e-9 * max(abs(lo), abs(hi), 1e-300)
 
@@ -15,7 +15,7 @@ def ci_text(value, ci, fmt="{:.4g}", why_none: str | None = None) -> str:
     """value [lo, hi]; a zero-width or missing interval as the value and why it has none (why_none, if given)."""
     if value is None:
         return "—"
-    if ci and _zero_width(ci):
+    if ci and zero_width(ci):
         return fmt.format(value) + " (no interval: every resample gave this value)"
     if ci:
         return fmt.format(value) + f" [{fmt.format(ci[0])}, {fmt.format(ci[1])}]"
