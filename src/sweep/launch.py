@@ -86,7 +86,9 @@ def train_cell(cfg) -> float | None:
             return None
         cells = parallel_cells()
         trainer = train_with_branches if run.train.cooldowns else train  # a trunk trains its branches after it
-        summary = trainer(run, run_dir, runtime.resolve(run.device, run.train, cells), progress=cells == 1)
+        rt = runtime.resolve(run.device, run.train, cells)
+        summary = trainer(run, run_dir, rt, progress=cells == 1)
+        runtime.leave_together(rt)
     except (rundir.RunDirBusy, rundir.OtherSettings) as err:  # the directory is another launch's: leave it be
         if single:
             print(f"error: {err}", file=sys.stderr)

@@ -128,6 +128,15 @@ def _leave_process_group() -> None:
         dist.destroy_process_group()
 
 
+def leave_together(runtime: Runtime) -> None:
+    """At the end of a run, every rank waits for the others, then the process group is torn down on all of them at
+    once: a rank that left while the main rank was still writing the run's last files aborted at exit in CI ('terminate
+    called without an active exception'), even with the group destroyed at exit."""
+    if runtime.world_size > 1 and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
