@@ -204,3 +204,26 @@ def test_a_bad_tokens_per_param_range_is_refused():
 
     with pytest.raises(ConfigError, match=r"sweep.tokens_per_param_range=\[40, 20\] must be \[min, max\]"):
         compose(["sweep.tokens_per_param_range=[40,20]"])
+
+
+@pytest.mark.slow
+def test_demo_emergence_end_to_end(tmp_path, corpus):
+    # `sweep demo emergence`'s own path (the emergence preset, parallel cells, analysis) with four small sizes, a small
+    # suite and few tokens: task events, tasks.json per run, and the report's abilities section.
+    args = ["demo", "emergence", f"out_dir={tmp_path}", "data=local", f"data.path={corpus}", "data.val_tokens=4096",
+            "data.allow_repeat=true", "train.tokens=20480", "model=gpt-3k,gpt-6k,gpt-12k,gpt-25k", "tasks.items=30",
+            "tasks.items_during=10", "tasks.icl_windows=8", "train.eval_every=10"]
+    result = sweep_cmd(*args, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    sweep_dir = tmp_path / "emergence"
+    cells = summaries(sweep_dir)
+    assert len(cells) == 4 and all(c["status"] == "completed" for c in cells.values())
+    for name in cells:
+        events = [json.loads(line) for line in (sweep_dir / name / "metrics.jsonl").read_text().splitlines()]
+        assert sum("tasks" in e for e in events) == sum("val_loss" in e for e in events) >= 2
+        assert json.loads((sweep_dir / name / "tasks.json").read_text())["variants"]["add/d2"]["n"] == 30
+    report = (sweep_dir / "analysis" / "report.md").read_text()
+    assert "## Abilities and emergence" in report and "### Emergent, or a metric artefact?" in report
+    fits = json.loads((sweep_dir / "analysis" / "fits.json").read_text())
+    assert fits["emergence"]["table"] == "tasks.csv" and (sweep_dir / "analysis" / "tasks.csv").exists()
+    assert (sweep_dir / "analysis" / "emergence_task_add.png").stat().st_size > 10_000
