@@ -12,9 +12,9 @@ import math
 import numpy as np
 from scipy.stats import spearmanr
 
+from ..stats import wilson
 from .emergence_load import PROPORTIONS
 
-Z = 1.959963984540054  # 95%
 DISCONTINUOUS = ("exact", "exact_final", "mc_acc")
 CONTINUOUS = ("nll", "p_seq", "digit_acc", "edit_distance", "brier")
 # p_seq is a product over the answer's tokens: it scales like exact match (shown in the overlay), so the verdict's
@@ -39,16 +39,6 @@ VERDICTS = {
     "no_trend": "no trend with size",
     "too_few_sizes": "too few sizes to judge (fewer than {min_sizes})",
 }
-
-
-def wilson(p, n):
-    """95% Wilson score interval of a proportion p over n items (NaN where n is not positive)."""
-    p, n = np.asarray(p, float), np.asarray(n, float)
-    with np.errstate(all="ignore"):
-        den = 1 + Z**2 / n
-        mid = (p + Z**2 / (2 * n)) / den
-        half = Z * np.sqrt(p * (1 - p) / n + Z**2 / (4 * n**2)) / den
-        return np.where(n > 0, np.clip(mid - half, 0, 1), np.nan), np.where(n > 0, np.clip(mid + half, 0, 1), np.nan)
 
 
 def newcombe(p1, n1, p2, n2) -> tuple[float, float, float]:

@@ -10,9 +10,10 @@ import math
 
 import numpy as np
 
+from ..stats import Z95
+from .. import stats
 from .items import END, Item, TaskError
 
-Z95 = 1.959963984540054  # the two-sided 95% normal quantile
 # Olsson et al. 2022 ("In-context Learning and Induction Heads"): loss at the 500th token minus at the 50th, in a
 # 512-token context. We keep the two positions' fractions of the context and average a band around each.
 OLSSON_EARLY, OLSSON_LATE, OLSSON_CONTEXT = 50, 500, 512
@@ -21,12 +22,8 @@ OLSSON_EARLY, OLSSON_LATE, OLSSON_CONTEXT = 50, 500, 512
 def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
     """The Wilson score interval for k successes in n trials. n=0 → (nan, nan): no evidence, no interval (the
     scorer never reports a metric over zero items, so a nan here means a caller bug, and it stays visible)."""
-    if n == 0:
-        return math.nan, math.nan
-    p, z2 = k / n, z * z
-    center = (p + z2 / (2 * n)) / (1 + z2 / n)
-    half = z / (1 + z2 / n) * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
-    return max(0.0, center - half), min(1.0, center + half)
+    lo, hi = stats.wilson(k / n if n else np.nan, n, z)
+    return float(lo), float(hi)
 
 
 def contains(interval: tuple[float, float], value: float) -> bool:
