@@ -9,7 +9,6 @@ import logging
 from dataclasses import fields
 from pathlib import Path
 
-import torch
 
 from . import rundir
 from .config import ConfigError
@@ -70,8 +69,7 @@ def evaluate_run(run_dir: Path, device: str = "auto", items: int | None = None) 
     tokens = step * plan.get("batch_tokens", 0)
     at = {"step": step, "tokens": tokens, "flops": tokens * plan.get("flops_per_token", 0),
           "completed": rundir.is_completed(run_dir)}
-    with torch.no_grad():
-        result = tasks.score(model, held_out, runtime, final=True, at=at, source="sweep evaluate")
+    result = tasks.score(model, held_out, runtime, final=True, at=at, source="sweep evaluate")  # eval mode, no grad
     rundir.write_tasks(run_dir, result)
     return result
 

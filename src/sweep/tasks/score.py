@@ -65,7 +65,7 @@ def evaluate_items(model, items: list[Item], codec: SymbolCodec, device="cpu", b
             sequences.append(np.concatenate([prompt, target]))
             _check_fits(item, len(prompt), len(target), limit)
     with _scoring(model, autocast):
-        forced = _teacher_forced(model, sequences, device, batch, argmax=True)
+        forced = _teacher_forced(model, sequences, device, batch)
         known, pending = [], []
         cursor = 0
         for i, (item, prompt, answer) in enumerate(zip(items, prompts, answers)):
@@ -252,9 +252,9 @@ def _chunks(lengths: list[int], batch: int, vocab: int) -> list[list[int]]:
     return out + [current] if current else out
 
 
-def _teacher_forced(model, sequences: list[np.ndarray], device, batch: int, argmax: bool = False) -> list[tuple]:
-    """Per sequence of L tokens: the L-1 next-token NLLs and argmax hits (position j predicts token j+1), and with
-    argmax=True the argmax tokens themselves."""
+def _teacher_forced(model, sequences: list[np.ndarray], device, batch: int) -> list[tuple]:
+    """Per sequence of L tokens: the L-1 next-token NLLs, argmax hits and argmax tokens (position j predicts
+    token j+1)."""
     results: list = [None] * len(sequences)
     for index in _chunks([len(s) for s in sequences], batch, _vocab(model)):
         width = max(len(sequences[i]) for i in index)
@@ -269,7 +269,7 @@ def _teacher_forced(model, sequences: list[np.ndarray], device, batch: int, argm
         best = best.cpu().numpy()
         for row, i in enumerate(index):
             n = len(sequences[i]) - 1
-            results[i] = (nll[row, :n], hit[row, :n], best[row, :n]) if argmax else (nll[row, :n], hit[row, :n])
+            results[i] = (nll[row, :n], hit[row, :n], best[row, :n])
     return results
 
 
