@@ -217,6 +217,21 @@ def set_limits(ax, axis: str, values, log: bool = True, margin: float = 0.06, mi
         (ax.set_xlim if axis == "x" else ax.set_ylim)(*lim)
 
 
+HELD = {"color": "C3", "marker": "D", "s": 36}  # the held-out runs, in every plot
+
+
+def error_limits(ax, x, pred, lo, hi, observed, min_decades: float) -> tuple:
+    """A prediction check's error panel: (predicted − observed) / observed in %, and its interval's ends in %, with
+    the axes set from them (x log); an interval far beyond every error does not set the axis (clipped_errorbar cuts
+    it with an arrow), so one wild interval cannot flatten the others."""
+    err = (pred / observed - 1) * 100
+    lo_e, hi_e = (lo / observed - 1) * 100, (hi / observed - 1) * 100
+    set_limits(ax, "x", x, min_decades=min_decades)
+    reach = 10 * max(np.abs(err).max(), 0.5)
+    set_limits(ax, "y", np.r_[err, 0, lo_e[lo_e > -reach], hi_e[hi_e < reach]], log=False, margin=0.1)
+    return err, lo_e, hi_e
+
+
 def clipped_errorbar(ax, x, y, lo, hi, axis: str = "y", color="C2", label=None, **kw) -> int:
     """Points with their 95% bars [lo, hi] (NaN: none) along `axis`, cut at the axis limits, which must be set
     already; a cut end is drawn as an arrow head at the edge. Returns how many ends were cut."""

@@ -10,10 +10,9 @@ import matplotlib
 import numpy as np
 
 from .lse import LseFitter, approach3_params, law_loss, single_threaded_blas
-from .plots_base import NO_BAND, clipped_errorbar, data_limits, draws_band, figure, hollow, holdout_mask, law, legend, \
-    note, note_excluded, param_draws, run_tips, set_limits, tidy_log_axis, tip
+from .plots_base import HELD, NO_BAND, clipped_errorbar, data_limits, draws_band, error_limits, figure, hollow, \
+    holdout_mask, law, legend, note, note_excluded, param_draws, run_tips, set_limits, tidy_log_axis, tip
 
-HELD = {"color": "C3", "marker": "D", "s": 36}  # the held-out runs, in every plot
 _REFITS: dict = {}  # the last held-out refit, by its inputs
 
 
@@ -183,13 +182,9 @@ def plot_holdout(ds, fits):
           title=f"Extrapolation to the held-out size: mean error {h['mean_rel_error'] * 100:+.2f}%")
     note_excluded(a, ds)
     legend(a, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
-    err = (pred / L[test] - 1) * 100
     b.axhline(0, color="black", lw=0.9, label="zero: prediction = observation")
     b.axhline(h["mean_rel_error"] * 100, color="C3", lw=0.9, ls="--", label="mean error")
-    set_limits(b, "x", D[test], min_decades=1)
-    lo_e, hi_e = (lo / L[test] - 1) * 100, (hi / L[test] - 1) * 100
-    reach = 10 * max(np.abs(err).max(), 0.5)  # the intervals set the axis unless one is wild: then it is cut
-    set_limits(b, "y", np.r_[err, 0, lo_e[lo_e > -reach], hi_e[hi_e < reach]], log=False, margin=0.1)
+    err, lo_e, hi_e = error_limits(b, D[test], pred, lo, hi, L[test], min_decades=1)
     clipped_errorbar(b, D[test], err, lo_e, hi_e, color="C3", fmt="D", mfc="none",
                      label="held-out runs (bar: the interval)")
     b.set_xscale("log")

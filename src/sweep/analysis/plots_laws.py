@@ -8,9 +8,8 @@ from __future__ import annotations
 import matplotlib
 import numpy as np
 
-from .plots_base import clipped_errorbar, figure, hollow, legend, run_tips, set_limits, tidy_log_axis, tip
-
-HELD = {"color": "C3", "marker": "D", "s": 36}
+from .plots_base import HELD, clipped_errorbar, error_limits, figure, hollow, legend, run_tips, set_limits, \
+    tidy_log_axis, tip
 
 
 def plot_extrapolation(ds, fits):
@@ -42,12 +41,8 @@ def plot_extrapolation(ds, fits):
     a.set(xlabel="training FLOPs C", ylabel="final validation loss",
           title=f"Fit small, predict big ({h['expr']}): median |error| {s['median_abs_rel_error'] * 100:.2f}%")
     legend(a, fontsize=7)
-    err = (pred / obs - 1) * 100
-    lo_e, hi_e = (lo / obs - 1) * 100, (hi / obs - 1) * 100
     b.axhline(0, color="black", lw=0.9)
-    set_limits(b, "x", hC, min_decades=0.5)
-    reach = 10 * max(np.abs(err).max(), 0.5)  # one wild interval must not flatten the others
-    set_limits(b, "y", np.r_[err, 0, lo_e[lo_e > -reach], hi_e[hi_e < reach]], log=False, margin=0.1)
+    err, lo_e, hi_e = error_limits(b, hC, pred, lo, hi, obs, min_decades=0.5)
     inside = np.array([bool(row["inside"]) for row in rows])
     for mask, color, label in ((inside, "C2", "observed inside its interval"),
                                (~inside, "C3", "observed outside its interval")):
