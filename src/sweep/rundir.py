@@ -149,12 +149,12 @@ def check_same_cell(run: RunConfig, run_dir: Path, saved: dict | None) -> None:
     defaults = OmegaConf.to_container(OmegaConf.structured(type(run)))
     differ = []
     for section in DEFINING_SECTIONS:
-        # A section a run directory predates (tasks, before the task suite) holds its defaults.
-        there = (saved.get(section) or {}) if section in saved else defaults[section]
+        there = saved.get(section) or {}
         for key, value in current[section].items():
             if is_auto(value) or is_non_defining(section, key):
                 continue  # auto: derived (per-size defaults are checked by check_same_defaults)
-            was = there.get(key, defaults[section].get(key))  # a key the directory predates holds its default
+            # a key (or a whole section, as tasks) the directory predates holds its default
+            was = there.get(key, defaults[section].get(key))
             if was != value:
                 differ.append(f"{section}.{key}: {was!r} there, {value!r} now")
     if saved.get("seed") != run.seed:
