@@ -80,9 +80,9 @@ def main() -> None:
 
 
 def compare(path: str, n_boot: int, max_bins: int | None) -> dict:
-    from sweep.analysis.aggregate import aggregate
-    from sweep.analysis.estimate import estimate
-    from sweep.analysis.load import load_csv
+    from sweep.analysis.laws.aggregate import aggregate
+    from sweep.analysis.laws.estimate import estimate
+    from sweep.analysis.inputs.load import load_csv
 
     ds = load_csv(path)
     t0 = time.perf_counter()

@@ -4,8 +4,8 @@
 
 1. plain: Epoch's method as published — L-BFGS-B (finite-difference gradient, default tolerances) from every point
    of the start grid e ∈ {-1,…,1}, a, b ∈ {0,5,…,25}, α, β ∈ {0,.5,…,2}; the lowest objective wins;
-2. fast: sweep.analysis.lse.LseFitter — the same grid plus variable-projection starts scored in one vectorised pass,
-   the best 8 refined with an analytic gradient and tight tolerances;
+2. fast: sweep.analysis.laws.lse.LseFitter — the same grid plus variable-projection starts scored in one vectorised
+   pass, the best 8 refined with an analytic gradient and tight tolerances;
 3. a bootstrap of refits over resampled points, warm-started from the full-data optimum.
 Both fits are run on one BLAS thread (as the analysis does). Prints the numbers; the last line is one JSON object.
 """
@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
 
-from sweep.analysis import bootstrap, lse
+from sweep.analysis.laws import bootstrap, lse
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data" / "chinchilla_epoch_240.csv"
 EPOCH = {"E": 1.8172, "A": 482.01, "B": 2085.43, "alpha": 0.3478, "beta": 0.3658}

@@ -10,11 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sweep.analysis import aggregate as agg_mod
-from sweep.analysis.aggregate import aggregate
-from sweep.analysis.estimate import estimate
-from sweep.analysis.laws import allocation, size_clusters
-from sweep.analysis.load import load_csv
+from sweep.analysis.laws import aggregate as agg_mod
+from sweep.analysis.laws.aggregate import aggregate
+from sweep.analysis.laws.estimate import estimate
+from sweep.analysis.laws.approaches import allocation
+from sweep.analysis.inputs.sizes import size_clusters
+from sweep.analysis.inputs.load import load_csv
 from sweep.analysis.main import main, run
 
 LAW = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}  # Hoffmann et al.'s published law

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from wandb_records import history_keys, read_records, run_record, summary_keys
 
-from sweep.analysis.load import load_sweep
+from sweep.analysis.inputs.load import load_sweep
 from sweep.analysis.main import run
-from sweep.analysis.wandb_run import finish_run, run_id, start_run
+from sweep.analysis.report.wandb_run import finish_run, run_id, start_run
 
 CHARTS = {"charts/loss_vs_C": "wandb/scatter/v0", "charts/residual_vs_N": "wandb/scatter/v0",
           "charts/residual_vs_D": "wandb/scatter/v0", "charts/residual_vs_C": "wandb/scatter/v0",

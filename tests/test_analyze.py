@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sweep.analysis.load import AnalysisError, load_sweep
+from sweep.analysis.inputs.load import AnalysisError, load_sweep
 from sweep.analysis.main import main, run
 
 # Ground truth of the synthetic sweep: sizes bracket each budget's optimum (N* ≈ 9e4, 1.4e5, 2.4e5).

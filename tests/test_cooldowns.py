@@ -14,8 +14,9 @@ import torch
 
 from conftest import local_overrides, read_metrics, run_cell, run_dir_of
 from sweep import rundir
-from sweep.analysis.cooldown import TRUNK_REASON, compute_saved, trunk_units, unit_bootstrap
-from sweep.analysis.load import load_sweep
+from sweep.analysis.inputs.cooldown import TRUNK_REASON
+from sweep.analysis.laws.cooldown import compute_saved, trunk_units, unit_bootstrap
+from sweep.analysis.inputs.load import load_sweep
 from sweep.config import ConfigError, compose
 from sweep.config.schema import ScheduleConfig
 from sweep.train import checkpoint, runtime

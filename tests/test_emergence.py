@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from scipy.special import expit
 
-from sweep.analysis.emergence import analyze_emergence, newcombe, trend, wilson
-from sweep.analysis.emergence_load import load_tasks
+from sweep.analysis.emergence.trends import analyze_emergence, newcombe, trend, wilson
+from sweep.analysis.emergence.load import load_tasks
 from sweep.analysis.main import main
-from sweep.analysis.report_emergence import section_lines
+from sweep.analysis.report.emergence import section_lines
 from test_analyze import HEAD, write_run
 
 SIZES = (3e4, 1e5, 3e5, 1e6, 3e6, 1e7)
@@ -169,7 +169,7 @@ def test_a_rise_within_the_noise_is_not_a_trend():
 
 
 def test_pure_noise_rarely_moves_out_of_the_noise():
-    from sweep.analysis.emergence_verdict import verdict
+    from sweep.analysis.emergence.verdict import verdict
 
     N, n, moved, emergent = np.array(SIZES), np.full(6, ITEMS), {"mc_acc": 0, "nll": 0, "brier": 0}, 0
     draws = 300
@@ -238,8 +238,8 @@ def test_the_section_says_per_task_what_it_found(emergence):
 def test_the_wandb_run_gets_the_per_run_task_table(tmp_path):
     from types import SimpleNamespace
 
-    from sweep.analysis.emergence_load import write_table
-    from sweep.analysis.wandb_run import _task_table
+    from sweep.analysis.emergence.load import write_table
+    from sweep.analysis.report.wandb_run import _task_table
 
     data = load_tasks(write_task_sweep(tmp_path / "ladder", sizes=2), "non_embedding")
     name = write_table(data, tmp_path).name

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sweep.analysis import bootstrap, laws, lse
+from sweep.analysis.laws import approaches as laws, bootstrap, lse
 
 DATA = Path(__file__).parent / "data"
 RAW = DATA / "chinchilla_svg_extracted_data.csv"
@@ -203,7 +203,7 @@ def test_size_clusters_jitter_and_continuum():
     assert laws.size_clusters(np.logspace(6, 9, 5000)).max() + 1 == 5000  # neighbours 0.14% apart: 5000 sizes
     assert list(laws.size_clusters([1e6, 1.009e6, 1.018e6, 1.027e6, 1.036e6, 2e6])) == [0, 1, 2, 3, 4, 5]
     assert list(laws.size_clusters([1e6, 1e6, 1.009e6, 1.018e6, 2e6])) == [0, 0, 0, 0, 1]  # within 3%: one size
-    from sweep.analysis.load import load_csv
+    from sweep.analysis.inputs.load import load_csv
 
     budget = load_csv(CONTRACT).runs["budget"].to_numpy()  # log-binned FLOP budgets: as before the span rule
     assert len(np.unique(budget[np.isfinite(budget)])) == 16 and np.isfinite(budget).sum() == 212

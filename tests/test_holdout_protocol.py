@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sweep.analysis.holdout import HoldoutError, holdout_protocol, select_holdout
+from sweep.analysis.laws.holdout import HoldoutError, holdout_protocol, select_holdout
 
 TRUE = {"E": 1.8, "A": 400.0, "alpha": 0.34, "B": 2000.0, "beta": 0.37}
 

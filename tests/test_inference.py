@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sweep.analysis.inference import allocation_for_demand, inference_optimal, lifetime_flops, tokens_for_loss
-from sweep.analysis.laws import optimal_nd
-from sweep.analysis.lse import law_loss
+from sweep.analysis.laws.inference import allocation_for_demand, inference_optimal, lifetime_flops, tokens_for_loss
+from sweep.analysis.laws.approaches import optimal_nd
+from sweep.analysis.laws.lse import law_loss
 
 LAWS = [{"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28},  # Chinchilla's Approach 3
         {"E": 1.8172, "A": 482.01, "B": 2085.43, "alpha": 0.3478, "beta": 0.3658}]  # Epoch's refit

@@ -7,10 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sweep.analysis.kaplan import allocation_per_10x, counterfactual, fit_kaplan_joint, gain_per_10x, \
+from sweep.analysis.laws.kaplan import allocation_per_10x, counterfactual, fit_kaplan_joint, gain_per_10x, \
     kaplan_joint_loss, per_10x, pure_power
-from sweep.analysis.laws import allocation, optimal_nd
-from sweep.analysis.lse import law_loss
+from sweep.analysis.laws.approaches import allocation, optimal_nd
+from sweep.analysis.laws.lse import law_loss
 
 KAPLAN = {"N_c": 8.8e13, "D_c": 5.4e13, "alpha_N": 0.076, "alpha_D": 0.095}  # Kaplan et al. 2020, Table 2
 CHINCHILLA = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sweep.analysis.lr import analyze_lr, best_lr_runs, find_lr_study
-from sweep.analysis.lr_outputs import plot_lr, report_lines, rule_from_study, write_rule
+from sweep.analysis.lr.study import analyze_lr, best_lr_runs, find_lr_study
+from sweep.analysis.report.lr import plot_lr, report_lines, rule_from_study, write_rule
 from sweep.config import lr_rule
 
 SIZES = [2.5e4, 1e5, 4e5, 1.6e6, 6.4e6]

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sweep.analysis.overtrain import doubling_gains, fit_overtrain, overtrain_loss, overtraining
+from sweep.analysis.laws.overtrain import doubling_gains, fit_overtrain, overtrain_loss, overtraining
 
 TRUE = {"E": 1.8, "a": 540.0, "b": 1360.0, "eta": 0.17}  # Chinchilla-like: α = β = 0.34, A ≈ 400, B ≈ 1000
 

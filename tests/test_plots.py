@@ -14,15 +14,15 @@ import numpy as np
 import pytest
 from matplotlib.collections import PathCollection
 
-from sweep.analysis.estimate import estimate
-from sweep.analysis.load import load_csv, load_sweep
+from sweep.analysis.laws.estimate import estimate
+from sweep.analysis.inputs.load import load_csv, load_sweep
 from sweep.analysis.main import main, run
-from sweep.analysis.plots import CAPTIONS, PLOTS, make_plots
-from sweep.analysis.plots_base import recipe_band
-from sweep.analysis.plots_data import plot_isoflop, plot_loss_curves
-from sweep.analysis.plots_fit import plot_holdout, plot_residuals
-from sweep.analysis.plots_emergence import EMERGENCE_CAPTIONS
-from sweep.analysis.plots_optimal import plot_compute_optimal
+from sweep.analysis.report.plots import CAPTIONS, PLOTS, make_plots
+from sweep.analysis.report.plots.base import recipe_band
+from sweep.analysis.report.plots.data import plot_isoflop, plot_loss_curves
+from sweep.analysis.report.plots.fit import plot_holdout, plot_residuals
+from sweep.analysis.report.plots.emergence import EMERGENCE_CAPTIONS
+from sweep.analysis.report.plots.optimal import plot_compute_optimal
 
 CHINCHILLA = Path(__file__).parent / "data" / "chinchilla_epoch_240.csv"
 FORMATS = ("png", "svg", "pdf")
@@ -152,8 +152,8 @@ def test_bands_from_the_recipe_intervals():
 
 @pytest.mark.slow
 def test_bands_from_bootstrap_draws_when_fits_keep_them(chinchilla):
-    from sweep.analysis.plots_fit import plot_fit_nd
-    from sweep.analysis.plots_optimal import plot_frontier
+    from sweep.analysis.report.plots.fit import plot_fit_nd
+    from sweep.analysis.report.plots.optimal import plot_frontier
 
     ds, fits = chinchilla
     rng = np.random.default_rng(0)
@@ -191,9 +191,9 @@ def test_every_plot_for_a_real_tiny_sweep(tmp_path, corpus):
 
 
 def test_report_html_tooltips_and_markdown(tmp_path):
-    from sweep.analysis.html import figure_html, markdown_html
-    from sweep.analysis.plots import PlotSet
-    from sweep.analysis.plots_base import figure, hover_marks, tip
+    from sweep.analysis.report.html import figure_html, markdown_html
+    from sweep.analysis.report.plots import PlotSet
+    from sweep.analysis.report.plots.base import figure, hover_marks, tip
 
     fig, ax = figure()
     tip(fig, ax.scatter([1, 2, 3], [3, 1, 2]), ["run a", "run <b>", "run c"])
@@ -220,7 +220,7 @@ def test_report_html_tooltips_and_markdown(tmp_path):
 
 @pytest.mark.slow
 def test_fits_keep_the_bootstrap_draws_that_band_the_law(tmp_path):
-    from sweep.analysis.plots_base import param_draws
+    from sweep.analysis.report.plots.base import param_draws
 
     out = tmp_path / "out"
     assert main(["--csv", str(CHINCHILLA), "--out", str(out), "--bootstrap", "20", "--wandb", "off"]) == 0

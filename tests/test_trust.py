@@ -15,11 +15,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sweep.analysis.fmt import ci_text
-from sweep.analysis.load import Dataset, load_sweep
+from sweep.analysis.report.fmt import ci_text
+from sweep.analysis.inputs.load import Dataset, load_sweep
 from sweep.analysis.main import main, run
-from sweep.analysis.repeat import effective_data, effective_tokens, split_repeated
-from sweep.analysis.trust import allocation_interval, checklist, exponent_bounds, isoflop_edges
+from sweep.analysis.laws.repeat import effective_data, effective_tokens, split_repeated
+from sweep.analysis.report.trust import allocation_interval, checklist, exponent_bounds, isoflop_edges
 
 TRUE = {"E": 1.8, "A": 60.0, "B": 120.0, "alpha": 0.34, "beta": 0.30}
 HEAD = 2e4
@@ -86,7 +86,7 @@ def write_grid(root: Path, seed: int = 1, **kw) -> Path:
 @pytest.fixture
 def no_plots(monkeypatch):
     """These tests are about the checks and the report's text: the plots (tests/test_plots.py) are not drawn."""
-    import sweep.analysis.plots as plots
+    import sweep.analysis.report.plots as plots
 
     monkeypatch.setattr(plots, "make_plots", lambda ds, fits, out, formats=("png",): plots.PlotSet())
 
@@ -295,8 +295,8 @@ def test_zero_width_interval_is_never_printed_as_one(tmp_path):
     assert ci_text(0.5, [0.5, 0.5], "{:.3f}") == "0.500 (no interval: every resample gave this value)"
     assert ci_text(0.5, [0.4, 0.6], "{:.3f}") == "0.500 [0.400, 0.600]"
     assert ci_text(0.5, None, "{:.3f}", "--bootstrap 0") == "0.500 (no interval: --bootstrap 0)"
-    from sweep.analysis.estimate import estimate
-    from sweep.analysis.report import write_report
+    from sweep.analysis.laws.estimate import estimate
+    from sweep.analysis.report.markdown import write_report
 
     root = write_grid(tmp_path / "trust")
     ds = load_sweep(root, "non_embedding")

@@ -2,7 +2,7 @@
 goes through `sweep analyze`'s pipeline (main.runs_to_fit, estimate with its bootstrap draws kept); then, per law,
 each input's values with 95% intervals and, for the first input against each other one, the difference of every
 exponent with a 95% interval from the two independent bootstraps. Outputs: compare.md, compare.json (non-finite as
-null) and one plot per law (plots_compare.py).
+null) and one plot per law (plots/compare.py).
 
 Inputs are all loaded before anything is fitted or written: a path that is neither a sweep directory nor a CSV, or
 a CSV without its columns, is an AnalysisError (`main` turns it into one line on stderr, exit 2).
@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from ..files import write_json_atomic, write_text_atomic
-from .bootstrap import flatten_estimates, percentile_ci
-from .estimate import CI_NAMES, estimate
-from .fmt import zero_width
-from .load import CONVENTIONS, AnalysisError, Dataset
+from .laws.bootstrap import flatten_estimates, percentile_ci
+from .laws.estimate import CI_NAMES, estimate
+from .report.fmt import zero_width
+from .inputs.load import CONVENTIONS, AnalysisError, Dataset
 from .main import runs_to_fit
 
 EXIT_INPUT_ERROR = 2
@@ -224,7 +224,7 @@ def default_out(labels: list[str]) -> Path:
 def run(paths: list[Path], out: Path | None = None, params: str = "non_embedding", n_boot: int = 200,
         seed: int = 0) -> Path:
     """Fit each input, compare them, write compare.md, compare.json and the plots into out; return compare.md."""
-    from .plots_compare import make_compare_plots
+    from .report.plots.compare import make_compare_plots
 
     if params not in CONVENTIONS:
         raise AnalysisError(f"unknown parameter convention {params!r}; use one of {', '.join(CONVENTIONS)}")

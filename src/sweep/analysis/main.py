@@ -16,13 +16,13 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..files import write_json_atomic
-from .aggregate import aggregate
-from .beyond import check_options, laws_beyond
-from .estimate import estimate
-from .load import CONVENTIONS, AnalysisError, Dataset, drop_runs, load_csv, load_sweep
-from .lr import analyze_lr, best_lr_runs
-from .repeat import effective_data, split_repeated
-from .trust import trust_checks
+from .laws.aggregate import aggregate
+from .laws.beyond import check_options, laws_beyond
+from .laws.estimate import estimate
+from .inputs.load import CONVENTIONS, AnalysisError, Dataset, drop_runs, load_csv, load_sweep
+from .lr.study import analyze_lr, best_lr_runs
+from .laws.repeat import effective_data, split_repeated
+from .report.trust import trust_checks
 
 EXIT_INPUT_ERROR = 2
 WANDB_MODES = ("auto", "off", "offline", "online")
@@ -61,7 +61,7 @@ def runs_to_fit(sweep_dir: Path | None, csv: Path | None, params: str, include_r
 
 def _analyze(sweep_dir, csv, out, params, n_boot, wandb_mode, seed, formats="png",
              include_repeated=False, holdout=None, inference_tokens=None) -> tuple[Path, dict]:
-    from .wandb_run import resolve_mode
+    from .report.wandb_run import resolve_mode
 
     formats = tuple(f.strip().lower() for f in formats.split(",") if f.strip())
     if not formats or set(formats) - set(PLOT_FORMATS):
@@ -98,8 +98,8 @@ def _analyze(sweep_dir, csv, out, params, n_boot, wandb_mode, seed, formats="png
 
 def _emergence(sweep_dir: Path, params: str, out: Path) -> dict:
     """{"emergence": its section, with the per-run table tasks.csv written} if any run has task results, else {}."""
-    from .emergence import analyze_emergence
-    from .emergence_load import load_tasks, write_table
+    from .emergence.trends import analyze_emergence
+    from .emergence.load import load_tasks, write_table
 
     tasks = load_tasks(sweep_dir, params)
     if tasks is None:
@@ -117,13 +117,13 @@ def write_outputs(ds: Dataset, fits: dict, out: Path, wandb_mode: str = "off",
     resumed on re-analysis); fits.json; report.md; report.html (rendered from report.md); then those three files
     attached to the wandb run as a new version of its artifact, and the run finished (a failure there is recorded
     in fits.json, rewritten). Returns report.md's path."""
-    from .html import write_html
-    from .plots import CAPTIONS, make_plots
-    from .report import write_report
-    from .wandb_run import finish_run, start_run
+    from .report.html import write_html
+    from .report.plots import CAPTIONS, make_plots
+    from .report.markdown import write_report
+    from .report.wandb_run import finish_run, start_run
 
     if (fits.get("lr") or {}).get("law"):
-        from .lr_outputs import write_rule
+        from .report.lr import write_rule
 
         write_rule(out / "lr_rule.json", fits["lr"])
         fits["lr_rule"] = "lr_rule.json"
@@ -145,7 +145,7 @@ def write_outputs(ds: Dataset, fits: dict, out: Path, wandb_mode: str = "off",
 
 def main(argv: list[str]) -> int:
     """`sweep analyze ...`: 0 on success, 2 (one line on stderr) on input the analysis cannot use."""
-    from .report import summary_text
+    from .report.markdown import summary_text
 
     parser = argparse.ArgumentParser(prog="sweep analyze", description="fit scaling laws to a sweep or a CSV")
     parser.add_argument("sweep_dir", nargs="?", type=Path, help="a sweep directory: <out_dir>/<sweep name>")

@@ -1,0 +1,107 @@
+"""The plots of the laws beyond one fit (beyond.py): `extrapolation` (fit small, predict big: observed and
+predicted loss of the held-out runs against C, with their intervals) and `overtraining` (the LLaMA view: loss
+against tokens per parameter, per size, with Gadre et al.'s law). Each returns None when its section is missing.
+"""
+
+from __future__ import annotations
+
+import matplotlib
+import numpy as np
+
+from .base import HELD, clipped_errorbar, error_limits, figure, hollow, legend, run_tips, set_limits, \
+    tidy_log_axis, tip
+
+
+def plot_extrapolation(ds, fits):
+    """Left: every run's loss against its compute C, the held-out runs highlighted with Approach 3's prediction from
+    the rest and its interval; right: the relative error per held-out run, with the interval as a bar."""
+    h = fits.get("holdout_protocol") or {}
+    rows = h.get("runs")
+    if not rows:
+        return None
+    r = ds.runs
+    names = r["run_name"].astype(str).to_numpy()
+    held = np.isin(names, [row["run_name"] for row in rows])
+    C, L = r["C"].to_numpy(float), r["loss"].to_numpy(float)  # C, not N: one size's runs differ in C
+    hC = np.array([row["C"] for row in rows])
+    pred = np.array([row["predicted"] for row in rows])
+    obs = np.array([row["observed"] for row in rows])
+    lo, hi = (np.array([(row["interval"] or [np.nan, np.nan])[i] for row in rows]) for i in (0, 1))
+    fig, (a, b) = figure(1, 2, figsize=(11.5, 4.4), gridspec_kw={"width_ratios": [1.6, 1]})
+    sc = a.scatter(C[~held], L[~held], color="grey", s=14, zorder=3, label=f"runs fitted ({h['fitted_runs']})")
+    tip(fig, sc, run_tips(ds, np.flatnonzero(~held)))
+    set_limits(a, "x", C)
+    set_limits(a, "y", np.r_[L, pred], log=False, margin=0.08)
+    tip(fig, hollow(a, C[held], L[held], "held out: observed", **HELD), run_tips(ds, np.flatnonzero(held)))
+    clipped_errorbar(a, hC, pred, lo, hi, color="C0", fmt="x", ms=6,
+                     label="held out: predicted (bar: 95% prediction interval)")
+    a.set_xscale("log")
+    tidy_log_axis(a)
+    s = h["summary"]
+    a.set(xlabel="training FLOPs C", ylabel="final validation loss",
+          title=f"Fit small, predict big ({h['expr']}): median |error| {s['median_abs_rel_error'] * 100:.2f}%")
+    legend(a, fontsize=7)
+    b.axhline(0, color="black", lw=0.9)
+    err, lo_e, hi_e = error_limits(b, hC, pred, lo, hi, obs, min_decades=0.5)
+    inside = np.array([bool(row["inside"]) for row in rows])
+    for mask, color, label in ((inside, "C2", "observed inside its interval"),
+                               (~inside, "C3", "observed outside its interval")):
+        if mask.any():
+            clipped_errorbar(b, hC[mask], err[mask], lo_e[mask], hi_e[mask], color=color, fmt="D",
+                             mfc="none", label=label)
+    b.set_xscale("log")
+    tidy_log_axis(b)
+    b.set(xlabel="training FLOPs C of the held-out runs", ylabel="(predicted − observed) / observed, %",
+          title="error per held-out run")
+    legend(b, fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_overtraining(ds, fits):
+    """The LLaMA view: loss against tokens per parameter, one colour per size, with Gadre et al.'s law at each size
+    (fitted to every run; a dotted line at M = 20 when the extrapolation check fitted below it)."""
+    o = fits.get("overtraining") or {}
+    if "eta" not in o:
+        return None
+    from ...inputs.sizes import size_clusters
+    from ...laws.overtrain import M_SPLIT, overtrain_loss
+
+    r = ds.runs
+    N, D, L = (r[k].to_numpy(float) for k in ("N", "D", "loss"))
+    M = D / N
+    labels = size_clusters(N)
+    sizes = np.unique(labels)
+    if len(sizes) > 12:  # past a dozen colours no one tells them apart: an even spread of sizes
+        sizes = sizes[np.unique(np.linspace(0, len(sizes) - 1, 12).round().astype(int))]
+    fig, a = figure(figsize=(7.5, 4.8))
+    cmap = matplotlib.colormaps["plasma"]
+    m_grid = np.logspace(np.log10(M.min()) - 0.1, np.log10(M.max()) + 0.1, 120)
+    for i, s in enumerate(sizes):
+        m = labels == s
+        n = float(np.exp(np.log(N[m]).mean()))
+        color = cmap(0.85 * i / max(len(sizes) - 1, 1))
+        order = np.argsort(M[m])
+        sc = a.scatter(M[m][order], L[m][order], color=color, s=18, zorder=3, label=f"N = {n:.3g}")
+        tip(fig, sc, run_tips(ds, np.flatnonzero(m)[order]))
+        a.plot(m_grid, overtrain_loss(o, 6 * n * n * m_grid, m_grid), color=color, lw=1, alpha=0.8)
+    if o.get("extrapolation"):
+        a.axvline(M_SPLIT, color="grey", lw=0.8, ls=":", label=f"M = {M_SPLIT:g} (extrapolation check fits below)")
+    a.set_xscale("log")
+    tidy_log_axis(a)
+    set_limits(a, "y", L, log=False, margin=0.08)
+    a.set(xlabel="tokens per parameter M = D/N", ylabel="final validation loss",
+          title=f"Loss against tokens/param per size; lines: Gadre et al. (η = {o['eta']:.3f})")
+    legend(a, fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+LAW_PLOTS = (("extrapolation", plot_extrapolation), ("overtraining", plot_overtraining))
+LAW_CAPTIONS = {
+    "extrapolation": "Fit small, predict big (--holdout): the held-out runs' observed loss (hollow) and Approach 3's "
+                     "prediction from the other runs with its 95% prediction interval; right, the error per run",
+    "overtraining": "The LLaMA view: loss against tokens per parameter, one colour per size, with Gadre et al.'s law "
+                    "L(C, M) at each size",
+}
+
