@@ -31,7 +31,8 @@ class CausalSelfAttention(nn.Module):
 
 def _explicit_causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """Attention as two bf16 matmuls around a masked softmax (fp32 under autocast). On CPU, SDPA's flash kernel in
-    bf16 measured slower than this (README, Performance); in fp32 and on CUDA SDPA wins. The T×T scores are held for backward, which accounting.activation_bytes_per_token budgets on CPU."""
+    bf16 measured slower than this (README, Performance); in fp32 and on CUDA SDPA wins. The T×T scores are held
+    for backward, which accounting.activation_bytes_per_token budgets on CPU."""
     t = q.shape[-2]
     scores = (q @ k.transpose(-2, -1)) * (q.shape[-1] ** -0.5)
     future = torch.ones(t, t, dtype=torch.bool, device=q.device).triu(1)
