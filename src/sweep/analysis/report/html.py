@@ -2,6 +2,11 @@
 markdown subset (headings, paragraphs, lists, tables, bold, italics, code), its figures embedded as PNG inside an
 inline SVG that puts a tooltip on every run's point or curve (the run's name and numbers: hover to read them).
 Plots the markdown does not show are added after its last figure.
+
+Everything the page did not write itself (run names, file names, error texts: a received sweep or CSV) is escaped,
+in text and in attributes, quotes included; a link is kept only to an http(s) URL, an anchor or a relative path
+that stays inside the sweep, else its text is shown without it. Every pattern scans each character a bounded number
+of times (no pattern can backtrack over a long field).
 """
 
 from __future__ import annotations
@@ -55,23 +60,45 @@ def figure_html(name: str, plots, caption: str) -> str:
         body = (f'<svg class="plot" viewBox="0 0 {w} {h}" width="100%" style="max-width: {w}px" role="img" '
                 f'aria-label="{alt}"><image href="data:image/png;base64,{data}" width="{w}" height="{h}"/>'
                 + "".join(marks) + "</svg>")
-    return f'<figure id="fig-{name}">{body}<figcaption>{alt}</figcaption></figure>'
+    return f'<figure id="fig-{html.escape(name)}">{body}<figcaption>{alt}</figcaption></figure>'
 
 
 # ---------------------------------------------------------------------------------------------- markdown
+_BOLD = re.compile(r"\*\*((?:[^*]|\*(?!\*))+?)\*\*")
+_ITALIC = re.compile(r"(?<![\w*])\*(?!\s)([^*]+?)(?<!\s)\*(?![\w*])")
+_LINK = re.compile(r"\[([^\[\]]+)\]\(([^()\s]+)\)")
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+
+
+def safe_href(url: str) -> str | None:
+    """url if a report may link to it: http(s), an anchor, or a relative path that stays inside the sweep (no
+    scheme, not absolute, no `..`); else None."""
+    if re.match(r"^https?://[^\s]+$", url, re.IGNORECASE):
+        return url
+    if _SCHEME.match(url) or url.startswith(("/", "\\")) or "\\" in url:
+        return None
+    return None if ".." in re.split(r"[/#?]", url) else url
+
+
+def _emphasis(s: str) -> str:
+    s = _BOLD.sub(r"<strong>\1</strong>", s)
+    return _ITALIC.sub(r"<em>\1</em>", s)
+
+
 def inline(text: str) -> str:
-    """Escape, then `code`, **bold**, *italics* and [links](url)."""
-    parts = re.split(r"(`[^`]*`)", text)
+    """Escape (quotes too), then `code`, **bold**, *italics* and [links](url), a link only to a safe_href."""
     out = []
-    for part in parts:
+    for part in re.split(r"(`[^`]*`)", text):
         if part.startswith("`") and part.endswith("`") and len(part) > 1:
             out.append(f"<code>{html.escape(part[1:-1])}</code>")
             continue
-        s = html.escape(part, quote=False)
-        s = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", s)
-        s = re.sub(r"(?<![\w*])\*(?!\s)(.+?)(?<!\s)\*(?![\w*])", r"<em>\1</em>", s)
-        s = re.sub(r"\[([^\]]+)\]\(([^)\s]+)\)", r'<a href="\2">\1</a>', s)
-        out.append(s)
+        pos = 0
+        for m in _LINK.finditer(part):  # links found on the raw text, so the URL is checked as written
+            out.append(_emphasis(html.escape(part[pos:m.start()])))
+            label, href = _emphasis(html.escape(m[1])), safe_href(m[2])
+            out.append(f'<a href="{html.escape(href)}">{label}</a>' if href else label)
+            pos = m.end()
+        out.append(_emphasis(html.escape(part[pos:])))
     return "".join(out)
 
 
@@ -111,7 +138,8 @@ def markdown_html(text: str, figure) -> str:
                 i += 1
             out.append("<ul>" + "".join(f"<li>{inline(t)}</li>" for t in items) + "</ul>")
         else:
-            para = []
+            para = [line.strip()]  # a line no other block took (e.g. `#tag`, a broken image) is text
+            i += 1
             while i < len(lines) and lines[i].strip() and not re.match(r"^(#|\||\s*[-*]\s|!\[)", lines[i]):
                 para.append(lines[i].strip())
                 i += 1
