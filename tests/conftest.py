@@ -1,6 +1,6 @@
-import json
+"""Fixtures and hooks only: the shared builders and readers are in helpers.py (`from helpers import ...`)."""
+
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -31,42 +31,3 @@ def corpus(tmp_path_factory):
     path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
     path.write_text(text)
     return path
-
-
-# ------------------------------------------------------------------------------------ shared test builders
-# Tests import these (`from conftest import ...`; tests/ is on pythonpath).
-SWEEP = [sys.executable, "-m", "sweep"]
-
-
-def local_overrides(out: Path, corpus: Path, *extra: str, vocab: int = 512, val_tokens: int = 2048,
-                    seq_len: int = 64, batch_tokens: int = 512) -> list[str]:
-    """A tiny, fast CPU run on a local corpus: the base every trainer test adds its own overrides to. Mechanics
-    tests may pass over the small corpus many times (data.allow_repeat)."""
-    return ["data=local", f"data.path={corpus}", f"data.vocab_size={vocab}", f"data.val_tokens={val_tokens}",
-            f"out_dir={out}", f"model.seq_len={seq_len}", f"train.batch_tokens={batch_tokens}", "device=cpu",
-            "train.threads=1", "data.allow_repeat=true", *extra]
-
-
-def run_dir_of(args: list[str]) -> Path:
-    """Where `sweep train ARGS` writes: <out_dir>/<sweep name>/<run_name>."""
-    from sweep.config import compose
-
-    run = compose(args)
-    return Path(run.out_dir) / run.sweep.name / run.run_name
-
-
-def run_cell(run) -> tuple[dict, Path]:
-    """Train a composed RunConfig in-process into its run directory; (summary, run_dir)."""
-    from sweep.train import runtime
-    from sweep.train.loop import train
-
-    run_dir = Path(run.out_dir) / run.sweep.name / run.run_name
-    return train(run, run_dir, runtime.resolve(run.device, run.train)), run_dir
-
-
-def read_metrics(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-
-
-def summaries(sweep_dir: Path) -> dict[str, dict]:
-    return {p.parent.name: json.loads(p.read_text()) for p in sorted(sweep_dir.glob("*/summary.json"))}

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from wandb_records import history_keys, read_records, run_record, summary_keys
+from helpers import history_keys, read_records, run_record, summary_keys
 
 from sweep.analysis.inputs.load import load_sweep
 from sweep.analysis.main import run
@@ -44,7 +44,7 @@ def records(run_dir: Path, kind: str) -> list:
 
 @pytest.mark.slow
 def test_one_run_per_sweep_with_table_charts_and_files(tmp_path, offline):
-    from test_analyze import write_sweep
+    from helpers import write_sweep
 
     import wandb
 
@@ -85,7 +85,7 @@ def test_one_run_per_sweep_with_table_charts_and_files(tmp_path, offline):
 
 
 def test_partial_fits_log_what_they_have(tmp_path, offline):
-    from test_analyze import write_sweep
+    from helpers import write_sweep
 
     ds = load_sweep(write_sweep(tmp_path / "synth"), "non_embedding")
     fits = {"approach3": {"error": "too few runs"}, "approach2": {"skipped": "no budgets"},

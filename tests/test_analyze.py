@@ -8,69 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers import BUDGETS, HEAD, true_loss, true_optimum, write_run, write_sweep
 from sweep.analysis.inputs.load import AnalysisError, load_sweep
 from sweep.analysis.main import main, run
-
-# Ground truth of the synthetic sweep: sizes bracket each budget's optimum (N* ≈ 9e4, 1.4e5, 2.4e5).
-TRUE = {"E": 1.8, "A": 60.0, "B": 120.0, "alpha": 0.34, "beta": 0.30}
-SIZES = [5e4, 1e5, 2e5, 4e5]
-BUDGETS = [1e12, 3e12, 1e13]
-EMBED = 2e5  # embedding parameters: only `total` counts them
-HEAD = 2e4  # output head: `matmul` counts it, and so do the runs' FLOPs per token (not 6N)
-
-
-def true_loss(N, D):
-    return TRUE["E"] + TRUE["A"] / N ** TRUE["alpha"] + TRUE["B"] / D ** TRUE["beta"]
-
-
-def true_optimum(C):
-    """N* of the true law under the runs' own FLOPs per token, 6·(N + HEAD), by brute force."""
-    n = np.logspace(3, 8, 100_001)
-    return n[np.argmin(true_loss(n, C / (6 * (n + HEAD))))]
-
-
-def write_run(root: Path, name: str, N: float, budget: float, rng, status="completed", wandb=False, evals=8):
-    d = root / name
-    d.mkdir(parents=True)
-    logger = "name: wandb\n  mode: offline\n  project: sweep-test" if wandb else "name: none\n  mode: disabled"
-    (d / "config.yaml").write_text(f"model:\n  name: {name}\nlogger:\n  {logger}\n  entity: null\n"
-                                   f"sweep:\n  name: synth\ntrain:\n  flops: {budget}\n  tokens_per_param: null\n")
-    fpt = 6 * (N + HEAD)
-    tokens = budget / fpt
-    with open(d / "metrics.jsonl", "w") as f:
-        for i, frac in enumerate(np.linspace(1 / evals, 1, evals)):
-            t = frac * tokens
-            f.write(json.dumps({"step": i * 10, "tokens": t, "flops": t * fpt, "train_loss": 5.0, "lr": 1e-3,
-                                "tok_per_s": 1e4}) + "\n")
-            loss = true_loss(N, t) * np.exp(rng.normal(0, 0.003))
-            f.write(json.dumps({"step": i * 10, "tokens": t, "flops": t * fpt, "val_loss": loss,
-                                "val_bpb": loss / 2}) + "\n")
-    if status is None:
-        return d
-    summary = {"run_name": name, "status": status, "sweep": "synth", "model": name, "data": "pystdlib", "seed": 0}
-    if status == "completed":
-        summary.update(n_params={"total": N + EMBED + HEAD, "non_embedding": N, "embedding": EMBED,
-                                 "matmul": N + HEAD}, flops_per_token=fpt, flops_budget=budget,
-                       tokens_per_param=tokens / N, tokens=tokens, flops=budget, val_loss=loss, val_bpb=loss / 2,
-                       lr=1e-3, batch_tokens=1024, steps=evals * 10, wall_s=1.0)
-    else:
-        summary["error"] = "RuntimeError: loss became NaN"
-    (d / "summary.json").write_text(json.dumps(summary))
-    return d
-
-
-def write_sweep(root: Path, wandb=False) -> Path:
-    rng = np.random.default_rng(1)
-    for N in SIZES:
-        for C in BUDGETS:
-            write_run(root, f"gpt-{N:.0e}_f{C:.0e}_s0", N, C, rng, wandb=wandb)
-    write_run(root, "gpt-8e5_f1e13_s0", 8e5, 1e13, rng, status=None)  # still running: no summary.json
-    write_run(root, "gpt-2e4_f1e12_s0", 2e4, 1e12, rng, status="failed")
-    (root / ".hydra").mkdir()
-    (root / "cache").mkdir()
-    (root / "notes").mkdir()  # not a run: ignored silently
-    return root
-
 
 @pytest.fixture(scope="module")
 def analysed(tmp_path_factory):  # a few seconds: the tests that use it are marked slow
@@ -254,7 +194,7 @@ def test_wandb_offline_analysis_run(tmp_path, monkeypatch):
     wandb.teardown()  # what process exit does: wandb's service may still be writing the run file after finish()
     runs = list((root / "analysis" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
-    from wandb_records import run_record, summary_keys
+    from helpers import run_record, summary_keys
 
     from sweep.config.naming import study_group
 

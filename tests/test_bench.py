@@ -1,6 +1,6 @@
 """`sweep bench` and the speed settings it measures: JSON contract, bf16 and compile agree with fp32 eager."""
 
-import dataclasses
+import io
 import json
 import math
 import re
@@ -11,7 +11,7 @@ import torch
 
 from sweep.cli import main
 from sweep.config import compose
-from sweep.train import runtime
+from sweep.train import bench, runtime
 from sweep.train.bench import Stepper
 from sweep.train.plan import make_plan
 from sweep.train.runtime import CPU_COMPILE_MIN_FLOPS, settle
@@ -55,21 +55,54 @@ def test_bench_rejects_unknown_options(capsys):
     assert main(["bench", *TINY, "bench.variants=fp64-eager"]) == 2
 
 
-def test_auto_settings_per_device():
-    run = compose(TINY)
-    rt = runtime.select("cpu", run.train)
-    native = runtime.cpu_has_native_bf16()
-    assert rt.dtype == (torch.bfloat16 if native else torch.float32)  # bf16 only where the CPU has it natively
-    assert rt.compile is None  # CPU auto: decided by train.settle from the run's length
-    plan = make_plan(run.model, run.train, 256, rt, run.data.val_tokens)
-    small = settle(rt, plan.flops)  # a short run: eager, precision untouched
-    assert small.compile is False and small.dtype == rt.dtype
-    big = compose([*TINY, "model.d_model=256", "model.n_head=4", "model.seq_len=256", "train.batch_tokens=8192",
-                   f"train.flops={2 * CPU_COMPILE_MIN_FLOPS}"])
-    large = settle(rt, make_plan(big.model, big.train, 256, rt, big.data.val_tokens).flops)
-    assert large.compile is True and large.dtype == (torch.bfloat16 if native else torch.float32)
-    forced = runtime.select("cpu", compose([*TINY, "train.compile=false", "train.dtype=bfloat16"]).train)
-    assert settle(forced, plan.flops) == dataclasses.replace(forced, compile=False)  # an explicit dtype stays
+def test_compile_auto_on_cpu_follows_the_run_length_and_an_explicit_setting_wins():
+    auto = runtime.select("cpu", compose(TINY).train)
+    assert auto.compile is None  # CPU auto: decided per run by settle, from the run's FLOPs
+    assert settle(auto, CPU_COMPILE_MIN_FLOPS).compile is True
+    assert settle(auto, 0.99 * CPU_COMPILE_MIN_FLOPS).compile is False
+    for flag, flops in (("false", 10 * CPU_COMPILE_MIN_FLOPS), ("true", 1.0)):  # each against what auto would pick
+        explicit = runtime.select("cpu", compose([*TINY, f"train.compile={flag}"]).train)
+        assert settle(explicit, flops).compile is (flag == "true"), flag
+    for name, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16)):
+        explicit = runtime.select("cpu", compose([*TINY, f"train.dtype={name}"]).train)
+        assert explicit.dtype == dtype and settle(explicit, 10 * CPU_COMPILE_MIN_FLOPS).dtype == dtype
+    # dtype=auto: bf16 only on a CPU that multiplies it natively (elsewhere emulated, slower than fp32).
+    assert auto.dtype == (torch.bfloat16 if runtime.cpu_has_native_bf16() else torch.float32)
+
+
+def test_bench_measures_the_trainers_setting_first_and_reports_it(monkeypatch):
+    """What `sweep bench` runs, without timing anything (measure and the matmul peak faked): its default variant is
+    what the trainer would run for this config (a long CPU run compiles, a short one does not), it is measured
+    first (peak memory on CPU is clean only for the first), each dtype's matmul peak is measured once, and the JSON
+    record is the default variant's row, its MFU against its own dtype's peak."""
+    measured, peaks = [], []
+    peak_of = {torch.float32: 4e9, torch.bfloat16: 8e9}
+
+    def fake_measure(run, vocab_size, rt, plan, steps, warmup, profile_steps=0):
+        measured.append(bench.variant_name(rt.dtype, rt.compile))
+        return {"tok_per_s": 1e3, "flops_per_s": 1e9 * len(measured), "step_s": 0.1, "warmup_s": 1.0, "loss": 5.0,
+                "peak_mem_bytes": 2**20, "dtype": rt.dtype_name, "compile": rt.compile}
+
+    def fake_peak(device, dtype, seconds):
+        peaks.append(dtype)
+        return peak_of[dtype]
+
+    monkeypatch.setattr(bench, "measure", fake_measure)
+    monkeypatch.setattr(bench, "matmul_peak", fake_peak)
+    precision = "bf16" if runtime.cpu_has_native_bf16() else "fp32"  # dtype=auto on this CPU
+    long_run = [*TINY, f"train.flops={2 * CPU_COMPILE_MIN_FLOPS}"]
+    out = io.StringIO()
+    record = bench.bench([*long_run, "bench.variants=all"], out=out)
+    assert measured[0] == f"{precision}-compile" and sorted(measured) == sorted(bench.VARIANTS)
+    assert sorted(map(str, peaks)) == ["torch.bfloat16", "torch.float32"]  # once per dtype, not per variant
+    assert record["variant"] == f"{precision}-compile" and record["compile"] is True
+    assert record["mfu"] == pytest.approx(1e9 / peak_of[torch.bfloat16 if precision == "bf16" else torch.float32])
+    assert json.loads(out.getvalue().strip().splitlines()[-1]) == record
+    measured.clear()
+    assert bench.bench(long_run, out=io.StringIO())["variant"] == f"{precision}-compile"
+    assert measured == [f"{precision}-compile"]  # bench.variants=default: that one only
+    measured.clear()
+    assert bench.bench(TINY, out=io.StringIO())["variant"] == f"{precision}-eager" == measured[0]  # a short run
 
 
 def _train_losses(corpus, dtype: str, compile_flag: str, steps: int, seed: int = 0) -> list[float]:

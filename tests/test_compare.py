@@ -11,7 +11,7 @@ import pytest
 
 from sweep.analysis.compare import compare, fit_input, labels_of, load_inputs, report_text
 from sweep.cli import main as cli_main
-from test_analyze import write_sweep
+from helpers import write_sweep
 
 CHINCHILLA = Path(__file__).parent / "data" / "chinchilla_epoch_240.csv"
 LAW = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}

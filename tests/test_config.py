@@ -3,9 +3,11 @@
 import importlib.resources
 
 import pytest
+from omegaconf import OmegaConf
 
 from sweep.config import ConfigError, compose, compose_raw
 from sweep.config.naming import horizon_tag
+from sweep.config.schema import is_auto
 
 GROUPS = ("model", "data", "train", "schedule", "logger", "sweep")
 
@@ -15,12 +17,38 @@ def _options(group):
                   if p.name.endswith(".yaml"))
 
 
+def _leaves(node: dict, prefix: tuple = ()):
+    for key, value in node.items():
+        if isinstance(value, dict):
+            yield from _leaves(value, (*prefix, key))
+        else:
+            yield (*prefix, key), value
+
+
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in _options(g)])
-def test_every_config_composes(group, option):
-    extra = [f"data.path={__file__}"] if (group, option) == ("data", "local") else []
-    run = compose([f"{group}={option}", *extra])
-    assert run.model.d_model % run.model.n_head == 0
-    assert run.run_name.startswith(run.model.name)
+def test_every_config_composes_into_the_values_it_sets(group, option):
+    """Each option composes, and the RunConfig holds every value its file sets (under its group, or from the top for
+    an `@package _global_` preset) and the group options it overrides: a composition that dropped or misrouted an
+    option would leave the defaults there."""
+    text = importlib.resources.files("sweep.configs").joinpath(group, f"{option}.yaml").read_text()
+    spec = OmegaConf.to_container(OmegaConf.create(text))
+    defaults = spec.pop("defaults", [])
+    spec.pop("hydra", None)  # the launcher's sweep parameters: not part of a run's config
+    given = {("data", "path"): __file__} if (group, option) == ("data", "local") else {}
+    run = compose([f"{group}={option}", *(f"{'.'.join(k)}={v}" for k, v in given.items())])
+    checked = 0
+    for key, want in _leaves(spec if "@package _global_" in text else {group: spec}):
+        got = run
+        for part in key:
+            got = getattr(got, part)
+        want = given.get(key, want)
+        assert got == want or (want is None and (got is None or is_auto(got))), (".".join(key), want, got)
+        checked += 1
+    for entry in defaults:  # e.g. `override /schedule: wsd`
+        for choice, value in (entry.items() if isinstance(entry, dict) else ()):
+            assert getattr(run, choice.rpartition("/")[2]).name == value, choice
+            checked += 1
+    assert checked
 
 
 def test_default_run_name_and_directory_parts():

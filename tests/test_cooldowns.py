@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import local_overrides, read_metrics, run_cell, run_dir_of
+from helpers import local_overrides, read_metrics, run_cell, run_dir_of
 from sweep import rundir
 from sweep.analysis.inputs.cooldown import TRUNK_REASON
 from sweep.analysis.laws.cooldown import compute_saved, trunk_units, unit_bootstrap
@@ -276,7 +276,7 @@ def test_a_branch_is_bit_identical_to_the_independent_wsd_run_of_its_horizon(tmp
 
 @pytest.mark.slow
 def test_sigkill_during_a_branch_then_relaunch_is_bit_identical(tmp_path, corpus, cache, straight):
-    from test_reliability import launch, wait_for
+    from helpers import launch, wait_for
 
     args = cooldown_args(tmp_path, corpus, cache, f"train.cooldowns=[{','.join(map(str, HORIZONS))}]")
     trunk_dir = run_dir_of(args)

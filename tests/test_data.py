@@ -6,57 +6,26 @@ import json
 import logging
 import multiprocessing as mp
 import os
-import random
 import re
 import time
 import urllib.request
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 import torch
 from filelock import FileLock
 from hypothesis import given, settings, strategies as st
 
+from helpers import make_docs, small_cfg, write_corpus
 from sweep.config import DataConfig
 from sweep.data import (DataError, TokenBatches, cache, open_tokens, prepare, sources, split, val_windows,
                         write_tokens)
 from sweep.data.tokenizer import EOT, load_tokenizer
 
-WORDS = ("the cat sat on a mat def return import class self None True 数据 模型 café naïve 🙂 👩‍💻 "
-         "e\u0301 \t tab x=1 {} [] () ; # über Ωmega").split(" ")
 UNICODE = ["", "hello", "😀🎉 emoji 👩‍👩‍👧", "中文字符 日本語 한국어", "e\u0301 a\u0308 combining \u0301\u0301",
            "nul \x00 byte", "\r\n crlf \r", "   leading and trailing   ", "\t\t\n\n\n", "<|endoftext|> literal",
            "\U0010ffff \ufeff bom \u200b zwsp", "mixed ascii ünïcödé Ω≈ç√∫ 𝔘𝔫𝔦𝔠𝔬𝔡𝔢"]
-
-
-def make_docs(n=400, seed=0) -> list[str]:
-    rng = random.Random(seed)
-    docs = []
-    for _ in range(n):
-        lines = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 12))) for _ in range(rng.randint(2, 6))]
-        docs.append("\n".join(line.strip() or "x" for line in lines))  # no blank line: one .txt paragraph each
-    return docs
-
-
-def small_cfg(path, **kw) -> DataConfig:
-    base = dict(name="t", source="local", path=str(path), vocab_size=300, val_tokens=400, max_tokens=None,
-                tokenizer_train_bytes=1_000_000)
-    return DataConfig(**{**base, **kw})
-
-
-def write_corpus(path: Path, docs: list[str], fmt: str, field="text") -> Path:
-    if fmt == "txt":
-        path.write_text("\n\n".join(docs), encoding="utf-8")
-    elif fmt == "jsonl":
-        path.write_text("".join(json.dumps({field: d, "id": i}) + "\n" for i, d in enumerate(docs)), encoding="utf-8")
-    elif fmt == "json":  # one array of objects
-        path.write_text(json.dumps([{"id": i, field: d} for i, d in enumerate(docs)], indent=1), encoding="utf-8")
-    else:
-        pq.write_table(pa.table({"id": list(range(len(docs))), field: docs}), path, row_group_size=64)
-    return path
 
 
 @pytest.fixture(scope="module")

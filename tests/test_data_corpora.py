@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings, strategies as st
-from test_data import make_docs, small_cfg, write_corpus
+from helpers import make_docs, small_cfg, write_corpus
 
 from sweep.data import DataError, describe, local, open_tokens, prepare, sources, split
 from sweep.data.documents import MAX_DOC_CHARS, split_text

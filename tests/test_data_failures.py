@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_data import make_docs, small_cfg, write_corpus
+from helpers import make_docs, small_cfg, write_corpus
 
 from sweep.data import DataError, open_tokens, prepare
 from sweep.data.tokenizer import load_tokenizer

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import SWEEP, local_overrides, read_metrics, run_dir_of
+from helpers import SWEEP, local_overrides, read_metrics, run_dir_of
 from sweep.train import checkpoint
 
 

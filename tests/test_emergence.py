@@ -15,7 +15,7 @@ from sweep.analysis.emergence.trends import analyze_emergence, newcombe, trend, 
 from sweep.analysis.emergence.load import load_tasks
 from sweep.analysis.main import main
 from sweep.analysis.report.emergence import section_lines
-from test_analyze import HEAD, write_run
+from helpers import HEAD, write_run
 
 SIZES = (3e4, 1e5, 3e5, 1e6, 3e6, 1e7)
 ITEMS = 500

@@ -202,7 +202,7 @@ def test_sweep_analyze_of_an_lr_sweep_writes_the_rule_and_fits_the_best_lr_runs(
     plot and report section made, and the laws see each size's best-lr run only."""
     import json as _json
 
-    from test_trust import write_run
+    from helpers import write_trust_run as write_run
 
     from sweep.analysis.main import main
     from sweep.config.lr_rule import load

@@ -95,7 +95,7 @@ def test_beta2_rises_at_small_batches_unless_set():
 
 @pytest.mark.slow
 def test_a_run_trains_at_its_rule_s_lr_and_records_the_rule_and_eval_plan(tmp_path, corpus):
-    from conftest import local_overrides, read_metrics, run_cell
+    from helpers import local_overrides, read_metrics, run_cell
 
     from sweep.rundir import read_config
 

@@ -127,7 +127,7 @@ def test_left_out_runs_are_hollow(chinchilla):
 
 
 def test_size_legend_on_the_flops_panel_and_excluded_runs_named(tmp_path):
-    from test_analyze import write_sweep
+    from helpers import write_sweep
 
     root = write_sweep(tmp_path / "synth")  # 12 runs with eval curves, 2 excluded (failed, incomplete)
     ds = load_sweep(root, "non_embedding")
@@ -169,7 +169,7 @@ def test_bands_from_bootstrap_draws_when_fits_keep_them(chinchilla):
 
 @pytest.mark.slow
 def test_every_plot_for_a_real_tiny_sweep(tmp_path, corpus):
-    from conftest import local_overrides, run_cell
+    from helpers import local_overrides, run_cell
 
     from sweep.config import compose
 

@@ -4,13 +4,12 @@ import json
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import SWEEP, local_overrides, read_metrics, run_dir_of
+from helpers import SWEEP, launch, local_overrides, read_metrics, run_dir_of, wait_for
 from sweep import rundir
 from sweep.config import compose
 from sweep.train import checkpoint, runtime
@@ -27,19 +26,6 @@ def overrides(out: Path, corpus: Path, cache: Path, *extra: str) -> list[str]:
     return local_overrides(out, corpus, f"data.cache_dir={cache}", "model=gpt-50k", "train.micro_batch=2",
                            "train.tokens=61440", "train.eval_every=25", "train.checkpoint_every=10",
                            "train.log_every=5", *extra)
-
-
-def launch(args: list[str]) -> subprocess.Popen:
-    # One stream: Hydra logs to stdout, tqdm and errors go to stderr.
-    return subprocess.Popen([*SWEEP, "train", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.time() + timeout
-    while not path.exists():
-        assert proc.poll() is None, f"run ended before {path.name} appeared: {proc.communicate()[0][-2000:]}"
-        assert time.time() < deadline, f"{path} never appeared"
-        time.sleep(0.01)
 
 
 def comparable(run_dir: Path) -> list[dict]:
@@ -330,7 +316,7 @@ def test_vocab_smaller_than_the_tokenizer_is_rejected(tmp_path, corpus, cache):
 
 @pytest.mark.slow
 def test_wandb_continues_the_same_run_after_a_kill(tmp_path, corpus, cache):
-    from wandb_records import run_record
+    from helpers import run_record
 
     args = overrides(tmp_path, corpus, cache, "logger=wandb")
     run_dir = run_dir_of(args)

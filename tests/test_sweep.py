@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
-from wandb_records import config_keys, history_keys, run_record, summary_keys
 
-from conftest import SWEEP, local_overrides, summaries
+from helpers import SWEEP, config_keys, history_keys, local_overrides, run_record, summaries, summary_keys
 
 
 def tiny(out: Path, corpus: Path, *extra: str) -> list[str]:

@@ -10,7 +10,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import SWEEP, local_overrides, read_metrics, run_dir_of
+from helpers import SWEEP, local_overrides, read_metrics, run_dir_of
 from sweep import rundir
 from sweep.config import ConfigError, compose
 from sweep.config.naming import is_non_defining
@@ -159,7 +159,7 @@ def test_sweep_evaluate_rescores_the_saved_weights_as_training_did(mixed, tmp_pa
 
 
 def test_a_context_too_short_for_the_suite_is_refused_before_training(tmp_path, corpus):
-    from conftest import run_cell
+    from helpers import run_cell
 
     run = compose(local_overrides(tmp_path, corpus, "model=gpt-12k", "train.tokens=20480", "tasks.mix=0.2",
                                   seq_len=32))

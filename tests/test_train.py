@@ -8,7 +8,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import local_overrides, read_metrics, run_cell
+from helpers import local_overrides, read_metrics, run_cell
 from sweep.config import ConfigError, compose
 from sweep.train import accounting, checkpoint, runtime
 from sweep.train.loop import TrainClock

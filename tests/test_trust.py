@@ -15,60 +15,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from helpers import HEAD, R_STAR, RULE, repeated_loss as true_loss, write_trust_run as write_run
 from sweep.analysis.report.fmt import ci_text
 from sweep.analysis.inputs.load import Dataset, load_sweep
 from sweep.analysis.main import main, run
-from sweep.analysis.laws.repeat import effective_data, effective_tokens, split_repeated
+from sweep.analysis.laws.repeat import effective_data, split_repeated
 from sweep.analysis.report.trust import allocation_interval, checklist, exponent_bounds, isoflop_edges
-
-TRUE = {"E": 1.8, "A": 60.0, "B": 120.0, "alpha": 0.34, "beta": 0.30}
-HEAD = 2e4
-R_STAR = 15.0
-CORPUS = 1e12  # unique train tokens: more than any run here trains on, unless a test says otherwise
-RULE = {"name": "measured", "source": "lr_rule.json", "tuned": True, "in_range": True, "min_params": 1e4,
-        "max_params": 1e7}
-
-
-def true_loss(N, D, epochs=1.0):
-    return TRUE["E"] + TRUE["A"] / N ** TRUE["alpha"] + TRUE["B"] / effective_tokens(D, epochs, R_STAR) ** TRUE["beta"]
-
-
-def rule_lr(N):
-    return 3e-3 * (N / 1e5) ** (-1 / 3)
-
-
-def write_run(root: Path, name: str, N: float, budget: float, rng, corpus: float = CORPUS, lr_factor: float = 1.0,
-              rule: dict | None = RULE, val_tokens: int | None = 32768, evals: int = 6, noise: float = 0.003,
-              model: str | None = None) -> Path:
-    """A completed run in the trainer's format, its losses from the true law (with repetition past `corpus`)."""
-    d = root / name
-    d.mkdir(parents=True)
-    fpt = 6 * (N + HEAD)
-    tokens = budget / fpt
-    epochs = tokens / corpus
-    lr = rule_lr(N + HEAD) * lr_factor
-    plan = {"epochs": epochs, "lr": lr, "beta2": 0.95, "tokens": tokens, "flops": budget}
-    if rule is not None:
-        plan["lr_rule"] = {**rule, "rule_lr": rule_lr(N + HEAD)}
-    cfg = {"model": {"name": model or name}, "logger": {"name": "none", "mode": "disabled"},
-           "sweep": {"name": "trust"}, "train": {"flops": budget, "tokens_per_param": None}, "plan": plan}
-    (d / "config.yaml").write_text(json.dumps(cfg))  # JSON is YAML
-    with open(d / "metrics.jsonl", "w") as f:
-        for i, frac in enumerate(np.linspace(1 / evals, 1, evals)):
-            t = frac * tokens
-            loss = float(true_loss(N, t, max(t / corpus, 1.0)) * np.exp(rng.normal(0, noise)))
-            f.write(json.dumps({"step": i + 1, "tokens": t, "flops": t * fpt, "val_loss": loss,
-                                "val_bpb": loss / 2}) + "\n")
-    summary = {"run_name": name, "status": "completed", "sweep": "trust", "model": model or name, "data": "local",
-               "seed": 0, "n_params": {"total": N + 2e5 + HEAD, "non_embedding": N, "embedding": 2e5,
-                                       "matmul": N + HEAD, "head": HEAD},
-               "flops_per_token": fpt, "flops_budget": budget, "tokens": tokens, "flops": budget, "val_loss": loss,
-               "val_bpb": loss / 2, "lr": lr, "epochs": epochs, "wall_s": 1.0}
-    if val_tokens is not None:
-        summary["val_tokens"] = val_tokens
-    (d / "summary.json").write_text(json.dumps(summary))
-    return d
-
 
 SIZES = {"gpt-50k": 5e4, "gpt-100k": 1e5, "gpt-200k": 2e5, "gpt-500k": 4e5}
 BUDGETS = [1e12, 3e12, 1e13]
