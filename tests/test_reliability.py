@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from helpers import SWEEP, launch, local_overrides, read_metrics, run_dir_of, wait_for
-from sweep import rundir
+from sweep import exits, rundir
 from sweep.config import compose
 from sweep.train import checkpoint, runtime
 from sweep.train.loop import NonFiniteLoss, train
@@ -74,9 +74,9 @@ def test_sigkill_then_relaunch_is_bit_identical(tmp_path, corpus, cache, straigh
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, runtime.EXIT_STOPPED), (signal.SIGUSR1, runtime.EXIT_STOPPED),
-                                      (signal.SIGUSR2, runtime.EXIT_STOPPED),
-                                      (signal.SIGINT, runtime.EXIT_INTERRUPTED)])
+@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, exits.EXIT_STOPPED), (signal.SIGUSR1, exits.EXIT_STOPPED),
+                                      (signal.SIGUSR2, exits.EXIT_STOPPED),
+                                      (signal.SIGINT, exits.EXIT_INTERRUPTED)])
 def test_stop_signal_checkpoints_exits_and_resumes_identically(tmp_path, corpus, cache, straight, sig, code):
     """SIGTERM/SIGUSR1/SIGUSR2 (a scheduler's warning) exit 75, Ctrl-C 130: both after a checkpoint."""
     args = overrides(tmp_path, corpus, cache)
@@ -105,7 +105,7 @@ def test_second_ctrl_c_exits_at_once_and_the_run_still_resumes(tmp_path, corpus,
     proc.send_signal(signal.SIGINT)
     proc.send_signal(signal.SIGINT)
     err, _ = proc.communicate(timeout=120)
-    assert proc.returncode == runtime.EXIT_INTERRUPTED, err[-3000:]
+    assert proc.returncode == exits.EXIT_INTERRUPTED, err[-3000:]
     assert "Traceback" not in err
     checkpoint.load(run_dir)  # whichever generation the interrupt left is whole
 

@@ -8,6 +8,8 @@ import os
 import sys
 from pathlib import Path
 
+from .exits import EXIT_INPUT_ERROR, EXIT_INTERRUPTED
+
 USAGE = """usage: sweep COMMAND [ARGS]
 
 commands:
@@ -32,9 +34,7 @@ commands:
 Run `sweep train --help` for Hydra's help on config groups and overrides, `sweep --version` for the version.
 Tab completion of commands and overrides (bash): eval "$(sweep -sc install=bash)"
 """
-EXIT_INPUT_ERROR = 2
 LOG_FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"  # Hydra's job logging format: one format everywhere
-EXIT_INTERRUPTED = 130  # as sweep.train.runtime.EXIT_INTERRUPTED: 128 + SIGINT
 
 
 COMPLETION_FLAGS = ("-sc", "--shell-completion")

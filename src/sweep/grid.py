@@ -13,7 +13,8 @@ from pathlib import Path
 from . import rundir
 from .config import ConfigError, compose_raw, load
 from .config.compose import explain
-from .launch import EXIT_FAILED, GRID_CELLS_ENV, _hydra_run, preflight
+from .exits import EXIT_FAILED
+from .launch import GRID_CELLS_ENV, _hydra_run, preflight
 from .train.branches import branch_run, branches_of, skipped_branches
 from .train.plan import outside_range
 

@@ -14,10 +14,9 @@ from . import rundir
 from .config import ConfigError, compose, load
 from .config.compose import CONFIG_MODULE, PRIMARY, register
 from .data import DataError
+from .exits import EXIT_FAILED, EXIT_INPUT_ERROR
 
 log = logging.getLogger("sweep.launch")
-EXIT_INPUT_ERROR = 2
-EXIT_FAILED = 1  # a run or a grid's cell failed (its error is named)
 
 
 # ---------------------------------------------------------------------------------------------- one cell

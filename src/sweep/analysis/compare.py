@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..exits import EXIT_INPUT_ERROR
 from ..files import write_json_atomic, write_text_atomic
 from .laws.bootstrap import flatten_estimates, percentile_ci
 from .laws.estimate import CI_NAMES, estimate
@@ -25,7 +26,6 @@ from .report.fmt import zero_width
 from .inputs.load import CONVENTIONS, AnalysisError, Dataset
 from .main import runs_to_fit
 
-EXIT_INPUT_ERROR = 2
 LEVEL = 0.95
 # (law, title, quantities: (name, shown as, an exponent?)); the flat paths are estimate's ("approach3/alpha")
 LAWS = (

@@ -15,6 +15,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from ..exits import EXIT_INPUT_ERROR
 from ..files import write_json_atomic
 from .laws.aggregate import aggregate
 from .laws.beyond import check_options, laws_beyond
@@ -24,7 +25,6 @@ from .lr.study import analyze_lr, best_lr_runs
 from .laws.repeat import effective_data, split_repeated
 from .report.trust import trust_checks
 
-EXIT_INPUT_ERROR = 2
 WANDB_MODES = ("auto", "off", "offline", "online")
 PLOT_FORMATS = ("png", "svg", "pdf")
 

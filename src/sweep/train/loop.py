@@ -36,7 +36,7 @@ class NonFiniteLoss(RuntimeError):
 
 
 class Stopped(SystemExit):
-    """Raised after a signal-triggered checkpoint; exits with runtime.EXIT_STOPPED, or EXIT_INTERRUPTED for Ctrl-C."""
+    """Raised after a signal-triggered checkpoint; exits with exits.EXIT_STOPPED, or EXIT_INTERRUPTED for Ctrl-C."""
 
 
 @dataclass

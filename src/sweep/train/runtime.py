@@ -15,11 +15,9 @@ import torch.distributed as dist
 
 from ..config import ConfigError, TrainConfig
 from ..config.schema import is_auto
+from ..exits import EXIT_INTERRUPTED, EXIT_STOPPED
 
 CPU_COMPILE_MIN_FLOPS = 1e14  # ≥ ~5 min at the fastest CPU speeds measured: a ~30 s compile is then repaid
-# Exit codes of a run that checkpointed because it was asked to stop: relaunch the same command to resume.
-EXIT_STOPPED = 75  # EX_TEMPFAIL: SIGTERM, SIGUSR1, SIGUSR2 (a scheduler's warning before a time limit or preemption)
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGINT)
 
 
