@@ -102,13 +102,11 @@ def cmd_sizes(argv: list[str]) -> int:
 
 
 def cmd_prepare(argv: list[str]) -> int:
-    from pathlib import Path
-
     from .config import compose
     from .data import describe, prepare
 
     run = compose(argv)
-    print(describe(prepare(run.data, Path(run.out_dir) / run.data.cache_dir)))
+    print(describe(prepare(run.data, run.cache_root)))
     return 0
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from . import rundir
 from .config import ConfigError
-from .config.schema import DataConfig, ModelConfig, TasksConfig, TrainConfig
+from .config.schema import DataConfig, ModelConfig, TasksConfig, TrainConfig, cache_root
 from .data import open_tokens, prepare, val_windows
 from .train import checkpoint
 from .train.model import GPT
@@ -54,15 +54,15 @@ def evaluate_run(run_dir: Path, device: str = "auto", items: int | None = None) 
     tasks_cfg = _slice(TasksConfig, saved.get("tasks"), eval=True, **({"items": items} if items else {}))
     tasks_cfg.items_during = min(tasks_cfg.items_during, tasks_cfg.items)
     runtime = select(device, _slice(TrainConfig, {}, dtype=(saved.get("train") or {}).get("dtype", "auto")))
-    # The layout is <out_dir>/<sweep>/<run>: the corpus cache is <out_dir>/<data.cache_dir>.
-    cache_root = run_dir.parent.parent / data_cfg.cache_dir
-    data = prepare(data_cfg, cache_root)
+    # The layout is <out_dir>/<sweep>/<run>: out_dir is where the run directory is now, not where it was trained.
+    cache = cache_root(run_dir.parent.parent, data_cfg)
+    data = prepare(data_cfg, cache)
     model = GPT(model_cfg).to(runtime.device)
     state = checkpoint.load(run_dir, warn=log.warning, model=model)
     if state is None:
         raise ConfigError(f"{run_dir} has no checkpoint to evaluate")
     model.load_state_dict(state["model"])
-    tasks = RunTasks(tasks_cfg, load_tokenizer(data.tokenizer_path), cache_root, model_cfg.seq_len, int(saved["seed"]))
+    tasks = RunTasks(tasks_cfg, load_tokenizer(data.tokenizer_path), cache, model_cfg.seq_len, int(saved["seed"]))
     held_out = val_windows(open_tokens(data.val_path), model_cfg.seq_len)
     plan = saved.get("plan") or {}
     step = int(state["step"])

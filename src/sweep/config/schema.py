@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any, Optional
 
 from omegaconf import DictConfig, OmegaConf
@@ -147,6 +148,16 @@ class RunConfig:
     out_dir: str = "runs"
     device: str = AUTO  # auto | cpu | cuda
     run_name: str = "run"
+
+    @property
+    def cache_root(self) -> Path:
+        return cache_root(self.out_dir, self.data)
+
+
+def cache_root(out_dir, data: DataConfig) -> Path:
+    """Where a sweep's prepared corpora, tokenizers and task files live: <out_dir>/<data.cache_dir> (an absolute
+    data.cache_dir stands alone), shared by every sweep under out_dir."""
+    return Path(out_dir) / data.cache_dir
 
 
 def load(cfg: DictConfig) -> RunConfig:

@@ -61,7 +61,7 @@ def tasks_of(run, data) -> RunTasks | None:
     """The suite for a run (a RunConfig on its PreparedData) when tasks are mixed in or scored, else None."""
     if run.tasks.mix == 0 and not tasks_enabled(run.tasks):
         return None
-    return RunTasks(run.tasks, load_tokenizer(data.tokenizer_path), Path(run.out_dir) / run.data.cache_dir,
+    return RunTasks(run.tasks, load_tokenizer(data.tokenizer_path), run.cache_root,
                     run.model.seq_len, run.seed)
 
 

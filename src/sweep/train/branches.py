@@ -76,7 +76,7 @@ def train_with_branches(run: RunConfig, trunk_dir: Path, runtime, progress: bool
     if runtime.world_size > 1:
         raise ConfigError("train.cooldowns trains a trunk and its branches in one process; launch it without "
                           "torchrun (or train the branches' horizons as independent schedule=wsd runs)")
-    data = prepare(run.data, Path(run.out_dir) / run.data.cache_dir)
+    data = prepare(run.data, run.cache_root)
     plan = make_plan(run.model, run.train, model_vocab(run.model, data.vocab_size), runtime, run.data.val_tokens,
                      run.schedule, run.sweep.tokens_per_param_range)
     branches = branches_of(run, plan)

@@ -161,7 +161,7 @@ def _train_claimed(run: RunConfig, run_dir: Path, runtime: Runtime, saved: dict 
                    progress: bool, handoff: frozenset, summary_extra: dict) -> dict:
     t = run.train
     attempt_start = time.time()
-    data = data or prepare(run.data, Path(run.out_dir) / run.data.cache_dir)
+    data = data or prepare(run.data, run.cache_root)
     vocab_size = model_vocab(run.model, data.vocab_size)
     if vocab_size < data.vocab_size:
         raise ConfigError(f"model.vocab_size={vocab_size} is smaller than the tokenizer's {data.vocab_size} tokens "
