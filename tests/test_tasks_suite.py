@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer, models
 
+from sweep.config import ConfigError, compose
 from sweep.data.tokenizer import train_tokenizer
 from sweep.tasks.build import check_tokenizer, entry_name, load_items, prepare
 from sweep.tasks.formats import Draws, add
@@ -68,6 +69,7 @@ def test_items_are_in_the_alphabet_and_answers_end_with_end(items500):
 
 
 def test_arithmetic_answers_are_correct(items500):
+    checked = collections.Counter()
     for i in items500:
         if i.task in ("add", "add_cot", "muladd", "muladd_cot", "redefine"):
             expr = i.prompt.removeprefix("(+=-)")[:-1]
@@ -80,8 +82,12 @@ def test_arithmetic_answers_are_correct(items500):
                         "muladd_cot": lambda a, b, c, e: a * b + c * e}[i.task](*operands)
             result = "".join(i.answer[p] for p in i.digits)
             assert int(result) == expected and i.axis["L"] == len(result), i
+            assert i.answer.endswith(f"{expected}{END}") and (i.task.endswith("_cot") or
+                                                              i.answer == f"{expected}{END}"), i
+            checked[i.task] += 1
             if i.task == "redefine":
                 assert set(i.choices) == {f"{expected};", f"{sum(operands)};"}
+    assert set(checked) == {"add", "add_cot", "muladd", "muladd_cot", "redefine"}, checked
 
 
 def test_scratchpads_are_right_and_end_with_the_direct_answer():
@@ -104,20 +110,26 @@ def test_scratchpads_are_right_and_end_with_the_direct_answer():
 
 
 def test_icl_shots_follow_the_map_and_the_query_was_shown(items500):
+    checked = collections.Counter()
     for i in items500:
         if i.task not in ("icl", "icl_random"):
             continue
         shots = re.findall(r"([a-z])>([A-Z]),", i.prompt)
         query = i.prompt[-2]
-        assert i.prompt.startswith("#") and i.prompt.endswith(">") and len(shots) == i.axis["k"]
-        assert len(i.choices) == 2 and {s[1] + END for s in shots} <= set(i.choices)
-        if i.axis["k"]:
-            assert query in {s for s, _ in shots}
+        assert i.prompt.startswith("#") and i.prompt.endswith(">") and len(shots) == i.axis["k"], i
+        assert len(i.choices) == 2 and i.answer in i.choices and {s[1] + END for s in shots} <= set(i.choices), i
+        if not i.axis["k"]:
+            checked[i.task, "k0"] += 1
+            continue
+        assert query in {s for s, _ in shots}, i  # the query is always a symbol the shots showed
+        checked[i.task, "shots"] += 1
         if i.task == "icl":
             label_of = {}
             for s, label in shots:
-                assert label_of.setdefault(s, label) == label, i
-            assert i.answer == label_of.get(query, i.answer[0]) + END
+                assert label_of.setdefault(s, label) == label, i  # one map: a symbol keeps its label
+            assert i.answer == label_of[query] + END, i
+    # every kind of item was seen (a suite that stopped making one would otherwise pass unchecked)
+    assert set(checked) == {("icl", "k0"), ("icl", "shots"), ("icl_random", "shots")}, checked  # random k0 = k0
 
 
 def test_icl_random_labels_are_at_chance():
@@ -219,8 +231,9 @@ def test_the_fraction_of_task_rows_is_mix_and_a_pure_function(codec):
                               TaskRows(0, 10, 0.1, codec, 64).is_task(5, np.arange(1000, dtype=np.uint64)))
     assert TaskRows(0, 9, 1.0, codec, 64).is_task(0, np.arange(1000, dtype=np.uint64)).all()
     assert not TaskRows(0, 9, 0.0, codec, 64).is_task(0, np.arange(1000, dtype=np.uint64)).any()
-    with pytest.raises(TaskError, match="mix"):
-        TaskRows(0, 9, 1.5, codec, 64)
+    for bad in ("1.0", "1.5", "-0.1"):  # the config owns the bound: some natural text in every run
+        with pytest.raises(ConfigError, match=r"tasks.mix=.*\[0, 1\)"):
+            compose([f"tasks.mix={bad}"])
 
 
 def test_a_tokenizer_without_single_digit_tokens_is_refused_and_a_byte_level_bpe_passes():

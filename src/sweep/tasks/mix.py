@@ -12,7 +12,7 @@ import numpy as np
 
 from ..data.batches import _mix64
 from .formats import Draws
-from .items import SEP, SymbolCodec, TaskError
+from .items import SEP, SymbolCodec
 from .suite import Suite
 
 _ROW_SALT = np.uint64(0x7A5C)  # TokenBatches uses 0x5EED
@@ -21,9 +21,10 @@ _BITS = 53  # a row is a task row when the top 53 bits of its hash fall below mi
 
 
 class TaskRows:
+    """mix: the fraction of rows, exact for any value in [0, 1]; a run's tasks.mix is validated by the config
+    (config/schema.py), which is the one owner of its bound."""
+
     def __init__(self, suite_seed: int, run_seed: int, mix: float, codec: SymbolCodec, seq_len: int):
-        if not 0.0 <= mix <= 1.0:
-            raise TaskError(f"tasks.mix={mix} must be a fraction of the batch rows, between 0 and 1")
         self.suite_seed, self.run_seed, self.mix, self.codec, self.seq_len = suite_seed, run_seed, mix, codec, seq_len
         self.suite = Suite(suite_seed)
         self._threshold = np.uint64(round(mix * 2 ** _BITS))
