@@ -68,21 +68,26 @@ class PreparedData:
 
 
 def check(cfg: DataConfig) -> None:
-    """Every check of a data config that needs no work (the vocabulary, the token cap, where the corpus is): run
-    first by prepare, and by the launcher before anything is created."""
+    """Every check of a data config that needs no work (the vocabulary, the token cap, where the corpus is): run by
+    the launcher before anything is created."""
+    check_settings(cfg)
+    check_location(cfg)
+
+
+def check_settings(cfg: DataConfig) -> None:
+    """The checks of the numbers alone (vocabulary, token cap)."""
     if cfg.vocab_size < 257:
         raise DataError(f"data.vocab_size={cfg.vocab_size} is below 257 (256 bytes + {EOT}); raise it")
     if cfg.max_tokens is not None and cfg.max_tokens < MIN_TRAIN_OVER_VAL * cfg.val_tokens:
         raise DataError(f"data.max_tokens={cfg.max_tokens} leaves too little to train on next to "
                         f"data.val_tokens={cfg.val_tokens} (needs ≥ {MIN_TRAIN_OVER_VAL}×); raise one or lower "
                         f"the other")
-    check_location(cfg)
 
 
 def prepare(cfg: DataConfig, cache_root: Path) -> PreparedData:
     """Tokenizes the corpus into a cache entry, or finds the finished entry; safe across processes."""
-    check(cfg)
-    src = open_source(cfg)
+    check_settings(cfg)
+    src = open_source(cfg)  # checks the location as it opens it: a data.path directory is walked once here
     settings = {"tokenizer": {"kind": "byte-level BPE", "vocab_size": cfg.vocab_size, "min_frequency": 2,
                               "train_bytes": cfg.tokenizer_train_bytes, "special": [EOT]},
                 "documents": {"txt": "blank-line paragraphs", "max_chars": MAX_DOC_CHARS},

@@ -90,7 +90,7 @@ def hub_source(cfg: DataConfig) -> Source:
            f"or use data=pystdlib (offline)")
 
     def check() -> dict:
-        # datasets retries an unreachable hub for ~20 s; one short request tells us at once.
+        # datasets retries an unreachable hub for a long while; one short request tells us at once.
         if any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("HF_HUB_OFFLINE",
                                                                                 "HF_DATASETS_OFFLINE")):
             return {}  # offline mode: datasets answers from its local cache or fails fast itself
