@@ -17,7 +17,7 @@ from ..config import ConfigError, TrainConfig
 from ..config.schema import is_auto
 from ..exits import EXIT_INTERRUPTED, EXIT_STOPPED
 
-CPU_COMPILE_MIN_FLOPS = 1e14  # ≥ ~5 min at the fastest CPU speeds measured: a ~30 s compile is then repaid
+CPU_COMPILE_MIN_FLOPS = 1e14  # runs long enough on CPU to repay the compile (README, Performance)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGINT)
 
 
@@ -62,7 +62,7 @@ def select(device: str, train: TrainConfig) -> Runtime:
     else:
         dtype = torch.bfloat16 if train.dtype == "bfloat16" else torch.float32
     compile_flag = str(train.compile).lower()
-    # auto: always on CUDA; on CPU compiling costs ~20-30 s, so the trainer compiles only runs long enough to repay it.
+    # auto: always on CUDA; on CPU compiling costs seconds, so the trainer compiles only runs long enough to repay it.
     use_compile = (True if use_cuda else None) if is_auto(compile_flag) else compile_flag == "true"
     return Runtime(device=dev, dtype=dtype, compile=use_compile, rank=rank, world_size=world)
 
