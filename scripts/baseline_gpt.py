@@ -169,8 +169,6 @@ def standalone(args) -> dict:
 
 def compare(args, overrides: list[str]) -> dict:
     """Baseline vs sweep's trainer step, interleaved, on the same batches of real text."""
-    from pathlib import Path
-
     from sweep.config import compose
     from sweep.data import open_tokens, prepare
     from sweep.train.bench import Stepper
@@ -181,16 +179,16 @@ def compare(args, overrides: list[str]) -> dict:
                    f"model.seq_len={args.seq_len}", f"model.vocab_size={args.vocab}", f"data.vocab_size={args.vocab}",
                    f"train.batch_tokens={args.batch * args.seq_len}", f"out_dir={args.out_dir}", f"seed={args.seed}",
                    "device=cpu", *overrides])
-    data = prepare(run.data, Path(run.out_dir) / run.data.cache_dir)
+    data = prepare(run.data, run.cache_root)
     runtime = resolve(run.device, run.train)
-    plan = make_plan(run.model, run.train, args.vocab, runtime)
+    plan = make_plan(run.model, run.train, args.vocab, runtime, run.data.val_tokens)
     lr = args.lr or plan.lr
     sampler = Sampler(open_tokens(data.train_path), args.seq_len, args.batch, args.seed)
     val = open_tokens(data.val_path)
     n_val = min(64, len(val) // (args.seq_len + 1))
     windows = torch.from_numpy(np.asarray(val[:n_val * (args.seq_len + 1)], dtype=np.int64)).view(n_val, -1)
 
-    ours = Stepper(run.model, run.train, run.seed, args.vocab, runtime, plan)
+    ours = Stepper(run.model, run.train, run.seed, args.vocab, plan)
     base = BaselineGPT(args.n_layer, args.d_model, args.n_head, args.seq_len, args.vocab)
     # The same initial weights (parameters correspond in order and shape): what differs is the trainer alone.
     base.load_state_dict(dict(zip(base.state_dict(), ours.model.state_dict().values())))

@@ -109,9 +109,8 @@ def _train_losses(corpus, dtype: str, compile_flag: str, steps: int, seed: int =
     """Per-step losses of the trainer's step on byte-level tokens of the test corpus (no tokenizer needed)."""
     run = compose([*TINY, "model.seq_len=64", "train.batch_tokens=512", "train.micro_batch=4", "train.lr=0.01",
                    f"train.dtype={dtype}", f"train.compile={compile_flag}", f"seed={seed}"])
-    rt = runtime.resolve(run.device, run.train)
-    plan = make_plan(run.model, run.train, 256, rt, run.data.val_tokens)
-    stepper = Stepper(run.model, run.train, run.seed, 256, rt, plan)
+    plan = make_plan(run.model, run.train, 256, runtime.resolve(run.device, run.train), run.data.val_tokens)
+    stepper = Stepper(run.model, run.train, run.seed, 256, plan)  # the plan's runtime: dtype and compile as set
     tokens = np.frombuffer(corpus.read_bytes(), dtype=np.uint8)
     rng = np.random.default_rng(seed)
     losses = []

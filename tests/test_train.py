@@ -70,10 +70,31 @@ def test_batch_not_multiple_of_micro_batch_is_rejected(tmp_path, corpus):
         make_plan(run.model, run.train, 512, runtime.resolve("cpu", run.train), run.data.val_tokens)
 
 
+def test_the_plan_decides_every_auto_of_the_runtime_once(tmp_path, corpus):
+    """make_plan settles train.compile=auto by the run's FLOPs and keeps the precision a resumed run started in under
+    train.dtype=auto (not under an explicit dtype), so the trainer and the bench only read plan.runtime."""
+    def plan_of(*overrides, started=None):
+        run = small_run(tmp_path, corpus, *overrides)
+        return make_plan(run.model, run.train, 512, runtime.select("cpu", run.train), run.data.val_tokens,
+                         started_dtype=started)
+
+    assert runtime.select("cpu", small_run(tmp_path, corpus).train).compile is None  # undecided before the plan
+    assert plan_of("train.tokens=1e5").runtime.compile is False
+    assert plan_of(f"train.flops={runtime.CPU_COMPILE_MIN_FLOPS}").runtime.compile is True
+    assert plan_of("train.tokens=1e5", "train.compile=true").runtime.compile is True
+    auto = plan_of("train.tokens=1e5").runtime.dtype
+    other = "float32" if auto == torch.bfloat16 else "bfloat16"
+    assert plan_of("train.tokens=1e5", started=other).runtime.dtype == getattr(torch, other)
+    assert plan_of("train.tokens=1e5", "train.dtype=float32", started="bfloat16").runtime.dtype == torch.float32
+    assert "runtime" not in plan_of("train.tokens=1e5").record()  # config.yaml's plan block: unchanged
+
+
 @pytest.mark.slow
 def test_gradient_accumulation_matches_one_big_batch(tmp_path, corpus):
-    whole, _ = run_cell(small_run(tmp_path / "a", corpus, "train.tokens=20480"))
-    accum, run_dir = run_cell(small_run(tmp_path / "b", corpus, "train.tokens=20480", "train.micro_batch=4"))
+    # fp32: under bf16 autocast (train.dtype=auto on a CPU with native bf16) rounding depends on the batch's shape
+    fp32 = ("train.tokens=20480", "train.dtype=float32")
+    whole, _ = run_cell(small_run(tmp_path / "a", corpus, *fp32))
+    accum, run_dir = run_cell(small_run(tmp_path / "b", corpus, *fp32, "train.micro_batch=4"))
     assert "micro_batch: 4" in (run_dir / "config.yaml").read_text()
     assert accum["val_loss"] == pytest.approx(whole["val_loss"], abs=2e-3)
 

@@ -16,7 +16,7 @@ import torch
 
 from ..config import ConfigError, compose
 from .plan import make_plan, model_vocab
-from .runtime import _sync, matmul_peak, resolve, settle
+from .runtime import _sync, matmul_peak, resolve
 from .step import build, set_lr, step_module, train_step
 
 VARIANTS = {"fp32-eager": (torch.float32, False), "fp32-compile": (torch.float32, True),
@@ -61,11 +61,12 @@ class Stepper:
     """The trainer's model, optimizer and optimizer step for one config, fed batches by the caller (this bench, and
     scripts/baseline_gpt.py's side-by-side comparison)."""
 
-    def __init__(self, m, t, seed: int, vocab_size: int, runtime, plan):
-        self.grad_clip, self.runtime, self.plan = t.grad_clip, settle(runtime, plan.flops), plan  # as the trainer runs
+    def __init__(self, m, t, seed: int, vocab_size: int, plan, runtime=None):
+        """runtime: a variant to measure; by default the plan's, which the trainer runs."""
+        self.grad_clip, self.runtime, self.plan = t.grad_clip, runtime or plan.runtime, plan
         self.model, self.optimizer = build(m, t, vocab_size, seed, plan.lr, plan.beta2, self.runtime)
         self.module = step_module(self.model, self.runtime)
-        self.loss_sum = torch.zeros((), device=runtime.device)
+        self.loss_sum = torch.zeros((), device=self.runtime.device)
 
     def step(self, x: torch.Tensor, y: torch.Tensor, lr: float | None = None) -> None:
         """One optimizer step on a batch of plan.batch_tokens tokens (split into the plan's micro-batches)."""
@@ -88,7 +89,7 @@ def measure(run, vocab_size: int, runtime, plan, steps: int, warmup: int, profil
     device = runtime.device
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    stepper = Stepper(run.model, run.train, run.seed, vocab_size, runtime, plan)
+    stepper = Stepper(run.model, run.train, run.seed, vocab_size, plan, runtime)
     gen = torch.Generator().manual_seed(run.seed)
     sequences = plan.batch_tokens // run.model.seq_len
     windows = torch.randint(vocab_size, (N_BATCHES, sequences, run.model.seq_len + 1), generator=gen)
@@ -117,7 +118,7 @@ def measure(run, vocab_size: int, runtime, plan, steps: int, warmup: int, profil
 
         if stepper.runtime.compile and device.type == "cpu":  # a second compile whose kernels show by name
             with inductor_config.patch({"cpp.enable_kernel_profile": True}):
-                stepper = Stepper(run.model, run.train, run.seed, vocab_size, runtime, plan)
+                stepper = Stepper(run.model, run.train, run.seed, vocab_size, plan, runtime)
                 stepper.step(xs[0], ys[0])
 
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
@@ -155,8 +156,7 @@ def bench(argv: list[str], out=None) -> dict:
     runtime = resolve(run.device, run.train)
     vocab_size = model_vocab(run.model, run.data.vocab_size)
     plan = make_plan(run.model, run.train, vocab_size, runtime, run.data.val_tokens)
-    settled = settle(runtime, plan.flops)
-    default = variant_name(settled.dtype, settled.compile)
+    default = variant_name(plan.runtime.dtype, plan.runtime.compile)  # what the trainer would run
     names = list(VARIANTS) if options["variants"] == "all" else \
         [default] if options["variants"] == "default" else options["variants"].split(",")
     unknown = [n for n in names if n not in VARIANTS]

@@ -68,6 +68,11 @@ def save_as(path: Path, state: dict, keep_previous: Path | None = None) -> Path:
     return path
 
 
+def exists(run_dir: Path) -> bool:
+    """Whether run_dir holds a checkpoint file for load() to try (usable or not)."""
+    return (run_dir / LATEST).exists() or (run_dir / PREVIOUS).exists()
+
+
 def load(run_dir: Path, warn=print, model: torch.nn.Module | None = None) -> dict | None:
     """The newest checkpoint that loads (and, given `model`, whose weights fit it); a corrupt or mismatched latest
     falls back to the previous one with a message."""

@@ -3,16 +3,24 @@ learning-rate schedule over it. Pure but for the device's free memory, which siz
 
 A cooldown trunk (train.cooldowns) is planned from its branches: each branch is planned as the independent
 schedule=wsd run of its horizon, and the trunk is their shared part, up to the last branch point (where that
-branch's decay starts), at constant lr after the warmup."""
+branch's decay starts), at constant lr after the warmup.
+
+The plan is where every `auto` of a run is decided, once: the per-size defaults, and the runtime's precision and
+compile (train.dtype, train.compile: Plan.runtime), so the trainer and the bench only read them."""
 
 from __future__ import annotations
 
+import logging
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from ..config import ConfigError, DataConfig, ModelConfig, RunConfig, ScheduleConfig, TrainConfig
 from ..config.schema import is_auto
 from . import accounting
+
+if TYPE_CHECKING:
+    from .runtime import Runtime
 
 # Muennighoff et al. 2023 ("Scaling Data-Constrained Language Models"): up to ~4 passes, repeated tokens are worth
 # nearly as much as fresh ones; far beyond, their value decays, and a law fitted to such runs is not one of N and D.
@@ -51,6 +59,8 @@ class Plan:
     seq_len: int  # targets per window
     # a cooldown trunk's branches kept by sweep.tokens_per_param_range, by horizon: {horizon, steps, branch_step}
     branches: tuple = ()
+    # the runtime this run trains on, its `auto` precision and compile decided (config.yaml's `runtime` block)
+    runtime: Runtime | None = field(default=None, compare=False)
 
     @property
     def eval_flops(self) -> float:
@@ -68,8 +78,9 @@ class Plan:
 
     def record(self) -> dict:
         """config.yaml's `plan` block (`branches` only for a cooldown trunk)."""
-        out = {**asdict(self), "flops": self.flops, "eval_flops": self.eval_flops,
+        out = {**asdict(replace(self, runtime=None)), "flops": self.flops, "eval_flops": self.eval_flops,
                "eval_share": self.eval_flops / self.flops, "branches": [dict(b) for b in self.branches]}
+        del out["runtime"]  # its own block
         if not self.branches:
             del out["branches"]
         return out
@@ -114,15 +125,30 @@ def eval_plan(steps: int, tokens: int, seq_len: int, val_tokens: int, eval_every
     return every, mid, final
 
 
-def make_plan(m: ModelConfig, t: TrainConfig, vocab_size: int, runtime, val_tokens: int,
-              schedule: ScheduleConfig | None = None, tokens_per_param_range=None) -> Plan:
-    """The plan for model `m` trained as `t` says, with this vocabulary and held-out set, on this runtime. The
-    schedule sets the warmup rule (schedule=wsd: the size's, whatever the horizon); a trunk's branches outside
-    tokens_per_param_range are left out of it."""
+def make_plan(m: ModelConfig, t: TrainConfig, vocab_size: int, runtime: Runtime, val_tokens: int,
+              schedule: ScheduleConfig | None = None, tokens_per_param_range=None,
+              started_dtype: str | None = None) -> Plan:
+    """The plan for model `m` trained as `t` says, with this vocabulary and held-out set, on this runtime
+    (runtime.select's). The schedule sets the warmup rule (schedule=wsd: the size's, whatever the horizon); a trunk's
+    branches outside tokens_per_param_range are left out of it. started_dtype: the precision a resumed run started
+    in (its config.yaml), which train.dtype=auto keeps."""
+    if t.cooldowns:
+        plan = _trunk_plan(m, t, vocab_size, runtime, val_tokens, schedule, tokens_per_param_range)
+    else:
+        plan = _cell_plan(m, t, vocab_size, runtime, val_tokens, schedule)
+    from .runtime import keep_started_dtype, settle  # torch: imported only when a plan is made
+
+    settled = settle(runtime, plan.flops)
+    if started_dtype and is_auto(t.dtype):
+        settled = keep_started_dtype(settled, started_dtype, logging.getLogger("sweep.train"))
+    return replace(plan, runtime=settled)
+
+
+def _cell_plan(m: ModelConfig, t: TrainConfig, vocab_size: int, runtime: Runtime, val_tokens: int,
+               schedule: ScheduleConfig | None) -> Plan:
+    """One run's plan (its runtime not yet settled)."""
     from ..config.lr_rule import load as load_rule
 
-    if t.cooldowns:
-        return _trunk_plan(m, t, vocab_size, runtime, val_tokens, schedule, tokens_per_param_range)
     counts = accounting.param_counts(m.n_layer, m.d_model, vocab_size, m.seq_len, m.tie_embeddings)
     per_token = accounting.flops_per_token(m.n_layer, m.d_model, vocab_size, m.seq_len)
     try:
@@ -180,7 +206,7 @@ def _trunk_plan(m: ModelConfig, t: TrainConfig, vocab_size: int, runtime, val_to
                 tokens_per_param_range) -> Plan:
     """The trunk's plan: its last kept branch's, cut at that branch's point. No branch kept: the longest branch's,
     with no branches (outside_range then says why the grid skips it)."""
-    plans = {h: make_plan(m, branch_train(t, h), vocab_size, runtime, val_tokens, schedule) for h in t.cooldowns}
+    plans = {h: _cell_plan(m, branch_train(t, h), vocab_size, runtime, val_tokens, schedule) for h in t.cooldowns}
     kept = {h: p for h, p in plans.items() if outside_range(p, tokens_per_param_range) is None}
     for h, p in kept.items():
         try:
