@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from .exits import EXIT_INPUT_ERROR, EXIT_INTERRUPTED
+from .exits import EXIT_FAILED, EXIT_INPUT_ERROR, EXIT_INTERRUPTED
 
 USAGE = """usage: sweep COMMAND [ARGS]
 
@@ -140,10 +140,13 @@ def cmd_evaluate(argv: list[str]) -> int:
     parser.add_argument("--items", type=int, default=None, help="eval items per task variant (default: the run's)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     args = parser.parse_args(argv)
-    for run_dir, result in evaluate(args.path, args.device, args.items):
+    done, failed = evaluate(args.path, args.device, args.items)
+    for run_dir, result in done:
         print(f"{run_dir}: step {result['step']}, {len(result['variants'])} task variants, ICL score "
               f"{result['icl'].get('icl_score', float('nan')):.3f} → {run_dir / 'tasks.json'}")
-    return 0
+    for run_dir, why in failed.items():
+        print(f"error: {run_dir} not scored: {why}", file=sys.stderr)
+    return EXIT_FAILED if failed else 0
 
 
 COMMANDS = {"train": cmd_train, "demo": cmd_demo, "sizes": cmd_sizes, "prepare": cmd_prepare, "analyze": cmd_analyze,

@@ -74,10 +74,16 @@ def evaluate_run(run_dir: Path, device: str = "auto", items: int | None = None) 
     return result
 
 
-def main(path: Path, device: str = "auto", items: int | None = None) -> list[tuple[Path, dict]]:
-    """Every run under PATH scored; a run that cannot be scored is reported and the others go on."""
-    done = []
+def main(path: Path, device: str = "auto", items: int | None = None) -> tuple[list[tuple[Path, dict]], dict]:
+    """Every run under PATH scored: ([(run_dir, tasks.json's content)], {run_dir: why it could not be scored}); a
+    run that cannot be scored (its config or checkpoint unusable, or refused as unsafe) is named and the others go
+    on."""
+    done, failed = [], {}
     for run_dir in run_dirs_of(path):
         log.info("scoring %s", run_dir)
-        done.append((run_dir, evaluate_run(run_dir, device, items)))
-    return done
+        try:
+            done.append((run_dir, evaluate_run(run_dir, device, items)))
+        except (ConfigError, checkpoint.CheckpointError) as err:
+            log.error("%s: %s", run_dir, err)
+            failed[run_dir] = str(err)
+    return done, failed

@@ -110,8 +110,6 @@ def train_with_branches(run: RunConfig, trunk_dir: Path, runtime, progress: bool
 def _seed(branch_dir: Path, trunk_dir: Path, step: int) -> None:
     """A branch not yet started gets its trunk's state at its branch point as its checkpoint, and the trunk's
     metrics.jsonl up to that point as its own (its loss curve is whole); one already started keeps its own."""
-    import torch
-
     with rundir.claim(branch_dir):
         if (branch_dir / rundir.CHECKPOINT).exists() or (branch_dir / rundir.CHECKPOINT_PREVIOUS).exists():
             return
@@ -121,7 +119,7 @@ def _seed(branch_dir: Path, trunk_dir: Path, step: int) -> None:
                                      f"{step}, where {branch_dir.name} starts (were train.cooldowns or "
                                      f"sweep.tokens_per_param_range changed since?); delete {trunk_dir} to retrain "
                                      f"the trunk and its branches")
-        state = torch.load(point, map_location="cpu", weights_only=False)
+        state = checkpoint.read(point)
         state["wandb_id"] = None  # a wandb run of its own
         with open(trunk_dir / rundir.METRICS, "rb") as trunk_metrics:
             (branch_dir / rundir.METRICS).write_bytes(trunk_metrics.read(state["metrics_offset"]))

@@ -1,7 +1,13 @@
-"""Atomic checkpoints with one previous generation kept, and every RNG state for a bit-identical resume."""
+"""Atomic checkpoints with one previous generation kept, and every RNG state for a bit-identical resume.
+
+A checkpoint is read as data only (torch.load's weights_only unpickler): tensors, containers, numbers, strings and
+the one numpy array numpy's RNG state is (uint32). A file that asks for anything else, such as a pickle crafted to
+run code in a run directory someone sent, is refused before any of it runs.
+"""
 
 from __future__ import annotations
 
+import pickle
 import random
 from pathlib import Path
 
@@ -73,6 +79,31 @@ def exists(run_dir: Path) -> bool:
     return (run_dir / LATEST).exists() or (run_dir / PREVIOUS).exists()
 
 
+def _numpy_rng_globals() -> list:
+    """What numpy's legacy RNG state (a uint32 ndarray) pickles as: the only non-torch objects a checkpoint holds."""
+    multiarray = getattr(np, "_core", None) or np.core  # numpy 2 moved numpy.core to numpy._core
+    return [multiarray.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+
+
+class UnsafeCheckpoint(pickle.UnpicklingError):
+    pass
+
+
+def read(path: Path) -> dict:
+    """One checkpoint file as data, on the CPU. UnsafeCheckpoint if it holds anything but what a checkpoint holds
+    (nothing in it has run); other errors for a truncated or garbled file."""
+    with torch.serialization.safe_globals(_numpy_rng_globals()):
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as err:
+            # torch's message: a paragraph of advice, then what the file asked for
+            paragraphs = [p.strip() for p in str(err).split("\n\n") if p.strip()]
+            detail = paragraphs[min(1, len(paragraphs) - 1)].removeprefix("WeightsUnpickler error:").strip()
+            raise UnsafeCheckpoint(f"{path} is not a checkpoint sweep wrote: it holds objects a checkpoint never "
+                                   f"does ({detail}), refused before any of it ran; a file crafted to run code looks "
+                                   f"like this, so do not open it with torch.load(weights_only=False)") from None
+
+
 def load(run_dir: Path, warn=print, model: torch.nn.Module | None = None) -> dict | None:
     """The newest checkpoint that loads (and, given `model`, whose weights fit it); a corrupt or mismatched latest
     falls back to the previous one with a message."""
@@ -81,7 +112,11 @@ def load(run_dir: Path, warn=print, model: torch.nn.Module | None = None) -> dic
         if not path.exists():
             continue
         try:
-            state = torch.load(path, map_location="cpu", weights_only=False)
+            state = read(path)
+        except UnsafeCheckpoint as err:  # never tried again any other way
+            problems.append(str(err))
+            warn(f"{err}; trying the previous one")
+            continue
         except Exception as err:  # truncated or garbled file: say so and try the older generation
             problems.append(f"{path.name}: {type(err).__name__}: {err}")
             warn(f"checkpoint {path} is unreadable ({type(err).__name__}: {err}); trying the previous one")
