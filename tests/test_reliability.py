@@ -333,3 +333,38 @@ def test_wandb_continues_the_same_run_after_a_kill(tmp_path, corpus, cache):
     ids = {r.name.rsplit("-", 1)[1] for r in runs}  # offline-run-<time>-<run id>
     assert len(ids) == 1  # ... of one wandb run
     assert run_record(runs[-1]).run_id in ids
+
+
+@pytest.mark.slow
+def test_metrics_behind_the_latest_checkpoint_resume_from_the_previous_one_identically(tmp_path, corpus, cache,
+                                                                                      straight):
+    """A crash that lost the events after the previous checkpoint (metrics.jsonl ends between the two checkpoints'
+    offsets) resumes from the previous checkpoint, with a warning, and ends as the straight run did."""
+    args = overrides(tmp_path, corpus, cache)
+    run_dir = run_dir_of(args)
+    proc = launch(args)
+    wait_for(run_dir / checkpoint.PREVIOUS, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    latest, previous = (checkpoint.read(run_dir / name) for name in (checkpoint.LATEST, checkpoint.PREVIOUS))
+    assert previous["metrics_offset"] < latest["metrics_offset"]
+    metrics = run_dir / "metrics.jsonl"
+    metrics.write_bytes(metrics.read_bytes()[: previous["metrics_offset"]])
+    relaunch = launch(args)
+    err, _ = relaunch.communicate(timeout=300)
+    assert relaunch.returncode == 0, err[-3000:]
+    assert "trying the previous one" in err and f"resuming {run_dir.name} at step {previous['step']}" in err, err
+    assert_identical(straight, run_dir)
+
+
+def test_a_write_killed_mid_way_leaves_no_temporary_file_after_the_next_write(tmp_path):
+    from sweep.files import write_text_atomic
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a pid that no longer runs (reaped)
+    orphan = tmp_path / f".summary.json.{dead.pid}.tmp"
+    orphan.write_text("half of a")
+    alive = tmp_path / f".summary.json.{os.getppid()}.tmp"  # a live writer's file is left alone
+    alive.write_text("being written")
+    write_text_atomic(tmp_path / "summary.json", "{}")
+    assert not orphan.exists() and alive.exists() and (tmp_path / "summary.json").read_text() == "{}"

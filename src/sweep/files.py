@@ -1,9 +1,12 @@
 """How sweep writes files: atomically, and with one JSON policy.
 
-Atomic: the bytes go to a temporary name beside the target, are fsynced, and are renamed over it, so a reader (or a
-relaunch after a crash) sees the old file or the new one, never half of one; on an error the temporary file is
-removed. JSON: a non-finite number (NaN, ±inf) is written as null, never as a huge stand-in (1e308 would pass a
-positivity check downstream) nor as the non-standard `Infinity`; readers treat null as "no value".
+Atomic: the bytes go to a temporary name beside the target, are fsynced, and are renamed over it, and the rename is
+made durable by an fsync of the directory, so a reader (or a relaunch after a crash or a power loss) sees the old
+file or the new one, never half of one; on an error the temporary file is removed, and a temporary file that a
+killed process left behind is removed by the next write of the same file.
+
+JSON: a non-finite number (NaN, ±inf) is written as null, never as a huge stand-in (1e308 would pass a positivity
+check downstream) nor as the non-standard `Infinity`; readers treat null as "no value".
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ def atomic_write(path: Path, mode: str = "w", keep_previous: Path | None = None)
     current file to `keep_previous`, when given); on an error delete it and leave `path` as it was."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    _remove_orphans(path)
     try:
         with open(tmp, mode) as f:
             yield f
@@ -30,12 +34,45 @@ def atomic_write(path: Path, mode: str = "w", keep_previous: Path | None = None)
         if keep_previous is not None and path.exists():
             os.replace(path, keep_previous)
         os.replace(tmp, path)
+        fsync_dir(path.parent)
     except OSError as err:
         if err.filename is None:  # a failed write names no file: name the one being written
             raise OSError(err.errno, err.strerror, str(path)) from None
         raise
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make the renames and creations in `directory` durable (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some filesystems refuse fsync on a directory; the rename itself is done
+        pass
+    finally:
+        os.close(fd)
+
+
+def _remove_orphans(path: Path) -> None:
+    """Delete the temporary files of `path` whose writer is no longer alive (killed mid-write)."""
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2:-len(".tmp")]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: alive
+        return True
+    return True
 
 
 def json_safe(obj):

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..files import atomic_write
-from ..rundir import CHECKPOINT as LATEST, CHECKPOINT_PREVIOUS as PREVIOUS
+from ..rundir import CHECKPOINT as LATEST, CHECKPOINT_PREVIOUS as PREVIOUS, RunDirError
 
 
 class CheckpointError(RuntimeError):
@@ -104,9 +104,10 @@ def read(path: Path) -> dict:
                                    f"like this, so do not open it with torch.load(weights_only=False)") from None
 
 
-def load(run_dir: Path, warn=print, model: torch.nn.Module | None = None) -> dict | None:
-    """The newest checkpoint that loads (and, given `model`, whose weights fit it); a corrupt or mismatched latest
-    falls back to the previous one with a message."""
+def load(run_dir: Path, warn=print, model: torch.nn.Module | None = None, fits=None) -> dict | None:
+    """The newest checkpoint that loads (and, given `model`, whose weights fit it; given `fits`, a check of the
+    state that raises what does not fit, e.g. metrics.jsonl shorter than the state says); a corrupt or mismatched
+    latest falls back to the previous one with a message."""
     problems = []
     for path in (run_dir / LATEST, run_dir / PREVIOUS):
         if not path.exists():
@@ -124,8 +125,10 @@ def load(run_dir: Path, warn=print, model: torch.nn.Module | None = None) -> dic
         try:
             if model is not None:
                 _check_fits(state["model"], model)
+            if fits is not None:
+                fits(state)
             return state
-        except (KeyError, TypeError, ValueError) as err:  # another model's weights, or not a checkpoint of ours
+        except (KeyError, TypeError, ValueError, RunDirError) as err:  # another model's, or metrics behind it
             problems.append(f"{path.name}: {err}")
             warn(f"checkpoint {path} does not fit this run ({err}); trying the previous one")
     if problems:

@@ -26,7 +26,7 @@ from .plan import Plan, check_repetition, check_stable, lr_at, lr_origin, make_p
 from .progress import PEAK_SECONDS, Progress
 from .runtime import Runtime, StopRequest, describe, matmul_peak
 from .step import build, evaluate, set_lr, step_module, train_step
-from .tracking import Tracker
+from .tracking import Tracker, check_prefix
 
 log = logging.getLogger("sweep.train")
 
@@ -252,7 +252,10 @@ def _set_up(run: RunConfig, run_dir: Path, runtime: Runtime, saved: dict | None,
     model, optimizer = build(run.model, t, vocab_size, run.seed, plan.lr, plan.beta2, runtime)
     run_dir.mkdir(parents=True, exist_ok=True)
 
-    resumed = checkpoint.load(run_dir, warn=log.warning, model=model)
+    # A checkpoint newer than metrics.jsonl (its events lost, e.g. written before the metrics were fsynced) gives
+    # way to the previous one, which the file still holds.
+    resumed = checkpoint.load(run_dir, warn=log.warning, model=model,
+                              fits=lambda s: check_prefix(run_dir / rundir.METRICS, s["metrics_offset"]))
     state = TrainState()
     if resumed is not None:
         model.load_state_dict(resumed["model"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from pathlib import Path
 
@@ -21,7 +22,7 @@ def flatten(tree: dict, prefix: str = "") -> dict:
     return out
 
 
-def _check_prefix(path: Path, offset: int) -> None:
+def check_prefix(path: Path, offset: int) -> None:
     """metrics.jsonl must still hold, whole, the events the checkpoint saw: its first `offset` bytes ending a line.
     A shorter file (truncated, replaced) is refused: resuming would lose those events or pad the gap."""
     size = path.stat().st_size if path.exists() else 0
@@ -46,7 +47,7 @@ class Tracker:
                  wandb_id: str | None = None, resume_offset: int | None = None, tags: tuple = ()):
         self.path = run_dir / METRICS
         if resume_offset is not None:
-            _check_prefix(self.path, resume_offset)
+            check_prefix(self.path, resume_offset)
             with open(self.path, "r+b") as f:
                 f.truncate(resume_offset)
         elif self.path.exists():
@@ -70,8 +71,10 @@ class Tracker:
             self.wandb_run.define_metric("*", step_metric="tokens")
 
     def offset(self) -> int:
-        """Bytes of metrics.jsonl written so far (saved in checkpoints)."""
+        """Bytes of metrics.jsonl written so far (saved in checkpoints): on disk, fsynced, before a checkpoint
+        records them, so a crash or power loss cannot leave the file shorter than its checkpoint says."""
         self._file.flush()
+        os.fsync(self._file.fileno())
         return self._file.tell()
 
     def log(self, event: dict) -> None:
