@@ -99,3 +99,23 @@ def test_a_resume_refuses_a_planted_checkpoint_and_an_honest_one_still_resumes(t
     with pytest.raises(checkpoint.CheckpointError, match="not a checkpoint sweep wrote"):
         train(run, copy, runtime.resolve(run.device, run.train), progress=False)
     assert not marker.exists()
+
+
+def test_sweep_evaluate_revalidates_a_received_config_scores_the_rest_and_respects_the_lock(trained, tmp_path,
+                                                                                           capsys):
+    _, run_dir = trained
+    shutil.copytree(run_dir.parent.parent, tmp_path / "received", dirs_exist_ok=True)
+    sweep_dir = tmp_path / "received" / run_dir.parent.name
+    good, bad, busy = (sweep_dir / run_dir.name, sweep_dir / "bad", sweep_dir / "busy")
+    for other in (bad, busy):
+        shutil.copytree(good, other)
+    config = (bad / rundir.CONFIG).read_text()
+    assert "vocab_size: 512" in config
+    (bad / rundir.CONFIG).write_text(config.replace("vocab_size: 512", "vocab_size: 100"))  # below 257
+    with rundir.claim(busy):  # as if a launch were training it
+        assert main(["evaluate", str(sweep_dir)]) == 1
+    err = capsys.readouterr().err
+    assert f"error: {bad} not scored: {bad / rundir.CONFIG}: data.vocab_size=100" in err, err
+    assert f"error: {busy} not scored" in err and "being trained by another process" in err, err
+    assert rundir.read_tasks(good)["source"] == "sweep evaluate"  # the good run was scored all the same
+    assert rundir.read_tasks(bad).get("source") != "sweep evaluate"

@@ -1,7 +1,11 @@
 """`sweep evaluate RUN_DIR|SWEEP_DIR`: re-score saved weights on the task suite without training. Each run directory's
 latest checkpoint (a completed run keeps its final weights there) is loaded into the model its config.yaml
 describes, on the corpus cache it trained with, and scored like the trainer's final eval; tasks.json is rewritten
-(`source: sweep evaluate`, with the checkpoint's step). The metrics.jsonl a run trained with is never touched."""
+(`source: sweep evaluate`, with the checkpoint's step). The metrics.jsonl a run trained with is never touched.
+
+A received run directory is treated as untrusted input: its config.yaml is validated as a launch would, its
+checkpoint is read as data only (train/checkpoint.py), and the run's lock is held, so a run still training is
+refused rather than read half-written. Every run that can be scored is; the others are named at the end."""
 
 from __future__ import annotations
 
@@ -9,11 +13,11 @@ import logging
 from dataclasses import fields
 from pathlib import Path
 
-
 from . import rundir
 from .config import ConfigError
-from .config.schema import DataConfig, ModelConfig, TasksConfig, TrainConfig, cache_root
-from .data import open_tokens, prepare, val_windows
+from .config.schema import DataConfig, ModelConfig, RunConfig, TasksConfig, TrainConfig, cache_root, validate
+from .data import DataError, open_tokens, prepare, val_windows
+from .data import check as check_data
 from .train import checkpoint
 from .train.model import GPT
 from .train.runtime import select
@@ -42,7 +46,13 @@ def run_dirs_of(path: Path) -> list[Path]:
 
 
 def evaluate_run(run_dir: Path, device: str = "auto", items: int | None = None) -> dict:
-    """Score one run directory's latest weights; write and return tasks.json's content."""
+    """Score one run directory's latest weights, holding its lock (a run being trained is left alone); write and
+    return tasks.json's content."""
+    with rundir.claim(run_dir):
+        return _evaluate_claimed(run_dir, device, items)
+
+
+def _evaluate_claimed(run_dir: Path, device: str, items: int | None) -> dict:
     from .tasks.runner import RunTasks
     from .data.tokenizer import load_tokenizer
 
@@ -53,6 +63,11 @@ def evaluate_run(run_dir: Path, device: str = "auto", items: int | None = None) 
     data_cfg = _slice(DataConfig, saved["data"])
     tasks_cfg = _slice(TasksConfig, saved.get("tasks"), eval=True, **({"items": items} if items else {}))
     tasks_cfg.items_during = min(tasks_cfg.items_during, tasks_cfg.items)
+    try:  # a received config.yaml is checked as a launch checks the same settings
+        validate(RunConfig(model=model_cfg, data=data_cfg, tasks=tasks_cfg))
+        check_data(data_cfg)
+    except (ConfigError, DataError) as err:
+        raise ConfigError(f"{run_dir / rundir.CONFIG}: {err}") from None
     runtime = select(device, _slice(TrainConfig, {}, dtype=(saved.get("train") or {}).get("dtype", "auto")))
     # The layout is <out_dir>/<sweep>/<run>: out_dir is where the run directory is now, not where it was trained.
     cache = cache_root(run_dir.parent.parent, data_cfg)
@@ -83,7 +98,7 @@ def main(path: Path, device: str = "auto", items: int | None = None) -> tuple[li
         log.info("scoring %s", run_dir)
         try:
             done.append((run_dir, evaluate_run(run_dir, device, items)))
-        except (ConfigError, checkpoint.CheckpointError) as err:
+        except (ConfigError, DataError, checkpoint.CheckpointError, rundir.RunDirError) as err:
             log.error("%s: %s", run_dir, err)
             failed[run_dir] = str(err)
     return done, failed
