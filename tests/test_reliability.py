@@ -368,3 +368,38 @@ def test_a_write_killed_mid_way_leaves_no_temporary_file_after_the_next_write(tm
     alive.write_text("being written")
     write_text_atomic(tmp_path / "summary.json", "{}")
     assert not orphan.exists() and alive.exists() and (tmp_path / "summary.json").read_text() == "{}"
+
+
+def test_a_filesystem_whose_locks_do_nothing_is_refused_before_training(tmp_path, monkeypatch):
+    """Where flock is a no-op, a second lock on the held .lock is granted: claim refuses to train there. (No such
+    filesystem can be mounted here, so flock is made a no-op for the probe.)"""
+    import fcntl
+
+    with rundir.claim(tmp_path / "a"):  # a working filesystem: the probe's second lock is refused, all is well
+        pass
+    real = fcntl.flock
+    held = []
+
+    def no_op_after_the_first(fd, op):
+        if held:
+            return None  # granted, whatever is held
+        held.append(fd)
+        return real(fd, op)
+
+    monkeypatch.setattr(fcntl, "flock", no_op_after_the_first)
+    with pytest.raises(rundir.RunDirError, match="file locks do nothing"):
+        with rundir.claim(tmp_path / "b"):
+            pytest.fail("trained on a filesystem whose locks do nothing")
+
+
+def test_an_nfs_mount_with_local_locks_is_named_and_a_shared_one_is_not():
+    mountinfo = "\n".join([
+        "22 1 0:21 / / rw,relatime - ext4 /dev/sda1 rw",
+        "40 22 0:40 / /shared rw,relatime - nfs4 srv:/export rw,vers=4.2,local_lock=none",
+        "41 22 0:41 / /scratch rw,relatime - nfs srv:/scratch rw,vers=3,nolock,local_lock=all",
+    ])
+    assert rundir.lock_scope("/shared/runs/x/.lock", mountinfo) is None
+    assert rundir.lock_scope("/home/me/runs/.lock", mountinfo) is None
+    scope = rundir.lock_scope("/scratch/runs/x/.lock", mountinfo)
+    assert scope.startswith("/scratch is nfs with local locks (local_lock=all, nolock)") and "other nodes" in scope
+    assert rundir.lock_scope("/scratchy/runs/.lock", mountinfo) is None  # a prefix of the name is not the mount

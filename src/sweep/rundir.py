@@ -12,6 +12,7 @@ relaunch may do with it. The trainer, the grid launcher and the analysis all go 
 from __future__ import annotations
 
 import json
+import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -62,9 +63,74 @@ def claim(run_dir: Path) -> Iterator[None]:
         raise RunDirError(f"cannot write to {run_dir} ({err.strerror}); make it writable or use another out_dir") \
             from None
     try:
+        _check_lock_holds(run_dir / LOCK)
         yield
     finally:
         lock.release()
+
+
+def _check_lock_holds(path: Path) -> None:
+    """The cell's lock is flock(2), as filelock takes it. Held, a second lock on the same file must be refused; on
+    a filesystem where flock does nothing (some network and FUSE mounts) it is not, and two launches could
+    interleave in one directory: refuse to train there. On NFS mounted with local locks, flock holds only
+    between processes of one host: said once, as a warning."""
+    import errno
+    import fcntl
+    import logging
+
+    fd = os.open(path, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        pass  # refused: the lock holds
+    except OSError as err:
+        if err.errno not in (errno.EAGAIN, errno.EACCES):
+            raise RunDirError(f"{path.parent} is on a filesystem without file locks ({err.strerror}); two launches "
+                              f"of this cell could not be kept apart: use an out_dir on a local or lock-capable "
+                              f"filesystem") from None
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        raise RunDirError(f"{path.parent} is on a filesystem where file locks do nothing (a second lock on "
+                          f"{path.name} was granted while one was held); two launches of this cell could interleave: "
+                          f"use an out_dir on a local or lock-capable filesystem")
+    finally:
+        os.close(fd)
+    scope = lock_scope(path)
+    if scope and scope not in _WARNED:
+        _WARNED.add(scope)
+        logging.getLogger("sweep.rundir").warning(scope)
+
+
+_WARNED: set = set()
+
+
+def lock_scope(path: Path, mountinfo: str | None = None) -> str | None:
+    """None when the cell lock at `path` holds across machines as far as the mount table tells; else why it holds
+    only on this host (an NFS mount with local locks)."""
+    if mountinfo is None:
+        try:
+            mountinfo = Path("/proc/self/mountinfo").read_text()
+        except OSError:
+            return None
+    path, best = str(Path(path).resolve()), None
+    for line in mountinfo.splitlines():
+        fields, _, rest = line.partition(" - ")
+        parts, tail = fields.split(), rest.split()
+        if len(parts) < 6 or len(tail) < 3:
+            continue
+        mount_point = parts[4]
+        inside = path == mount_point or path.startswith(mount_point.rstrip("/") + "/")
+        if inside and (best is None or len(mount_point) > len(best[0])):
+            best = (mount_point, tail[0], set(parts[5].split(",")) | set(tail[2].split(",")))
+    if best is None or not best[1].startswith("nfs"):
+        return None
+    mount_point, fstype, options = best
+    local = sorted(options & {"nolock", "local_lock=all", "local_lock=flock"})
+    if local:
+        return (f"{mount_point} is {fstype} with local locks ({', '.join(local)}): "
+                f"the cell lock keeps launches on this host apart, not launches on other nodes; launch a grid's "
+                f"cells from one scheduler (each cell once), or use an out_dir on a filesystem with shared locks")
+    return None
 
 
 # ------------------------------------------------------------------------------------------------ summary
