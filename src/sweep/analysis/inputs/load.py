@@ -224,11 +224,45 @@ def _budgets_of_groups(labels, C: np.ndarray, N: np.ndarray, min_sizes: int = 0)
 
 
 # ---------------------------------------------------------------------------------------------------- CSV
+# A loss in nats per token above this is no language model's: uniform over a 10^13-token vocabulary is ~30 nats.
+# (Losses in bits, or a perplexity, would be caught here too.)
+MAX_LOSS = 30.0
+
+
+def _plain(value) -> str:
+    """A CSV cell as the user wrote it, numbers as plain numbers (never np.float64(...))."""
+    if isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
+        return f"{float(value):.6g}"
+    return repr(str(value))
+
+
+def _check_layout(path: Path, text: str, df: pd.DataFrame) -> None:
+    """What pandas would accept silently: a column named twice (read as 'loss.1'), and lines merged into one row
+    by an unbalanced quote."""
+    import csv
+    import io
+
+    header = next(csv.reader(io.StringIO(text)), [])
+    names = [h.strip() for h in header]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise AnalysisError(f"CSV {path}: column {twice[0]!r} appears {names.count(twice[0])} times in the header; "
+                            f"keep one")
+    lines = sum(1 for line in text.splitlines()[1:] if line.strip())
+    if lines != len(df):
+        merged = [i for i in range(len(df)) if df.iloc[i].astype(str).str.contains("\n").any()]
+        where = f" (row {merged[0] + 1} holds a line break)" if merged else ""
+        raise AnalysisError(f"CSV {path}: {lines} data lines but {len(df)} rows{where}: an unbalanced quote (\") "
+                            f"merged lines into one row; close or remove the quote")
+
+
 def load_csv(path: Path) -> Dataset:
     try:
+        text = Path(path).read_text(encoding="utf-8-sig")
         df = pd.read_csv(path)
     except (OSError, ValueError, UnicodeDecodeError) as err:  # pandas' parser errors are ValueErrors
         raise AnalysisError(f"cannot read CSV {path}: {err}") from None
+    _check_layout(path, text, df)
     df.columns = [str(c).strip() for c in df.columns]
     if df.empty:
         raise AnalysisError(f"CSV {path} has a header but no rows; add one row per training run")
@@ -243,10 +277,34 @@ def load_csv(path: Path) -> Dataset:
         bad = ~(np.isfinite(values) & (values > 0) & (values.abs() < HUGE))
         if bad.any():
             i = int(np.flatnonzero(bad.to_numpy())[0])
-            raise AnalysisError(f"CSV {path}, row {i + 1} (line {i + 2}), column {col!r}: {df[col].iloc[i]!r} is not "
-                                f"a finite positive number; every {col} must be > 0 and < {HUGE:.0e} (fix or delete "
-                                f"the row; {int(bad.sum())} such row(s))")
+            raise AnalysisError(f"CSV {path}, row {i + 1} (line {i + 2}), column {col!r}: {_plain(df[col].iloc[i])} is "
+                                f"not a finite positive number; every {col} must be > 0 and < {HUGE:.0e} (fix or "
+                                f"delete the row; {int(bad.sum())} such row(s))")
         df[col] = values.astype(float)
+    absurd = df["loss"] > MAX_LOSS
+    if absurd.any():
+        i = int(np.flatnonzero(absurd.to_numpy())[0])
+        raise AnalysisError(f"CSV {path}, row {i + 1} (line {i + 2}): loss {_plain(df['loss'].iloc[i])} is above "
+                            f"{MAX_LOSS:g} nats/token, more than any language model's (uniform over 10^13 tokens); "
+                            f"give the loss in nats per token (bits × ln 2), not bits or perplexity")
+    with np.errstate(over="ignore", under="ignore"):
+        six_nd = 6.0 * df["n_params"].to_numpy() * df["tokens"].to_numpy()
+    wrong = ~(np.isfinite(six_nd) & (six_nd > 0) & (six_nd < HUGE))
+    if "flops" not in df.columns and wrong.any():
+        i = int(np.flatnonzero(wrong)[0])
+        size = "too small" if six_nd[i] < HUGE else "too large"  # underflows to 0, or overflows
+        raise AnalysisError(f"CSV {path}, row {i + 1} (line {i + 2}): 6·n_params·tokens = 6 × "
+                            f"{_plain(df['n_params'].iloc[i])} × {_plain(df['tokens'].iloc[i])} is {size} "
+                            f"to compute (FLOPs must be > 0 and < {HUGE:.0e}); fix the row, or give a flops column")
+    key = [c for c in ("n_params", "tokens", "loss", "flops", "group", "epochs") if c in df.columns]
+    repeated = df.duplicated(subset=key)
+    if repeated.any():
+        first = int(np.flatnonzero(repeated.to_numpy())[0])
+        df = df[~repeated].reset_index(drop=True)
+        duplicate_note = (f"{int(repeated.sum())} row(s) of the CSV repeat an earlier row exactly (the first: line "
+                          f"{first + 2}) and were dropped: a repeated run would count twice in the fits")
+    else:
+        duplicate_note = None
     if "group" in df.columns and df["group"].isna().any():
         i = int(np.flatnonzero(df["group"].isna().to_numpy())[0])
         raise AnalysisError(f"CSV {path}, row {i + 1} (line {i + 2}): empty 'group'; give every row a group "
@@ -263,6 +321,7 @@ def load_csv(path: Path) -> Dataset:
         runs["budget"], basis = _bin_flops(C, runs["N"].to_numpy()), "log-binned flops"
     notes = ["the FLOPs vary continuously, so they form no FLOP budgets (no isoFLOP curves for Approach 2); a "
              "'group' column would name them"] if basis == "log-binned flops" and _flops_continuous(C) else []
+    notes += [duplicate_note] if duplicate_note else []
     pts = runs.assign(run=np.arange(len(runs)))[["run", "N", "D", "C", "loss"]]
     # N is whatever the CSV counted: the --params convention only chooses among a sweep's counts
     if len(np.unique(size_clusters(runs["N"].to_numpy()))) < 2:  # a CSV is for laws across sizes; it has no curves
