@@ -101,3 +101,17 @@ def test_partial_fits_log_what_they_have(tmp_path, offline):
     wandb.teardown()
     (d,) = (tmp_path / "wandb").glob("offline-run-*")
     assert set(charts(d)) == {"charts/loss_vs_C", "charts/loss_vs_N_by_budget", "charts/frontier"}
+
+
+def test_wandb_auto_never_goes_online_on_a_received_configs_word():
+    from types import SimpleNamespace
+
+    from sweep.analysis.report.wandb_run import resolve_mode
+
+    online = SimpleNamespace(logger={"name": "wandb", "mode": "online"})
+    assert resolve_mode(online, "auto", environ={}) == "offline"  # the runs' config alone: not online
+    assert resolve_mode(online, "auto", environ={"WANDB_MODE": "online"}) == "online"  # the user's environment
+    assert resolve_mode(online, "online", environ={}) == "online"  # the user's flag
+    assert resolve_mode(online, "auto", environ={"WANDB_MODE": "disabled"}) == "off"
+    assert resolve_mode(SimpleNamespace(logger={"name": "wandb", "mode": "offline"}), "auto", environ={}) == "offline"
+    assert resolve_mode(SimpleNamespace(logger={"name": "none"}), "auto", environ={"WANDB_MODE": "online"}) == "off"

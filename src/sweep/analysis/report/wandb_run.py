@@ -179,10 +179,24 @@ def _failed(mode: str, err: Exception) -> dict:
     return {"mode": mode, "error": f"{type(err).__name__}: {err}"}
 
 
-def resolve_mode(ds, requested: str) -> str:
-    """The wandb mode of the analysis run: as requested, or with `auto` as the runs' logger config said."""
+def resolve_mode(ds, requested: str, environ=None) -> str:
+    """The wandb mode of the analysis run: as requested, or with `auto` as the runs' logger config said, except
+    that `auto` never goes online on a config's word alone (the runs may be someone else's, and their config would
+    send this machine's results to their project): online needs --wandb online or WANDB_MODE=online here."""
+    import logging
+    import os
+
+    env = (os.environ if environ is None else environ).get("WANDB_MODE", "").strip().lower()
     if requested != "auto":
         return "off" if requested == "disabled" else requested
-    if ds.logger.get("name") == "wandb" and ds.logger.get("mode", "offline") != "disabled":
-        return ds.logger.get("mode") or "offline"
-    return "off"
+    if env in ("disabled", "off"):
+        return "off"
+    if ds.logger.get("name") != "wandb" or ds.logger.get("mode", "offline") == "disabled":
+        return "off"
+    mode = ds.logger.get("mode") or "offline"
+    if mode == "online" and env != "online":
+        logging.getLogger("sweep.analysis").warning(
+            "the runs logged to wandb online; the analysis run stays offline (wandb sync uploads it later); "
+            "--wandb online or WANDB_MODE=online sends it now")
+        return "offline"
+    return mode
