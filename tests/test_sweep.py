@@ -1,10 +1,13 @@
-"""Grids through real Hydra launches: stable cells, skip on re-launch, resume after a kill, launchers, wandb."""
+"""Grids through real Hydra launches: stable cells, skip on re-launch, resume after a kill, launchers, wandb; the
+grid planned once, and its manifest."""
 
 import json
 import os
 import signal
 import subprocess
+import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -172,9 +175,11 @@ def test_refused_relaunch_keeps_completed_results(tmp_path, corpus):
     first = sweep_cmd("train", "-m", *tiny(tmp_path, corpus), *grid)
     assert first.returncode == 0, first.stderr[-3000:]
     before = summaries(tmp_path / "kept")
+    manifest = (tmp_path / "kept" / "manifest.jsonl").read_bytes()
     refused = sweep_cmd("train", "-m", *tiny(tmp_path, corpus), *grid, "train.weight_decay=0.2")
     assert refused.returncode != 0 and "other settings" in refused.stderr
     assert summaries(tmp_path / "kept") == before
+    assert (tmp_path / "kept" / "manifest.jsonl").read_bytes() == manifest  # the refused grid wrote nothing
 
 
 def test_a_tokens_per_param_range_skips_the_cells_outside_it(tmp_path, corpus):
@@ -196,6 +201,14 @@ def test_skipped_cells_leave_nothing_and_are_listed(tmp_path, corpus):
     assert sorted(summaries(tmp_path / "window")) == ["gpt-3k_f2e10_s0"]
     assert not (tmp_path / "window" / "gpt-25k_f2e10_s0").exists()
     assert "1 skipped" in result.stdout and "outside sweep.tokens_per_param_range" in result.stdout
+    # The manifest lists both, the skipped one with its reason; the run directories are only the trained cell's.
+    from sweep import rundir
+
+    listed = {c["name"]: c for c in rundir.read_manifest(tmp_path / "window")}
+    assert listed["gpt-3k_f2e10_s0"]["status"] == "planned" and listed["gpt-3k_f2e10_s0"]["reason"] is None
+    assert listed["gpt-25k_f2e10_s0"]["status"] == "skipped"
+    assert "outside sweep.tokens_per_param_range" in listed["gpt-25k_f2e10_s0"]["reason"]
+    assert [d.name for d in rundir.run_dirs(tmp_path / "window")] == ["gpt-3k_f2e10_s0"]
 
 
 def test_a_bad_tokens_per_param_range_is_refused():
@@ -226,3 +239,142 @@ def test_demo_emergence_end_to_end(tmp_path, corpus):
     fits = json.loads((sweep_dir / "analysis" / "fits.json").read_text())
     assert fits["emergence"]["table"] == "tasks.csv" and (sweep_dir / "analysis" / "tasks.csv").exists()
     assert (sweep_dir / "analysis" / "emergence_task_add.png").stat().st_size > 10_000
+
+
+# ------------------------------------------------------------------------------------ the plan and the manifest
+def count_calls(monkeypatch, module: str, name: str) -> list:
+    """Every call of sweep's function module.name, wherever the package bound it (module-level imports under any
+    alias, and the function-local imports that read it from its module at call time): its first arguments."""
+    import importlib
+
+    original = getattr(importlib.import_module(module), name)
+    calls = []
+
+    def counted(*args, **kwargs):
+        calls.append(args[0])
+        return original(*args, **kwargs)
+
+    for loaded in [m for n, m in sys.modules.items() if n == "sweep" or n.startswith("sweep.")]:
+        for attr, value in list(vars(loaded).items()):
+            if value is original:
+                monkeypatch.setattr(loaded, attr, counted)
+    return calls
+
+
+def planning_calls(monkeypatch) -> tuple[list, list]:
+    """(run names check_plan was called for, make_plan's calls) from now on, in this process."""
+    import sweep.grid  # noqa: F401  every module of the lead process and of a cell, so that their bindings count
+    import sweep.train.branches  # noqa: F401
+    import sweep.train.loop  # noqa: F401
+
+    checked = count_calls(monkeypatch, "sweep.train.plan", "check_plan")
+    made = count_calls(monkeypatch, "sweep.train.plan", "make_plan")
+    return checked, made
+
+
+def test_every_cell_and_branch_is_planned_once_and_the_manifest_lists_them(tmp_path, monkeypatch):
+    from sweep import rundir
+    from sweep.grid_plan import plan_grid, write_manifest
+
+    checked, made = planning_calls(monkeypatch)
+    grid = plan_grid(["sweep=isoflop_cooldown", "device=cpu", f"out_dir={tmp_path}"])
+    # Each trunk, and each of its branches as a cell of its own, planned exactly once.
+    assert Counter(run.run_name for run in checked) == Counter(grid.cells) and len(made) == len(grid.cells)
+    assert list(tmp_path.iterdir()) == []  # planned, nothing written
+    write_manifest(grid)
+    cells = rundir.read_manifest(grid.sweep_dir)
+    assert [c["name"] for c in cells] == grid.cells
+    branch = next(c for c in cells if c["name"] == "gpt-12k_wsd_s0_cdf2e12")
+    assert branch["status"] == "planned" and branch["trunk"] == "gpt-12k_wsd_s0" and branch["branch_step"] > 0
+    assert branch["plan"]["flops"] == pytest.approx(2e12, rel=0.01)
+    skipped = next(c for c in cells if c["name"] == "gpt-25k_wsd_s0_cdf1e11")
+    assert skipped["status"] == "skipped" and "outside sweep.tokens_per_param_range [15, 2000]" in skipped["reason"]
+    assert skipped["plan"]["tokens_per_param"] < 15
+    assert all(c["overrides"][-1].startswith("sweep.grid=") for c in cells)
+
+
+def test_a_relaunch_rewrites_the_manifest_identically_and_another_grid_keeps_the_first_grids_cells(tmp_path, corpus):
+    from sweep import rundir
+    from sweep.grid_plan import plan_grid, write_manifest
+
+    first = ["-m", *tiny(tmp_path, corpus), "model=gpt-3k,gpt-6k", "train.tokens=2048", "sweep.name=m"]
+    path = write_manifest(plan_grid(first))
+    written = path.read_bytes()
+    assert write_manifest(plan_grid(first)).read_bytes() == written  # deterministic: the same bytes
+    other = ["-m", *tiny(tmp_path, corpus), "model=gpt-3k,gpt-12k", "train.tokens=4096", "sweep.name=m"]
+    write_manifest(plan_grid(other))
+    names = [c["name"] for c in rundir.read_manifest(path.parent)]
+    assert names == ["gpt-3k_t2.05e3_s0", "gpt-6k_t2.05e3_s0", "gpt-3k_t4.1e3_s0", "gpt-12k_t4.1e3_s0"]
+    assert path.read_bytes().startswith(written)  # the first grid's lines as they were written
+    write_manifest(plan_grid(first))  # relaunching the first grid leaves the other's lines in place
+    assert [c["name"] for c in rundir.read_manifest(path.parent)] == names
+
+
+def test_a_cell_whose_directory_holds_other_settings_refuses_the_grid_before_the_manifest_is_touched(tmp_path, corpus):
+    from omegaconf import OmegaConf
+
+    from sweep import rundir
+    from sweep.config import compose
+    from sweep.grid_plan import plan_grid, write_manifest
+
+    grid = ["-m", *tiny(tmp_path, corpus), "model=gpt-3k,gpt-6k", "train.tokens=2048", "sweep.name=m"]
+    path = write_manifest(plan_grid(grid))
+    written = path.read_bytes()
+    other = compose([*tiny(tmp_path, corpus), "model=gpt-3k", "train.tokens=2048", "train.weight_decay=0.2"])
+    cell = path.parent / "gpt-3k_t2.05e3_s0"  # a cell of the grid, trained with another weight decay
+    cell.mkdir()
+    rundir.write_config(cell, OmegaConf.to_container(OmegaConf.structured(other)))
+    with pytest.raises(rundir.OtherSettings, match=r"1 cell\(s\) of this grid would be refused(.|\n)*weight_decay"):
+        plan_grid(grid)
+    assert path.read_bytes() == written
+
+
+def test_read_manifest_says_none_when_absent_and_names_the_line_when_damaged(tmp_path):
+    from sweep import rundir
+    from sweep.config import ConfigError
+
+    assert rundir.read_manifest(tmp_path) is None  # single runs, or a sweep from before manifests
+    path = tmp_path / rundir.MANIFEST
+    good = json.dumps({"name": "gpt-3k_t2.05e3_s0", "status": "planned", "reason": None})
+    for bad in ('{"name": "gpt-3k_t2', '["a list"]', json.dumps({"name": "x", "status": "done"})):
+        path.write_text(f"{good}\n{bad}\n")
+        with pytest.raises(ConfigError, match=rf"{path}:2 is not a cell of a grid's manifest.*delete it"):
+            rundir.read_manifest(tmp_path)
+    path.write_text(f"{good}\n")
+    assert rundir.read_manifest(tmp_path) == [json.loads(good)]
+    (tmp_path / "gpt-3k_t2.05e3_s0").mkdir()
+    assert rundir.run_dirs(tmp_path) == [tmp_path / "gpt-3k_t2.05e3_s0"]  # the manifest is no run
+
+
+@pytest.mark.slow
+def test_a_launched_grid_is_planned_once_and_its_manifest_is_there_before_any_cell_runs(tmp_path, corpus, monkeypatch):
+    """In-process, through Hydra's basic launcher: the lead plans each cell once, writes the manifest, and the cells
+    (here in the same process) take their skip decision from it, planning nothing more to make it."""
+    import sweep.grid
+    from sweep import rundir
+
+    args = ["-m", *tiny(tmp_path, corpus), "model=gpt-3k,gpt-25k", "train.flops=2e9",
+            "sweep.tokens_per_param_range=[5,4000]", "sweep.name=once"]
+    sweep_dir = tmp_path / "once"
+    checked, made = planning_calls(monkeypatch)
+    seen = {}
+    real_run = sweep.grid.hydra_run
+
+    def hydra_run(argv):  # the moment the cells start: what the lead has done by then
+        seen.update(cells=rundir.read_manifest(sweep_dir), dirs=rundir.run_dirs(sweep_dir),
+                    checked=Counter(run.run_name for run in checked), made=len(made))
+        return real_run(argv)
+
+    monkeypatch.setattr(sweep.grid, "hydra_run", hydra_run)
+    code, _ = sweep.grid.launch_grid(args)
+    assert code == 0
+    names = ["gpt-3k_f2e9_s0", "gpt-25k_f2e9_s0"]
+    assert seen["dirs"] == [] and [c["name"] for c in seen["cells"]] == names
+    assert [c["status"] for c in seen["cells"]] == ["planned", "skipped"]
+    assert "outside sweep.tokens_per_param_range [5, 4000]" in seen["cells"][1]["reason"]
+    assert seen["checked"] == Counter(names) and seen["made"] == len(names)  # once each, in the lead
+    assert Counter(run.run_name for run in checked) == Counter(names)  # the skipped cell did not plan itself
+    assert [d.name for d in rundir.run_dirs(sweep_dir)] == names[:1]
+    manifest = (sweep_dir / rundir.MANIFEST).read_bytes()
+    assert sweep.grid.launch_grid(args)[0] == 0  # a relaunch: nothing to train, the same manifest
+    assert (sweep_dir / rundir.MANIFEST).read_bytes() == manifest

@@ -45,7 +45,7 @@ def complete(argv: list[str]) -> int:
     """Shell completion as Hydra documents it: `eval "$(sweep -sc install=bash)"` installs it; the shell then asks
     `sweep -sc query=bash` with the line typed so far in COMP_LINE. The first word completes to a command; after a
     command that takes overrides, Hydra completes config groups and keys."""
-    from .launch import _hydra_run
+    from .launch import hydra_run
 
     if any(a.startswith("query") for a in argv):
         line = os.environ.get("COMP_LINE", "sweep train ")
@@ -56,14 +56,19 @@ def complete(argv: list[str]) -> int:
         if words[0] not in COMPLETES_OVERRIDES:
             return 0
         os.environ["COMP_LINE"] = " ".join(["sweep", *words[1:]]) + (" " if line.endswith(" ") else "")
-    return _hydra_run([a for a in argv if a != "train"])
+    return hydra_run([a for a in argv if a != "train"])
 
 
 def cmd_train(argv: list[str]) -> int:
-    from .launch import launch
-
+    """One run (launch.py), or with -m a grid (grid.py, which launches its cells through launch.py's task)."""
     if any(a in COMPLETION_FLAGS for a in argv):
         return complete(argv)
+    if "-m" in argv or "--multirun" in argv:
+        from .grid import launch_grid
+
+        return launch_grid(argv)[0]
+    from .launch import launch
+
     return launch(argv)
 
 

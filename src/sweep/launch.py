@@ -1,6 +1,7 @@
 """Launching cells through Hydra: `sweep train` validates a run before Hydra creates anything (`preflight`), then
-runs Hydra's own entry point, whose task is `train_cell`: train into the directory Hydra gives it and record a
-failure there. Grids (multiruns) are planned and reported by sweep.grid and run through the same task.
+runs Hydra's own entry point (`hydra_run`), whose task is `train_cell`: train into the directory Hydra gives it and
+record a failure there. Grids (`-m`) are planned, launched and reported by sweep.grid, which cli.py sends them to: it
+runs its cells through this entry point and task, and this module never imports it.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ log = logging.getLogger("sweep.launch")
 
 
 # ---------------------------------------------------------------------------------------------- one cell
-GRID_CELLS_ENV = "SWEEP_GRID_CELLS"  # set by grid.launch_grid for the cells it launches
+GRID_CELLS_ENV = "SWEEP_GRID_CELLS"  # set by grid.launch_grid: how many processes its cells take
 
 
 def parallel_cells() -> int:
@@ -62,6 +63,14 @@ def describe_failure(err: BaseException) -> str:
     return str(err)
 
 
+def grid_skips(run_dir: Path) -> bool:
+    """Whether the grid that launched this cell skips it, as its manifest says (written before any cell starts).
+    The grid decided once, from the plan it made; the cell reads that decision rather than planning itself again:
+    the manifest lies in the sweep directory every cell writes to, so it reaches cells on any launcher and host."""
+    cells = rundir.read_manifest(run_dir.parent) or []
+    return any(c["name"] == run_dir.name and c["status"] == rundir.SKIPPED for c in cells)
+
+
 def train_cell(cfg) -> float | None:
     """The Hydra task of one cell: train into Hydra's output directory; a failure is recorded there (except that a
     cell another process is training is left alone). A single run's known failures end in one line on stderr: exit 2
@@ -76,13 +85,10 @@ def train_cell(cfg) -> float | None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     single = _is_single_run()
     try:
-        run = load(cfg)
-        from .train.plan import check_plan, outside_range
-
-        span = run.sweep.tokens_per_param_range  # the grid decided this already; a cell process cannot be told
-        if not single and span is not None and outside_range(check_plan(run), span):  # the grid lists it skipped
+        if not single and grid_skips(run_dir):  # the grid lists it skipped; Hydra's product launches it anyway
             rundir.discard_unstarted(run_dir)
             return None
+        run = load(cfg)
         cells = parallel_cells()
         trainer = train_with_branches if run.train.cooldowns else train  # a trunk trains its branches after it
         rt = runtime.resolve(run.device, run.train, cells)
@@ -112,7 +118,7 @@ def train_cell(cfg) -> float | None:
     return summary.get("val_loss")
 
 
-def _hydra_run(argv: list[str]) -> int:
+def hydra_run(argv: list[str]) -> int:
     """Hydra's own entry point on these arguments (so -m, --cfg, --help, tab completion behave as Hydra's)."""
     import hydra
 
@@ -150,12 +156,9 @@ def preflight(run):
 
 
 def launch(argv: list[str]) -> int:
-    """`sweep train [-m] ARGS`. A single run is validated (config, horizon, batch arithmetic, device) before Hydra
-    creates its directory, so a rejected config leaves nothing behind."""
-    if "-m" in argv or "--multirun" in argv:
-        from .grid import launch_grid
-
-        return launch_grid(argv)[0]
+    """`sweep train ARGS` without -m (cli.py sends a grid to grid.launch_grid). The run is validated (config,
+    horizon, batch arithmetic, device) before Hydra creates its directory, so a rejected config leaves nothing
+    behind."""
     if not any(a.startswith("-") for a in argv):  # Hydra's own flags (--help, --cfg, -sc) go straight to Hydra
         preflight(compose(argv))
-    return _hydra_run(argv)
+    return hydra_run(argv)

@@ -7,6 +7,7 @@ relaunch may do with it. The trainer, the grid launcher and the analysis all go 
 - checkpoint.pt, checkpoint.prev.pt: the latest two checkpoints (train/checkpoint.py).
 - branch_point.<step>.pt: a cooldown trunk's state at a branch point, kept until the branches from it complete
   (train/branches.py); a branch is a run directory of its own, whose summary.json names its `trunk`.
+Beside the run directories, the sweep directory's manifest.jsonl: every cell its grids planned, skipped ones too.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ CHECKPOINT_PREVIOUS = "checkpoint.prev.pt"
 TASKS = "tasks.json"  # the task suite's final scores (sweep/tasks); rewritten by `sweep evaluate`
 BRANCH_POINT = "branch_point.{step}.pt"  # a cooldown trunk's checkpoint at a branch point
 LOCK = ".lock"  # held by the process training the cell (released by the OS if that process dies)
+MANIFEST = "manifest.jsonl"  # in the sweep directory: one JSON object per cell as its grid planned it (grid_plan.py)
+PLANNED, SKIPPED = "planned", "skipped"  # a manifest entry's status: to be trained, or left out by the grid
 NOT_RUNS = frozenset({"analysis", "cache", "wandb"})  # folders of a sweep directory that are not runs (nor .hidden)
 DEFINING_SECTIONS = ("model", "data", "train", "schedule", "tasks")
 
@@ -294,4 +297,29 @@ def failed_cells(sweep_dir: Path) -> list[tuple[str, str]]:
         summary = read_summary(run_dir)
         if summary is not None and summary.get("status") != "completed":
             cells.append((run_dir.name, summary.get("error", summary.get("status", "?"))))
+    return cells
+
+
+def read_manifest(sweep_dir: Path) -> list[dict] | None:
+    """manifest.jsonl's cells in launch order (name, status, reason, overrides, plan: grid_plan.py); None when the
+    sweep directory has none (single runs, a sweep from before manifests). Written atomically, one that does not
+    parse was damaged by hand: a ConfigError naming the file and line, never a guess."""
+    path = Path(sweep_dir) / MANIFEST
+    if not path.exists():
+        return None
+    fix = "restore it, or delete it (the next launch of the grid writes it again)"
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"cannot read {path} ({err}); {fix}") from None
+    cells = []
+    for number, line in enumerate(lines, 1):
+        try:
+            cells.append(json.loads(line))
+        except ValueError:
+            cells.append(None)
+        if not isinstance(cells[-1], dict) or not isinstance(cells[-1].get("name"), str) or \
+                cells[-1].get("status") not in (PLANNED, SKIPPED):
+            raise ConfigError(f"{path}:{number} is not a cell of a grid's manifest (a JSON object with a name and "
+                              f"a status {PLANNED} or {SKIPPED}); {fix}")
     return cells
