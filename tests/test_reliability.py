@@ -13,7 +13,8 @@ from helpers import SWEEP, launch, local_overrides, read_metrics, run_dir_of, wa
 from sweep import exits, rundir
 from sweep.config import compose
 from sweep.train import checkpoint, runtime
-from sweep.train.loop import NonFiniteLoss, train
+from sweep.train.loop import train
+from sweep.train.step import NonFiniteLoss
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 from helpers import local_overrides, read_metrics, run_cell
 from sweep.config import ConfigError, compose
 from sweep.train import accounting, checkpoint, runtime
-from sweep.train.loop import TrainClock
+from sweep.train.records import TrainClock
 from sweep.train.plan import CPU_ACTIVATION_BUDGET, lr_at, make_plan
 
 CONTRACT_SUMMARY = {"run_name", "status", "model", "data", "seed", "n_params", "tokens", "flops", "val_loss",

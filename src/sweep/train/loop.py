@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import logging
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 
 from .. import rundir
 from ..config import ConfigError, RunConfig
@@ -24,116 +23,22 @@ from ..tasks.runner import task_event, tasks_of
 from . import checkpoint
 from .plan import Plan, check_repetition, check_stable, lr_at, lr_origin, make_plan, model_vocab, untuned_lr
 from .progress import PEAK_SECONDS, Progress
-from .runtime import Runtime, StopRequest, describe, matmul_peak
-from .step import build, evaluate, set_lr, step_module, train_step
+from .records import TrainClock, TrainState, config_record, event, summary_of
+from .runtime import Runtime, StopRequest, matmul_peak
+from .step import (NonFiniteLoss, build, check_finite, device_batch, evaluate, mean_over_ranks, set_lr,
+                   step_module, train_step)
 from .tracking import Tracker, check_prefix
 
 log = logging.getLogger("sweep.train")
-
-
-class NonFiniteLoss(RuntimeError):
-    pass
 
 
 class Stopped(SystemExit):
     """Raised after a signal-triggered checkpoint; exits with exits.EXIT_STOPPED, or EXIT_INTERRUPTED for Ctrl-C."""
 
 
-@dataclass
-class TrainState:
-    """Where a run is, beyond its weights, optimizer and RNG: what a checkpoint restores."""
-    step: int = 0  # optimizer steps done
-    skipped: int = 0  # steps skipped under train.nonfinite=skip
-    wall_s: float = 0.0  # wall time of the attempts before this one
-    interval_loss: float = 0.0  # sum of the step losses since the last train event (mean over ranks)
-    interval_steps: int = 0  # steps whose losses that sum holds
-    eval_s: float = 0.0  # seconds spent evaluating, over all attempts
-
-    @classmethod
-    def from_checkpoint(cls, saved: dict) -> "TrainState":
-        loss, steps = saved["loss_interval"]
-        return cls(saved["step"], saved["skipped"], saved["wall_s"], loss, steps, saved.get("eval_s", 0.0))
-
-    def to_checkpoint(self, batch_tokens: int, wall_s: float) -> dict:
-        return {"step": self.step, "tokens": self.step * batch_tokens, "skipped": self.skipped, "wall_s": wall_s,
-                "loss_interval": (self.interval_loss, self.interval_steps), "eval_s": self.eval_s}
-
-
-class TrainClock:
-    """Seconds since it was made, minus the spans spent inside paused() (evals): the time tok_per_s divides by."""
-
-    def __init__(self, now=time.perf_counter):
-        self.now, self.start, self.paused_s = now, now(), 0.0
-
-    @contextmanager
-    def paused(self):
-        began = self.now()
-        try:
-            yield
-        finally:
-            self.paused_s += self.now() - began
-
-    def elapsed(self) -> float:
-        return self.now() - self.start - self.paused_s
-
-
-def mean_over_ranks(value: torch.Tensor, runtime: Runtime) -> float:
-    if runtime.world_size > 1:
-        value = value.clone()
-        dist.all_reduce(value)
-        value /= runtime.world_size
-    return value.item()
-
-
-def device_batch(batches: TokenBatches, step: int, micro: int, runtime: Runtime) -> tuple:
-    """Micro-batch `micro` of `step` for this rank, on the device."""
-    x, y = batches.get(step, micro * runtime.world_size + runtime.rank)
-    if runtime.device.type == "cuda":  # from pageable memory the copy would wait for the GPU to drain
-        x, y = x.pin_memory(), y.pin_memory()
-    return x.to(runtime.device, non_blocking=True), y.to(runtime.device, non_blocking=True)
-
-
-def check_finite(bad_steps: torch.Tensor, upto: int, run_name: str) -> None:
-    """Raise NonFiniteLoss naming the first bad step among the first `upto` (a host sync: log and checkpoint
-    steps only)."""
-    if bool(bad_steps[:upto].any()):
-        first = int(bad_steps[:upto].nonzero()[0])
-        raise NonFiniteLoss(f"{run_name}: non-finite loss or gradient at step {first + 1}; no checkpoint was "
-                            f"written after it. Lower train.lr, or set train.nonfinite=skip")
-
-
-def event(step: int, plan: Plan) -> dict:
-    return {"step": step, "tokens": step * plan.batch_tokens, "flops": step * plan.batch_tokens * plan.flops_per_token}
-
-
-def config_record(run: RunConfig, plan: Plan, vocab_size: int, runtime: Runtime) -> dict:
-    """config.yaml: the resolved config with the per-size defaults filled in, the plan and the runtime."""
-    from omegaconf import OmegaConf
-
-    record = OmegaConf.to_container(OmegaConf.structured(run), resolve=True)
-    record["model"]["vocab_size"] = vocab_size
-    record["train"].update(plan.defaults(), micro_batch=plan.micro_batch)
-    record["plan"] = plan.record()
-    record["runtime"] = describe(runtime)
-    return record
-
-
 def eval_set(windows, data: PreparedData) -> tuple:
     """(windows, UTF-8 bytes of their targets): what evaluate() takes."""
     return windows, int(data.token_bytes()[windows[:, 1:].numpy()].sum())
-
-
-def summary_of(run: RunConfig, plan: Plan, state: TrainState, val: tuple, data: PreparedData, wall_s: float,
-               epochs: float, val_tokens: int) -> dict:
-    return {
-        "run_name": run.run_name, "status": "completed", "sweep": run.sweep.name, "model": run.model.name,
-        "data": run.data.name, "seed": run.seed, "n_params": plan.n_params, "flops_per_token": plan.flops_per_token,
-        "flops_budget": plan.flops_budget, "tokens_per_param": plan.tokens / plan.n_params["non_embedding"],
-        "tokens": plan.tokens, "flops": plan.flops, "val_loss": val[0], "val_bpb": val[1], "lr": plan.lr,
-        "batch_tokens": plan.batch_tokens, "steps": plan.steps, "skipped_steps": state.skipped,
-        "data_fingerprint": data.fingerprint, "wall_s": wall_s, "epochs": epochs, "val_tokens": val_tokens,
-        "eval_s": state.eval_s,
-    }
 
 
 def train(run: RunConfig, run_dir: Path, runtime: Runtime, data: PreparedData | None = None,

@@ -1,4 +1,5 @@
-"""The model, optimizer and one optimizer step, shared by the training loop and `sweep bench`; and evaluation."""
+"""The model, optimizer and one optimizer step, shared by the training loop and `sweep bench`, with the step's
+helpers (this rank's micro-batch, the mean over ranks, the non-finite check); and evaluation."""
 
 from __future__ import annotations
 
@@ -12,6 +13,35 @@ import torch.distributed as dist
 from ..config import ModelConfig, TrainConfig
 from .model import GPT
 from .runtime import Runtime
+
+
+class NonFiniteLoss(RuntimeError):
+    pass
+
+
+def mean_over_ranks(value: torch.Tensor, runtime: Runtime) -> float:
+    if runtime.world_size > 1:
+        value = value.clone()
+        dist.all_reduce(value)
+        value /= runtime.world_size
+    return value.item()
+
+
+def device_batch(batches, step: int, micro: int, runtime: Runtime) -> tuple:
+    """Micro-batch `micro` of `step` (of data.TokenBatches) for this rank, on the device."""
+    x, y = batches.get(step, micro * runtime.world_size + runtime.rank)
+    if runtime.device.type == "cuda":  # from pageable memory the copy would wait for the GPU to drain
+        x, y = x.pin_memory(), y.pin_memory()
+    return x.to(runtime.device, non_blocking=True), y.to(runtime.device, non_blocking=True)
+
+
+def check_finite(bad_steps: torch.Tensor, upto: int, run_name: str) -> None:
+    """Raise NonFiniteLoss naming the first bad step among the first `upto` (a host sync: log and checkpoint
+    steps only)."""
+    if bool(bad_steps[:upto].any()):
+        first = int(bad_steps[:upto].nonzero()[0])
+        raise NonFiniteLoss(f"{run_name}: non-finite loss or gradient at step {first + 1}; no checkpoint was "
+                            f"written after it. Lower train.lr, or set train.nonfinite=skip")
 
 
 def build(m: ModelConfig, t: TrainConfig, vocab_size: int, seed: int, lr: float, beta2: float,
