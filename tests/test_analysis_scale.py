@@ -57,7 +57,7 @@ def test_continuous_sizes_are_sizes_and_fitted(tmp_path):
     sizes = size_clusters(N)  # only neighbours within 1% (and 3% end to end) are one size
     assert sizes.max() + 1 > len(N) / 2
     assert max(N[sizes == s].max() / N[sizes == s].min() for s in np.unique(sizes)) < 1.03
-    fits = estimate(ds, n_boot=0)
+    fits = estimate(ds, n_boot=0).to_json()
     assert not fits["aggregation"]["applied"]
     assert len(fits["approach2"]["budgets"]) == 6 and abs(fits["approach2"]["a"] - allocation(LAW)["a"]) < 0.01
     for k in PARAMS:
@@ -78,7 +78,7 @@ def test_log_binned_budgets_of_a_continuum(tmp_path):
     pd.DataFrame({"n_params": N, "tokens": D, "loss": law_loss(N, D)}).to_csv(tmp_path / "g.csv", index=False)
     ds = load_csv(tmp_path / "g.csv")
     assert ds.runs["budget"].isna().all() and any("FLOPs vary continuously" in n for n in ds.notes)
-    assert "skipped" in estimate(ds, n_boot=0)["approach2"]
+    assert estimate(ds, n_boot=0).approach2.skipped
 
 
 # ------------------------------------------------------------------------------------------ group labels
@@ -141,7 +141,7 @@ def test_aggregated_fit_agrees_with_the_full_fit(tmp_path):
     ds = load_csv(synthetic_csv(tmp_path / "m.csv", 2000, seed=4))
     binned = aggregate(ds, above=0, max_bins=400)
     assert 100 < len(binned.runs) <= 400 and binned.runs["weight"].sum() == 2000
-    full, agg = estimate(ds, n_boot=0), estimate(binned, n_boot=0)
+    full, agg = estimate(ds, n_boot=0).to_json(), estimate(binned, n_boot=0).to_json()
     for k, tol in (("E", 0.005), ("alpha", 0.005), ("beta", 0.005), ("A", 0.02), ("B", 0.02)):
         assert agg["approach3"][k] == pytest.approx(full["approach3"][k], rel=tol), k
     assert abs(agg["approach2"]["a"] - full["approach2"]["a"]) < 0.003

@@ -5,6 +5,7 @@ the runs table and native charts (a table plus a Vega spec each), fits.json / re
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -87,15 +88,20 @@ def test_one_run_per_sweep_with_table_charts_and_files(tmp_path, offline):
 def test_partial_fits_log_what_they_have(tmp_path, offline):
     from helpers import write_sweep
 
+    from sweep.analysis.laws.estimate import estimate
+    from sweep.analysis.result.laws import Approach1, Approach2, Approach3, EnvelopePoint
+    from sweep.analysis.result.fits import Fits
+
     ds = load_sweep(write_sweep(tmp_path / "synth"), "non_embedding")
-    fits = {"approach3": {"error": "too few runs"}, "approach2": {"skipped": "no budgets"},
-            "approach1": {"envelope": [{"C": 1e12, "N_opt": 5e4, "D_opt": 3e6, "L": 4.8},
-                                       {"C": 1e13, "N_opt": 2e5, "D_opt": 8e6, "L": 3.8}]}}
+    fits = Fits.assemble(estimate(replace(ds, runs=ds.runs.iloc[:0])), trust=[])  # nothing fitted, then:
+    fits.approach3, fits.approach2 = Approach3(error="too few runs"), Approach2(skipped="no budgets")
+    fits.approach1 = Approach1(envelope=[EnvelopePoint(C=1e12, N_opt=5e4, D_opt=3e6, L=4.8),
+                                         EnvelopePoint(C=1e13, N_opt=2e5, D_opt=8e6, L=3.8)], warnings=[])
     note = tmp_path / "fits.json"
     note.write_text("{}")
     wb, info = start_run(ds, fits, {}, tmp_path, "offline")
-    assert wb is not None and "error" not in info, info
-    assert "error" not in finish_run(wb, info, [note])
+    assert wb is not None and info.error is None, info
+    assert finish_run(wb, info, [note]).error is None
     import wandb
 
     wandb.teardown()

@@ -101,6 +101,7 @@ def test_a_resume_refuses_a_planted_checkpoint_and_an_honest_one_still_resumes(t
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_sweep_evaluate_revalidates_a_received_config_scores_the_rest_and_respects_the_lock(trained, tmp_path,
                                                                                            capsys):
     _, run_dir = trained

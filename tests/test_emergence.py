@@ -14,6 +14,7 @@ from scipy.special import expit
 from sweep.analysis.emergence.trends import analyze_emergence, newcombe, trend, wilson
 from sweep.analysis.emergence.load import load_tasks
 from sweep.analysis.main import main
+from sweep.analysis.result.emergence import Emergence
 from sweep.analysis.report.emergence import section_lines
 from helpers import HEAD, write_run
 
@@ -115,8 +116,9 @@ def write_task_sweep(root: Path, tasks: bool = True, sizes: int = len(SIZES)) ->
 
 @pytest.fixture(scope="module")
 def emergence(tmp_path_factory):
+    """The abilities section as fits.json holds it."""
     root = write_task_sweep(tmp_path_factory.mktemp("tasks") / "ladder")
-    return analyze_emergence(load_tasks(root, "non_embedding"))
+    return analyze_emergence(load_tasks(root, "non_embedding")).to_json()
 
 
 def test_smooth_per_token_metrics_under_a_sharp_exact_match_read_as_an_artefact(emergence):
@@ -222,7 +224,7 @@ def test_a_sweep_without_task_results_has_none(tmp_path):
 
 
 def test_the_section_says_per_task_what_it_found(emergence):
-    text = "\n".join(section_lines({"emergence": emergence}, {}))
+    text = "\n".join(section_lines(Emergence.from_json(emergence), {}))
     words = text[text.index("### Emergent, or a metric artefact?"):text.index("### Per task and variant")]
     lines = {line.split("**")[1]: line for line in words.splitlines() if line.startswith("- **")}
     assert "consistent with a metric artefact" in lines["copy"] and "emergent under this suite" in lines["muladd"]
@@ -244,16 +246,16 @@ def test_the_wandb_run_gets_the_per_run_task_table(tmp_path):
     data = load_tasks(write_task_sweep(tmp_path / "ladder", sizes=2), "non_embedding")
     name = write_table(data, tmp_path).name
     fake_wandb = SimpleNamespace(Table=lambda dataframe: dataframe)
-    table = _task_table(fake_wandb, {"emergence": {"table": name}}, tmp_path)["tasks"]
+    table = _task_table(fake_wandb, SimpleNamespace(emergence=SimpleNamespace(table=name)), tmp_path)["tasks"]
     assert len(table) == len(data.scores) and {"run_name", "key", "metric", "value", "N", "C"} <= set(table.columns)
-    assert _task_table(fake_wandb, {}, tmp_path) == {}  # no task results: no table
+    assert _task_table(fake_wandb, SimpleNamespace(emergence=None), tmp_path) == {}  # no task results: no table
 
 
 def test_too_few_sizes_are_shown_not_judged(tmp_path):
-    em = analyze_emergence(load_tasks(write_task_sweep(tmp_path / "two", sizes=2), "non_embedding"))
+    em = analyze_emergence(load_tasks(write_task_sweep(tmp_path / "two", sizes=2), "non_embedding")).to_json()
     assert {v["verdict"] for v in em["variants"].values()} == {"too_few_sizes"}
     assert all("skipped" in r for r in em["two_step"])
-    assert "too few sizes to judge (fewer than 4)" in "\n".join(section_lines({"emergence": em}, {}))
+    assert "too few sizes to judge (fewer than 4)" in "\n".join(section_lines(Emergence.from_json(em), {}))
 
 
 @pytest.mark.slow  # the whole `sweep analyze` with every plot: several seconds on a shared CPU

@@ -29,7 +29,7 @@ def synthetic_runs(noise=0.004, seed=0, sizes=(1e6, 3e6, 1e7, 3e7, 1e8, 3e8), tp
 
 def test_fit_small_predict_big_recovers_the_truth():
     runs = synthetic_runs()
-    out = holdout_protocol(runs, "n_params>=1e8", n_boot=60, seed=0)
+    out = holdout_protocol(runs, "n_params>=1e8", n_boot=60, seed=0).to_json()
     rows = out["runs"]
     assert out["fitted_runs"] == 20 and len(rows) == 10 and all(r["N"] >= 1e8 for r in rows)
     truth = true_loss(np.array([r["N"] for r in rows]), np.array([r["D"] for r in rows]))
@@ -53,7 +53,7 @@ def test_a_biased_law_falls_outside_its_intervals():
     runs = synthetic_runs(noise=0.002)
     big = runs["N"] >= 1e8
     runs.loc[big, "loss"] *= 1.05
-    out = holdout_protocol(runs, "N>=1e8", n_boot=40)
+    out = holdout_protocol(runs, "N>=1e8", n_boot=40).to_json()
     assert out["summary"]["share_inside"] <= 0.2
     assert out["summary"]["median_abs_rel_error"] > 0.03
 
@@ -83,7 +83,7 @@ def test_parse_errors_name_the_problem(expr, needle):
 
 def test_too_few_runs_left_is_reported_not_fitted():
     runs = synthetic_runs(sizes=(1e6, 1e7, 1e8), tpps=(10, 20))
-    out = holdout_protocol(runs, "N>=1e7", n_boot=0)
+    out = holdout_protocol(runs, "N>=1e7", n_boot=0).to_json()
     assert "error" in out and "runs" not in out
 
 

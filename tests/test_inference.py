@@ -51,7 +51,7 @@ def test_unreachable_target_and_intervals_from_draws():
     assert np.isinf(tokens_for_loss(p, 1e3, 2.0))  # a tiny model cannot reach loss 2
     rng = np.random.default_rng(0)
     draws = [{k: v * np.exp(rng.normal(0, 0.01)) for k, v in p.items()} for _ in range(30)]
-    out = inference_optimal(p, [1e21, 1e22], [0.0, 1e12], draws)
+    out = inference_optimal(p, [1e21, 1e22], [0.0, 1e12], draws).to_json()
     assert len(out["rows"]) == 4
     for row in out["rows"]:
         lo, hi = row["ci"]["N_opt"]

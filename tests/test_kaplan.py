@@ -3,6 +3,8 @@ the counterfactual against the compute-optimal model."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,6 +13,8 @@ from sweep.analysis.laws.kaplan import allocation_per_10x, counterfactual, fit_k
     kaplan_joint_loss, per_10x, pure_power
 from sweep.analysis.laws.approaches import allocation, optimal_nd
 from sweep.analysis.laws.lse import law_loss
+from sweep.analysis.result.record import Value
+from sweep.analysis.result.laws import Allocation, Approach1, Approach2
 
 KAPLAN = {"N_c": 8.8e13, "D_c": 5.4e13, "alpha_N": 0.076, "alpha_D": 0.095}  # Kaplan et al. 2020, Table 2
 CHINCHILLA = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
@@ -34,7 +38,9 @@ def test_per_10x_arithmetic():
     assert per_10x(0.27, [0.2, 0.3])["ci"] == pytest.approx([10**0.2, 10**0.3])
     assert per_10x(None) is None
     al = allocation(CHINCHILLA)  # a = β/(α+β) = 0.28/0.62
-    rows = allocation_per_10x({"allocation": {**al, "ci": {"a": [0.4, 0.5]}}, "approach2": {"skipped": "x"}})
+    fits = SimpleNamespace(allocation=Allocation(G=Value(al["G"]), a=Value(al["a"], [0.4, 0.5]), b=Value(al["b"])),
+                           approach2=Approach2(skipped="x"), approach1=Approach1(envelope=[], warnings=[]))
+    rows = [r.to_json() for r in allocation_per_10x(fits)]  # as fits.json holds them
     assert rows[0]["source"] == "Approach 3" and len(rows) == 1
     assert rows[0]["N"]["factor"] == pytest.approx(10 ** (0.28 / 0.62))
     assert rows[0]["N"]["ci"][1] == pytest.approx(10**0.5)

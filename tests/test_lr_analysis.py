@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from sweep.analysis.result.lr import LrStudy
 from sweep.analysis.lr.study import analyze_lr, best_lr_runs, find_lr_study
 from sweep.analysis.report.lr import plot_lr, report_lines, rule_from_study, write_rule
 from sweep.config import lr_rule
@@ -45,36 +46,36 @@ def study():
 
 
 def test_recovers_a_known_optimum(study):
-    assert study["law"] is not None and study["no_rule"] is None and study["params"] == "matmul"
-    for r in study["per_size"]:
-        assert r["in_law"] and r["edge"] is None and r["ci"][0] < r["best_lr"] < r["ci"][1]
-        assert r["ci"][0] <= true_lr(r["n_params"]) <= r["ci"][1], r
-    law = study["law"]
-    lo, hi = law["ci"]["exponent"]
+    assert study.law is not None and study.no_rule is None and study.params == "matmul"
+    for r in study.per_size:
+        assert r.in_law and r.edge is None and r.ci[0] < r.best_lr < r.ci[1]
+        assert r.ci[0] <= true_lr(r.n_params) <= r.ci[1], r
+    law = study.law
+    lo, hi = law.exponent.ci
     assert lo < -0.4 < hi and hi - lo < 0.1
-    assert law["n_ref"] == pytest.approx(math.exp(np.mean(np.log(SIZES))))
-    assert law["lr_ref"] == pytest.approx(true_lr(law["n_ref"]), rel=0.05)
-    assert law["weighted"] and law["sizes"] == [r["model"] for r in study["per_size"]]
-    json.dumps(study, allow_nan=False)  # fits.json["lr"] as it is
+    assert law.n_ref == pytest.approx(math.exp(np.mean(np.log(SIZES))))
+    assert law.lr_ref.value == pytest.approx(true_lr(law.n_ref), rel=0.05)
+    assert law.weighted and law.sizes == [r.model for r in study.per_size]
+    json.dumps(study.to_json(), allow_nan=False)  # fits.json["lr"] as it is
 
 
 def test_an_edge_minimum_is_a_bound_left_out_of_the_law():
     res = analyze_lr(lr_runs(shift={4: 8.0}), {})  # the largest size's lrs all above its optimum
-    edge = res["per_size"][-1]
-    assert edge["edge"] == "low" and not edge["in_law"] and edge["ci"] is None
-    assert edge["best_lr"] == pytest.approx(min(edge["lrs"]))
-    assert edge["model"] not in res["law"]["sizes"] and len(res["law"]["sizes"]) == 4
-    assert any(edge["model"] in w and "edge" in w for w in res["warnings"])
-    lo, hi = res["law"]["ci"]["exponent"]
+    edge = res.per_size[-1]
+    assert edge.edge == "low" and not edge.in_law and edge.ci is None
+    assert edge.best_lr == pytest.approx(min(edge.lrs))
+    assert edge.model not in res.law.sizes and len(res.law.sizes) == 4
+    assert any(edge.model in w and "edge" in w for w in res.warnings)
+    lo, hi = res.law.exponent.ci
     assert lo < -0.4 < hi
-    assert any("≤" in line and edge["model"] in line for line in report_lines(res))
+    assert any("≤" in line and edge.model in line for line in report_lines(res))
 
 
 def test_fewer_than_three_interior_sizes_make_no_rule():
     res = analyze_lr(lr_runs(shift={2: 1 / 8, 3: 8.0, 4: 8.0}), {})
-    assert res["law"] is None
-    assert "only 2 size(s) with an interior best lr" in res["no_rule"] and "a rule needs 3" in res["no_rule"]
-    assert all(r["model"] in res["no_rule"] for r in res["per_size"][2:])
+    assert res.law is None
+    assert "only 2 size(s) with an interior best lr" in res.no_rule and "a rule needs 3" in res.no_rule
+    assert all(r.model in res.no_rule for r in res.per_size[2:])
     with pytest.raises(ValueError, match="no lr rule: only 2"):
         rule_from_study(res, {})
     assert any(line.startswith("**No rule:**") for line in report_lines(res))
@@ -96,12 +97,12 @@ def test_an_lr_study_needs_one_horizon():
     runs["tpp_req"] = runs["N_matmul"] / 1e3  # each size at its own tokens/param
     assert not find_lr_study(runs)
     runs["tpp_req"] = np.where(runs["N_matmul"] < 1e6, 20.0, 80.0)
-    assert analyze_lr(runs, {})["horizon"] == "tokens/param 20"  # the horizon with the most sizes
-    assert analyze_lr(runs, {})["others"][0]["horizon"] == "tokens/param 80"
+    assert analyze_lr(runs, {}).horizon == "tokens/param 20"  # the horizon with the most sizes
+    assert analyze_lr(runs, {}).others[0].horizon == "tokens/param 80"
     runs["tpp_req"] = np.nan
     runs["D"] = 1e7  # no tokens/param asked for: the same tokens is one horizon
     res = analyze_lr(runs, {})
-    assert res["horizon"].startswith("tokens 1e+07") and res["law"] is not None
+    assert res.horizon.startswith("tokens 1e+07") and res.law is not None
 
 
 def test_the_rule_file_round_trips(study, tmp_path):
@@ -110,14 +111,14 @@ def test_the_rule_file_round_trips(study, tmp_path):
     doc = json.loads(path.read_text())
     assert "about" in doc and "lr*(N)" in doc["about"]
     rule = lr_rule.load(str(path))
-    law = study["law"]
+    law = study.law
     for n in (3e4, 4e5, 5e6):
-        assert rule.lr(n) == pytest.approx(law["lr_ref"] * (n / law["n_ref"]) ** law["exponent"], rel=1e-9)
+        assert rule.lr(n) == pytest.approx(law.lr_ref.value * (n / law.n_ref) ** law.exponent.value, rel=1e-9)
         assert rule.lr(n) == pytest.approx(written.lr(n))
     assert rule.tuned and rule.in_range(1e6) and not rule.in_range(1e9)
     assert (rule.min_params, rule.max_params) == pytest.approx((min(SIZES), max(SIZES)))
     m = rule.measured
-    assert m["data"] == "synthetic" and m["tokens_per_param"] == 20.0 and m["exponent_ci"] == law["ci"]["exponent"]
+    assert m["data"] == "synthetic" and m["tokens_per_param"] == 20.0 and m["exponent_ci"] == law.exponent.ci
     assert {"model", "n_params", "lrs", "losses", "best_lr", "ci", "edge", "best_loss"} <= set(m["per_size"][0])
 
 
@@ -135,20 +136,20 @@ def test_best_lr_runs_keep_one_lr_per_size():
     res = analyze_lr(runs, {})
     keep = runs.loc[best_lr_runs(runs)]
     assert len(keep) == len(SIZES) + 1  # one per swept size, and the lone run kept as it is
-    for r in res["per_size"]:
-        mine = keep[keep["model"] == r["model"]]
-        if len(r["lrs"]) >= 3:
-            closest = min(r["lrs"], key=lambda lr: abs(math.log(lr / r["best_lr"])))
+    for r in res.per_size:
+        mine = keep[keep["model"] == r.model]
+        if len(r.lrs) >= 3:
+            closest = min(r.lrs, key=lambda lr: abs(math.log(lr / r.best_lr)))
             assert len(mine) == 1 and mine["lr"].iloc[0] == pytest.approx(closest)
 
 
 def test_three_lrs_and_one_run_give_no_interval_but_a_law():
     res = analyze_lr(lr_runs(grid=2.0 ** np.arange(-1, 2), noise=0.0), {})
-    assert res["noise"]["dof"] == 0
-    for r in res["per_size"]:
-        assert r["in_law"] and r["ci"] is None and any("no interval" in f for f in r["flags"])
-    assert res["law"] is not None and not res["law"]["weighted"]
-    assert res["law"]["exponent"] == pytest.approx(-0.4, abs=1e-6)
+    assert res.noise.dof == 0
+    for r in res.per_size:
+        assert r.in_law and r.ci is None and any("no interval" in f for f in r.flags)
+    assert res.law is not None and not res.law.weighted
+    assert res.law.exponent.value == pytest.approx(-0.4, abs=1e-6)
     table = [line for line in report_lines(res) if line.startswith("| gpt-")]
     assert table and not any("[" in line for line in table)
 
@@ -156,24 +157,24 @@ def test_three_lrs_and_one_run_give_no_interval_but_a_law():
 def test_seeds_give_residual_dof_and_a_parabola_opening_downward_is_left_out():
     runs = lr_runs(seeds=2)
     res = analyze_lr(runs, {})
-    assert res["noise"]["dof"] == len(SIZES) * (10 - 3)
+    assert res.noise.dof == len(SIZES) * (10 - 3)
     assert len(best_lr_runs(runs)) == 2 * len(SIZES)  # both seeds of the best lr
     bumpy = runs[runs["model"] == "gpt-25k"].drop_duplicates("lr").head(5).copy()
     bumpy["loss"] = [2.9, 3.0, 2.89, 3.0, 2.9]
     bumpy["model"], bumpy["N_matmul"] = "gpt-bumpy", 2.56e7
     res = analyze_lr(pd.concat([runs, bumpy], ignore_index=True), {})
-    row = next(r for r in res["per_size"] if r["model"] == "gpt-bumpy")
-    assert row["opens_down"] and not row["in_law"] and "downward" in row["left_out"]
-    assert "gpt-bumpy" not in res["law"]["sizes"]
+    row = next(r for r in res.per_size if r.model == "gpt-bumpy")
+    assert row.opens_down and not row.in_law and "downward" in row.left_out
+    assert "gpt-bumpy" not in res.law.sizes
 
 
 def test_zero_width_intervals_are_not_printed(study):
-    res = json.loads(json.dumps(study))
-    r = res["per_size"][0]
-    r["ci"] = [r["best_lr"], r["best_lr"]]
-    res["law"]["ci"]["exponent"] = [res["law"]["exponent"]] * 2
+    res = LrStudy.from_json(study.to_json())  # a copy to change
+    r = res.per_size[0]
+    r.ci = [r.best_lr, r.best_lr]
+    res.law.exponent.ci = [res.law.exponent.value] * 2
     text = "\n".join(report_lines(res))
-    assert f"{r['best_lr']:.3g} [" not in text and "exponent 95% interval" not in text
+    assert f"{r.best_lr:.3g} [" not in text and "exponent 95% interval" not in text
 
 
 def test_batch_slices_give_the_best_slice_and_batch_law():
@@ -185,15 +186,16 @@ def test_batch_slices_give_the_best_slice_and_batch_law():
         frames.append(f)
     runs = pd.concat(frames, ignore_index=True)
     res = analyze_lr(runs, {})
-    assert res["slice"] == "batch_tokens=65536" and len(res["slices"]) == 3
-    assert res["law"] is not None
-    batch = res["batch"]
-    assert [r["in_law"] for r in batch["per_size"]] == [False, True, True, True, False]  # 2^14, 2^18: edges
-    assert batch["law"]["exponent"] > 0
+    assert res.slice == "batch_tokens=65536" and len(res.slices) == 3
+    assert res.law is not None
+    batch = res.batch
+    assert [r.in_law for r in batch.per_size] == [False, True, True, True, False]  # 2^14, 2^18: edges
+    assert batch.law.exponent.value > 0 and batch.law.batch_ref is not None and batch.law.lr_ref is None
+    assert LrStudy.from_json(res.to_json()) == res  # the slices and the batch law read back as they were
     assert len(runs.loc[best_lr_runs(runs)]) == len(SIZES)
     assert any("Batch law" in line for line in report_lines(res))
     hidden = analyze_lr(runs.drop(columns=["batch_tokens", "beta2"]), {})  # the slices mixed up, as repeats
-    assert any("treated as repeats" in w for w in hidden["warnings"])
+    assert any("treated as repeats" in w for w in hidden.warnings)
 
 
 @pytest.mark.slow

@@ -30,7 +30,7 @@ def test_fitter_recovers_known_parameters():
 
 def test_noisy_fit_intervals_hold_the_truth_and_extrapolation_in_m_is_close():
     r = grid_runs(noise=0.003, seed=2)
-    out = overtraining(r, n_boot=40)
+    out = overtraining(r, n_boot=40).to_json()
     assert out["ci"]["eta"][0] < TRUE["eta"] < out["ci"]["eta"][1]
     assert out["ci"]["E"][0] < TRUE["E"] < out["ci"]["E"][1]
     ex = out["extrapolation"]  # fitted on M ≤ 20 (15 runs), predicting M = 40, 80, 160
@@ -40,9 +40,9 @@ def test_noisy_fit_intervals_hold_the_truth_and_extrapolation_in_m_is_close():
 
 
 def test_no_runs_beyond_m20_skips_only_the_extrapolation():
-    out = overtraining(grid_runs(tpps=(5, 10, 20)), n_boot=0)
+    out = overtraining(grid_runs(tpps=(5, 10, 20)), n_boot=0).to_json()
     assert "eta" in out and out["extrapolation"] is None and "no run beyond" in out["extrapolation_skipped"]
-    assert "skipped" in overtraining(grid_runs(tpps=(20,)), n_boot=0)  # one M: no law in M
+    assert overtraining(grid_runs(tpps=(20,)), n_boot=0).skipped  # one M: no law in M
 
 
 def test_gain_per_doubling_of_tokens():

@@ -7,7 +7,9 @@ from __future__ import annotations
 import copy
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -15,6 +17,9 @@ import pytest
 from matplotlib.collections import PathCollection
 
 from sweep.analysis.laws.estimate import estimate
+from sweep.analysis.result.record import Value
+from sweep.analysis.result.laws import Allocation, Approach1, Approach2, Approach3, Holdout, ParamDraws, RecipeRow
+from sweep.analysis.result.fits import Fits, read_fits
 from sweep.analysis.inputs.load import load_csv, load_sweep
 from sweep.analysis.main import main, run
 from sweep.analysis.report.plots import CAPTIONS, PLOTS, make_plots
@@ -33,7 +38,7 @@ ALL = {name for name, _ in PLOTS} - {"lr", "extrapolation"}
 @pytest.fixture(scope="module")
 def chinchilla():
     ds = load_csv(CHINCHILLA)
-    return ds, estimate(ds, n_boot=0)
+    return ds, Fits.assemble(estimate(ds, n_boot=0), trust=[])
 
 
 def labels(fig) -> list[str]:
@@ -75,8 +80,9 @@ def test_every_plot_in_every_format_for_chinchilla(tmp_path):
 def test_one_wild_interval_keeps_the_axes(chinchilla):
     ds, fits = chinchilla
     wild = copy.deepcopy(fits)
-    row = wild["approach2"]["budgets"][3]
-    row["ci"] = {"N_opt": [row["N_opt"] * 1e-6, row["N_opt"] * 1e6], "D_opt": [row["D_opt"] * 1e-6, row["D_opt"] * 1e6]}
+    row = wild.approach2.budgets[3]
+    for v in (row.N_opt, row.D_opt):
+        v.ci = [v.value * 1e-6, v.value * 1e6]
     for fn, axis in ((plot_isoflop, "x"), (plot_compute_optimal, "y")):
         tame, loose = fn(ds, fits), fn(ds, wild)
         get = f"get_{axis}lim"
@@ -96,16 +102,17 @@ def test_one_wild_interval_keeps_the_axes(chinchilla):
 def test_partial_fits_still_give_the_loss_curves(chinchilla, tmp_path):
     ds, fits = chinchilla
     why = "only 2 model sizes: Approach 3 needs 3 or more"
-    partial = {**copy.deepcopy(fits), "approach3": {"error": why}, "allocation": {"error": why},
-               "approach2": {"skipped": why}, "recipe": [], "holdout": {"approach3": None, "kaplan": None}}
+    partial = replace(copy.deepcopy(fits), approach3=Approach3(error=why), allocation=Allocation(error=why),
+                      approach2=Approach2(skipped=why), recipe=[], holdout=Holdout(approach3=None, kaplan=None))
     made = make_plots(ds, partial, tmp_path)
     assert {"loss_curves", "frontier", "compute_optimal"} <= set(made)
     assert not {"fit_nd", "residuals", "holdout"} & set(made) and (tmp_path / "loss_curves.png").exists()
     fig = plot_isoflop(ds, partial)  # no parabola at all: every budget's runs hollow, left out of Approach 2
     assert len(hollow(fig)) >= 2 and any("left out" in t for t in labels(fig))
     close(fig)
-    for fits_ in ({}, {"approach3": {"error": why}}):  # nothing fitted: only the plots of the runs themselves
-        assert all(fn(ds, fits_) is None for name, fn in PLOTS if name not in ("isoflop", "loss_curves"))
+    nothing = Fits.assemble(estimate(replace(ds, runs=ds.runs.iloc[:0])), trust=[])  # every run left out
+    # nothing fitted: only the plots of the runs themselves
+    assert all(fn(ds, nothing) is None for name, fn in PLOTS if name not in ("isoflop", "loss_curves"))
 
 
 def test_left_out_runs_are_hollow(chinchilla):
@@ -120,10 +127,10 @@ def test_left_out_runs_are_hollow(chinchilla):
     close(fig)
     fig = plot_holdout(ds, fits)
     assert hollow(fig) and "held out: observed" in labels(fig)
-    held = fits["holdout"]["approach3"]
-    assert f"{held['mean_rel_error'] * 100:+.2f}%" in fig.axes[0].get_title()  # the refit reproduces fits.json
+    held = fits.holdout.approach3
+    assert f"{held.mean_rel_error * 100:+.2f}%" in fig.axes[0].get_title()  # the refit reproduces fits.json's
     close(fig)
-    assert plot_holdout(ds, {**fits, "holdout": {"approach3": None}}) is None
+    assert plot_holdout(ds, replace(fits, holdout=Holdout(approach3=None, kaplan=None))) is None
 
 
 def test_size_legend_on_the_flops_panel_and_excluded_runs_named(tmp_path):
@@ -131,7 +138,7 @@ def test_size_legend_on_the_flops_panel_and_excluded_runs_named(tmp_path):
 
     root = write_sweep(tmp_path / "synth")  # 12 runs with eval curves, 2 excluded (failed, incomplete)
     ds = load_sweep(root, "non_embedding")
-    fits = {"approach1": {"envelope": []}}
+    fits = SimpleNamespace(approach1=Approach1(envelope=[], warnings=[]))  # all the plot reads of the fits
     fig = plot_loss_curves(ds, fits)
     tokens, flops = fig.axes[:2]
     sizes = [t.get_text() for t in flops.get_legend().get_texts() if t.get_text().startswith("N = ")]
@@ -141,13 +148,15 @@ def test_size_legend_on_the_flops_panel_and_excluded_runs_named(tmp_path):
 
 
 def test_bands_from_the_recipe_intervals():
-    fits = {"recipe": [{"C": 1e18, "ci": {"N_opt": [1e8, 4e8]}}, {"C": 1e20, "ci": {"N_opt": [1e9, 4e9]}},
-                       {"C": 1e22, "ci": {"N_opt": None}}]}
+    def row(C, ci):
+        return RecipeRow(key=f"{C:.3g}", C=C, N_opt=Value(2e8 * C / 1e18, ci), D_opt=Value(1e9), tpp=Value(20.0))
+
+    fits = SimpleNamespace(recipe=[row(1e18, [1e8, 4e8]), row(1e20, [1e9, 4e9]), row(1e22, None)])
     c = np.array([1e17, 1e18, 1e19, 1e20, 1e21])
     lo, hi, at = recipe_band(fits, "N_opt", c)
     assert np.isnan(lo[0]) and np.isnan(hi[-1]) and list(at) == [1e18, 1e20]
     assert lo[2] == pytest.approx(np.sqrt(1e8 * 1e9)) and hi[2] == pytest.approx(np.sqrt(4e8 * 4e9))  # log-log
-    assert recipe_band({"recipe": []}, "N_opt", c) is None
+    assert recipe_band(SimpleNamespace(recipe=[]), "N_opt", c) is None
 
 
 @pytest.mark.slow
@@ -157,9 +166,10 @@ def test_bands_from_bootstrap_draws_when_fits_keep_them(chinchilla):
 
     ds, fits = chinchilla
     rng = np.random.default_rng(0)
-    a3 = fits["approach3"]
-    draws = {k: (a3[k] * np.exp(rng.normal(0, 0.01, 30))).tolist() for k in ("E", "A", "B", "alpha", "beta")}
-    kept = {**fits, "approach3": {**a3, "samples": draws}}
+    a3 = fits.approach3
+    draws = {k: (getattr(a3, k).value * np.exp(rng.normal(0, 0.01, 30))).tolist()
+             for k in ("E", "A", "B", "alpha", "beta")}
+    kept = replace(fits, approach3=replace(a3, samples=ParamDraws(**draws)))
     for fn in (plot_fit_nd, plot_frontier):
         without, with_draws = fn(ds, fits), fn(ds, kept)
         assert any(t.startswith("no band") for t in labels(without))
@@ -226,5 +236,5 @@ def test_fits_keep_the_bootstrap_draws_that_band_the_law(tmp_path):
     assert main(["--csv", str(CHINCHILLA), "--out", str(out), "--bootstrap", "20", "--wandb", "off"]) == 0
     a3 = json.loads((out / "fits.json").read_text())["approach3"]
     assert {k: len(v) for k, v in a3["samples"].items()} == {k: 20 for k in ("E", "A", "B", "alpha", "beta")}
-    draws = param_draws(a3)
+    draws = param_draws(read_fits(out / "fits.json").approach3.samples)  # the saved draws, read back
     assert draws and min(d["alpha"] for d in draws) <= a3["alpha"] <= max(d["alpha"] for d in draws)

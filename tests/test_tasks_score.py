@@ -234,6 +234,7 @@ def trained(codec):
     return model, [add_item(a, b) for a in range(10) for b in range(10)]
 
 
+@pytest.mark.slow
 def test_greedy_exact_iff_every_teacher_forced_argmax_is_right(trained, codec):
     model, items = trained
     model.train()

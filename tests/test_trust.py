@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from helpers import HEAD, R_STAR, RULE, repeated_loss as true_loss, write_trust_run as write_run
+from sweep.analysis.result.record import Value
+from sweep.analysis.result.laws import Allocation, Approach2, Approach3
+from sweep.analysis.result.fits import TrustCheck
 from sweep.analysis.report.fmt import ci_text
 from sweep.analysis.inputs.load import Dataset, load_sweep
 from sweep.analysis.main import main, run
@@ -81,6 +85,7 @@ def test_repeated_runs_are_listed_and_left_out_by_default(tmp_path, no_plots):
     assert text.startswith("# Scaling-law analysis: trust\n\n## Can I trust this?\n\n- ✗ 2 runs repeat their data")
 
 
+@pytest.mark.slow
 def test_repeated_runs_are_fitted_with_include_repeated(tmp_path, no_plots):
     root = write_repeated_grid(tmp_path / "trust")
     assert main([str(root), "--bootstrap", "0", "--wandb", "off", "--include-repeated", "--out",
@@ -112,11 +117,12 @@ def test_effective_data_recovers_a_known_r_star():
     ds = split_repeated(Dataset(runs, pts, "synthetic", "non_embedding", "none"), include=True)
     assert len(ds.repeated) == 24 and ds.repeated[0]["epochs"] == 64 and len(ds.runs) == 40
     eff = effective_data(ds, n_boot=30, seed=0)
-    assert eff["n_repeated"] == 24 and not eff["at_bound"]
-    assert abs(np.log(eff["R_star"] / R_STAR)) < np.log(1.25), eff["R_star"]
-    lo, hi = eff["ci"]["R_star"]
-    assert lo < eff["R_star"] < hi and lo < R_STAR < hi and hi / lo < 2
-    assert abs(eff["mean_rel_error"]) < 0.005 < abs(eff["mean_rel_error_as_fresh"])  # repetition costs loss
+    assert eff.n_repeated == 24 and not eff.at_bound
+    r_star = eff.R_star.value
+    assert abs(np.log(r_star / R_STAR)) < np.log(1.25), r_star
+    lo, hi = eff.R_star.ci
+    assert lo < r_star < hi and lo < R_STAR < hi and hi / lo < 2
+    assert abs(eff.mean_rel_error) < 0.005 < abs(eff.mean_rel_error_as_fresh)  # repetition costs loss
     left_out = split_repeated(Dataset(runs, pts, "synthetic", "non_embedding", "none"))
     assert len(left_out.runs) == 16 and len(left_out.excluded) == 24 and (left_out.points["run"] < 16).all()
 
@@ -202,28 +208,33 @@ def test_edge_minimum_is_flagged(tmp_path, no_plots):
     assert "C = 1e+12" not in edge["detail"]
 
 
+def laws_of(**sections) -> SimpleNamespace:
+    """What the checks read of the laws: Approaches 2 and 3, the allocation, the bootstrap (unfitted by default)."""
+    return SimpleNamespace(**{"approach3": Approach3(error="not fitted"), "approach2": Approach2(skipped="no budgets"),
+                              "allocation": Allocation(error="not fitted"), "bootstrap": SimpleNamespace(n=100),
+                              **sections})
+
+
 def test_wide_allocation_interval_and_bounds_are_flagged():
-    fits = {"approach2": {"a": 0.6, "ci": {"a": [0.42, 0.81]}}, "allocation": {"a": 0.55, "ci": {"a": [0.5, 0.6]}},
-            "bootstrap": {"n": 100}}
+    fits = laws_of(approach2=Approach2(a=Value(0.6, [0.42, 0.81])), allocation=Allocation(a=Value(0.55, [0.5, 0.6])))
     item = allocation_interval(fits)
-    assert item["ok"] is False and "Approach 2's a = 0.600 [0.420, 0.810]" in item["detail"]
-    assert "cannot tell them apart" in item["detail"] and "allocation" not in item["detail"]
-    fits["approach2"]["ci"]["a"] = [0.55, 0.65]
-    assert allocation_interval(fits)["ok"] is True
-    fits["approach2"]["ci"]["a"] = [0.6, 0.6]  # zero width: no interval to judge
-    fits["allocation"].pop("ci")
-    assert allocation_interval(fits)["ok"] is None
-    degenerate = {"approach2": {"skipped": "no budgets"}, "allocation": {"a": 0.09, "ci": {"a": [0.06, 0.14]}},
-                  "approach3": {"at_bound": ["e"], "negligible": []}, "bootstrap": {"n": 100}}
+    assert item.ok is False and "Approach 2's a = 0.600 [0.420, 0.810]" in item.detail
+    assert "cannot tell them apart" in item.detail and "allocation" not in item.detail
+    fits.approach2.a.ci = [0.55, 0.65]
+    assert allocation_interval(fits).ok is True
+    fits.approach2.a.ci = [0.6, 0.6]  # zero width: no interval to judge
+    fits.allocation.a.ci = None
+    assert allocation_interval(fits).ok is None
+    degenerate = laws_of(allocation=Allocation(a=Value(0.09, [0.06, 0.14])),
+                         approach3=Approach3(at_bound=["e"], negligible=[]))
     item = allocation_interval(degenerate)  # a degenerate law's allocation says nothing, even with an interval
-    assert item["ok"] is None and "Approach 3 degenerate" in item["detail"]
-    a3 = {"at_bound": ["alpha1"], "negligible": ["a0"]}
-    item = exponent_bounds({"approach3": a3})
-    assert item["ok"] is False and "β sits at its bound" in item["detail"] and "A/N^α is negligible" in item["detail"]
-    assert exponent_bounds({"approach3": {"error": "too few"}})["ok"] is None
-    assert isoflop_edges(None, {"approach2": {"skipped": "not a grid"}})["ok"] is None
-    lines = checklist([{"check": "x", "ok": True, "detail": "fine"}, {"check": "y", "ok": False, "detail": "bad"},
-                       {"check": "z", "ok": None, "detail": "unknown"}])
+    assert item.ok is None and "Approach 3 degenerate" in item.detail
+    item = exponent_bounds(laws_of(approach3=Approach3(at_bound=["alpha1"], negligible=["a0"])))
+    assert item.ok is False and "β sits at its bound" in item.detail and "A/N^α is negligible" in item.detail
+    assert exponent_bounds(laws_of(approach3=Approach3(error="too few"))).ok is None
+    assert isoflop_edges(None, laws_of(approach2=Approach2(skipped="not a grid"))).ok is None
+    lines = checklist([TrustCheck(check="x", ok=True, detail="fine"), TrustCheck(check="y", ok=False, detail="bad"),
+                       TrustCheck(check="z", ok=None, detail="unknown")])
     assert lines == ["- ✗ bad", "- ✓ fine", "- – unknown"]
 
 
@@ -248,20 +259,20 @@ def test_zero_width_interval_is_never_printed_as_one(tmp_path):
     assert ci_text(0.5, [0.4, 0.6], "{:.3f}") == "0.500 [0.400, 0.600]"
     assert ci_text(0.5, None, "{:.3f}", "--bootstrap 0") == "0.500 (no interval: --bootstrap 0)"
     from sweep.analysis.laws.estimate import estimate
+    from sweep.analysis.result.fits import Fits
     from sweep.analysis.report.markdown import write_report
 
     root = write_grid(tmp_path / "trust")
     ds = load_sweep(root, "non_embedding")
-    fits = estimate(ds, n_boot=0)
-    fits["trust"] = []
-    alpha = fits["approach3"]["alpha"]
-    fits["approach3"]["ci"] = {"alpha": [alpha, alpha], "beta": [0.2, 0.4]}
+    fits = Fits.assemble(estimate(ds, n_boot=0), trust=[])
+    alpha = fits.approach3.alpha.value
+    fits.approach3.alpha.ci, fits.approach3.beta.ci = [alpha, alpha], [0.2, 0.4]
     text = write_report(ds, fits, {}, tmp_path).read_text()
     assert f"{alpha:.4g} (no interval: every resample gave this value)" in text
     assert f"[{alpha:.4g}, {alpha:.4g}]" not in text and "[0.2, 0.4]" in text
-    assert f"| {fits['approach3']['E']:.4g} | " in text  # --bootstrap 0: said once, in the opening
+    assert f"| {fits.approach3.E.value:.4g} | " in text  # --bootstrap 0: said once, in the opening
     # a degenerate Approach 3: no recipe table, and why
-    fits["approach3"]["at_bound"] = ["alpha1"]
+    fits.approach3.at_bound = ["alpha1"]
     text = write_report(ds, fits, {}, tmp_path).read_text()
     recipe = section(text, "Compute-optimal recipe")
     assert "Not given: Approach 3 is degenerate (alpha1 at its bound" in recipe and "| C (FLOPs) |" not in recipe

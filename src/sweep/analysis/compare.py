@@ -20,8 +20,10 @@ import numpy as np
 
 from ..exits import EXIT_INPUT_ERROR
 from ..files import write_json_atomic, write_text_atomic
-from .laws.bootstrap import flatten_estimates, percentile_ci
-from .laws.estimate import CI_NAMES, estimate
+from .laws.bootstrap import percentile_ci
+from .laws.estimate import estimate
+from .result.record import numbers
+from .result.fits import Laws
 from .report.fmt import zero_width
 from .inputs.load import CONVENTIONS, AnalysisError, Dataset
 from .main import runs_to_fit
@@ -41,12 +43,12 @@ LAWS = (
 
 @dataclass
 class Fitted:
-    """One input: its label, path, the Dataset fitted, estimate's content, and per quantity (by flat path) its
-    full-data value and its resample draws."""
+    """One input: its label, path, the Dataset fitted, estimate's laws (in memory, as `sweep analyze` fits them: no
+    fits.json is read), and per quantity (by flat path) its full-data value and its resample draws."""
     label: str
     path: Path
     ds: Dataset
-    fits: dict
+    fits: Laws
     values: dict[str, float]
     draws: dict[str, np.ndarray]
 
@@ -85,22 +87,23 @@ def load_inputs(paths: list[Path], params: str) -> list[tuple[str, Path, Dataset
 def fit_input(label: str, path: Path, ds: Dataset, n_boot: int, seed: int) -> Fitted:
     """Every fit `sweep analyze` makes, with the bootstrap's draws kept."""
     fits = estimate(ds, n_boot=n_boot, seed=seed, keep_samples=True)
-    draws = fits.pop("bootstrap_samples", {})  # absent when no run is left to fit
-    return Fitted(label, path, ds, fits, flatten_estimates(fits, CI_NAMES), draws)
+    draws = fits.bootstrap_samples or {}  # none when no run is left to fit
+    return Fitted(label, path, ds, fits, numbers(fits), draws)
 
 
-def law_paths(fits: dict, law: str) -> tuple[str | None, str | None]:
+def law_paths(fits: Laws, law: str) -> tuple[str | None, str | None]:
     """(flat path prefix of a law in fits, or None; why it is missing, or the basis it was fitted on)."""
-    sec = fits.get(law) or {}
+    sec = getattr(fits, law)  # one of LAWS' sections
     if law == "kaplan":
-        if not sec.get("fits"):
-            return None, sec.get("skipped") or "no L(N) fit"
-        first = sec["fits"][0]  # the basis with most runs (estimate orders them so)
-        return f"kaplan/fits/{first['key']}/", first["key"]
-    why = sec.get("error") or sec.get("skipped")
+        if not sec.fits:
+            return None, sec.skipped or "no L(N) fit"
+        first = sec.fits[0]  # the basis with most runs (estimate orders them so)
+        return f"kaplan/fits/{first.key}/", first.key
+    why = getattr(sec, "error", None) or getattr(sec, "skipped", None)
     quantities = next(q for name, _, q in LAWS if name == law)
-    if why or not any(isinstance(sec.get(name), (int, float)) for name, _, _ in quantities):
-        return None, why or "; ".join(sec.get("warnings") or []) or "not fitted"
+    fitted = [getattr(sec, name) for name, _, _ in quantities]
+    if why or not any(v is not None and isinstance(v.value, (int, float)) for v in fitted):
+        return None, why or "; ".join(getattr(sec, "warnings", None) or []) or "not fitted"
     return f"{law}/", None
 
 
@@ -235,8 +238,8 @@ def run(paths: list[Path], out: Path | None = None, params: str = "non_embedding
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise AnalysisError(f"cannot create the output directory {out} ({err.strerror}); pass --out DIR") from None
-    result = {"inputs": [{"label": f.label, "path": str(f.path), "runs": f.fits["runs"]["used"],
-                          "seed": seed + i, "warnings": f.fits.get("warnings", [])} for i, f in enumerate(inputs)],
+    result = {"inputs": [{"label": f.label, "path": str(f.path), "runs": f.fits.runs.used,
+                          "seed": seed + i, "warnings": f.fits.warnings} for i, f in enumerate(inputs)],
               "params": params, "bootstrap": {"n": n_boot, "seed": seed, "level": LEVEL,
                                               "difference": "percentile interval of paired resample differences"},
               "laws": compare(inputs)}

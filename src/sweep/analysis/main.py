@@ -20,6 +20,7 @@ from ..files import write_json_atomic
 from .laws.aggregate import aggregate
 from .laws.beyond import check_options, laws_beyond
 from .laws.estimate import estimate
+from .result.fits import Fits, WandbRecord
 from .inputs.load import CONVENTIONS, AnalysisError, Dataset, drop_runs, load_csv, load_sweep
 from .lr.study import analyze_lr, best_lr_runs
 from .laws.repeat import effective_data, split_repeated
@@ -60,7 +61,7 @@ def runs_to_fit(sweep_dir: Path | None, csv: Path | None, params: str, include_r
 
 
 def _analyze(sweep_dir, csv, out, params, n_boot, wandb_mode, seed, formats="png",
-             include_repeated=False, holdout=None, inference_tokens=None) -> tuple[Path, dict]:
+             include_repeated=False, holdout=None, inference_tokens=None) -> tuple[Path, Fits]:
     from .report.wandb_run import resolve_mode
 
     formats = tuple(f.strip().lower() for f in formats.split(",") if f.strip())
@@ -80,15 +81,13 @@ def _analyze(sweep_dir, csv, out, params, n_boot, wandb_mode, seed, formats="png
     except OSError as err:
         raise AnalysisError(f"cannot create the output directory {out} ({err.strerror}); pass --out DIR") from None
     progress = _stderr if ds.aggregation else None
-    fits = estimate(ds, n_boot=n_boot, seed=seed, progress=progress)
-    if include_repeated and fitted.repeated:
-        fits["repeated_data"] = effective_data(fitted, n_boot=n_boot, seed=seed)
-    fits.update(laws_beyond(ds, fits, holdout, demands, n_boot, seed))
-    fits["trust"] = trust_checks(loaded, fitted, fits)
-    if lr_study is not None:
-        fits["lr"] = lr_study
-    if sweep_dir is not None:  # abilities: a task suite's results, whatever the laws could fit (emergence.py)
-        fits.update(_emergence(Path(sweep_dir), params, out))
+    laws = estimate(ds, n_boot=n_boot, seed=seed, progress=progress)
+    repeated = effective_data(fitted, n_boot=n_boot, seed=seed) if include_repeated and fitted.repeated else None
+    beyond = laws_beyond(ds, laws, holdout, demands, n_boot, seed)
+    # abilities: a task suite's results, whatever the laws could fit (emergence.py)
+    abilities = _emergence(Path(sweep_dir), params, out) if sweep_dir is not None else None
+    fits = Fits.assemble(laws, repeated_data=repeated, **beyond, trust=trust_checks(loaded, fitted, laws),
+                         lr=lr_study, emergence=abilities)
     if ds.runs.empty:  # every run left out for repeating its data: the outputs still show them (nothing is fitted)
         ds = replace(loaded, excluded=fitted.excluded, repeated=fitted.repeated)
     if progress:
@@ -96,22 +95,24 @@ def _analyze(sweep_dir, csv, out, params, n_boot, wandb_mode, seed, formats="png
     return write_outputs(ds, fits, out, wandb_mode=resolve_mode(ds, wandb_mode), formats=formats), fits
 
 
-def _emergence(sweep_dir: Path, params: str, out: Path) -> dict:
-    """{"emergence": its section, with the per-run table tasks.csv written} if any run has task results, else {}."""
+def _emergence(sweep_dir: Path, params: str, out: Path):
+    """The abilities section, with the per-run table tasks.csv written, if any run has task results (else None)."""
     from .emergence.trends import analyze_emergence
     from .emergence.load import load_tasks, write_table
 
     tasks = load_tasks(sweep_dir, params)
     if tasks is None:
-        return {}
-    return {"emergence": {**analyze_emergence(tasks), "table": write_table(tasks, out).name}}
+        return None
+    section = analyze_emergence(tasks)
+    section.table = write_table(tasks, out).name
+    return section
 
 
 def _stderr(message: str) -> None:
     print(f"sweep analyze: {message}", file=sys.stderr, flush=True)
 
 
-def write_outputs(ds: Dataset, fits: dict, out: Path, wandb_mode: str = "off",
+def write_outputs(ds: Dataset, fits: Fits, out: Path, wandb_mode: str = "off",
                   formats: tuple[str, ...] = ("png",)) -> Path:
     """The outputs, in this order: the plots; the wandb run opened (so fits.json can name it: one run per sweep,
     resumed on re-analysis); fits.json; report.md; report.html (rendered from report.md); then those three files
@@ -122,24 +123,24 @@ def write_outputs(ds: Dataset, fits: dict, out: Path, wandb_mode: str = "off",
     from .report.markdown import write_report
     from .report.wandb_run import finish_run, start_run
 
-    if (fits.get("lr") or {}).get("law"):
+    if fits.lr is not None and fits.lr.law:
         from .report.lr import write_rule
 
-        write_rule(out / "lr_rule.json", fits["lr"])
-        fits["lr_rule"] = "lr_rule.json"
+        write_rule(out / "lr_rule.json", fits.lr)
+        fits.lr_rule = "lr_rule.json"
     plots = make_plots(ds, fits, out, formats)
-    fits["plots"] = {k: p.name for k, p in plots.items()}
-    fits["report_html"] = "report.html"
-    run, fits["wandb"] = start_run(ds, fits, plots, out, wandb_mode) if wandb_mode in ("offline", "online") \
-        else (None, {"mode": "off"})
-    write_json_atomic(out / "fits.json", fits)  # non-finite values as null
+    fits.plots = {k: p.name for k, p in plots.items()}
+    fits.report_html = "report.html"
+    run, fits.wandb = start_run(ds, fits, plots, out, wandb_mode) if wandb_mode in ("offline", "online") \
+        else (None, WandbRecord(mode="off"))
+    write_json_atomic(out / "fits.json", fits.to_json())  # non-finite values as null
     report = write_report(ds, fits, plots, out)
     html = write_html(report, plots, CAPTIONS, out)
     if run is not None:
-        info = finish_run(run, fits["wandb"], [out / "fits.json", report, html])
-        if "error" in info:
-            fits["wandb"] = info
-            write_json_atomic(out / "fits.json", fits)
+        info = finish_run(run, fits.wandb, [out / "fits.json", report, html])
+        if info.error is not None:
+            fits.wandb = info
+            write_json_atomic(out / "fits.json", fits.to_json())
     return report
 
 

@@ -22,6 +22,7 @@ from scipy.special import expit
 from .load import PROPORTIONS, TaskData
 from .verdict import THRESHOLDS, newcombe, trend, verdict, wilson  # the rules: sharp, smooth, flat
 from ..inputs.sizes import size_clusters
+from ..result.emergence import Emergence
 
 
 # --------------------------------------------------------------------------------------------- one point per size
@@ -225,8 +226,9 @@ def two_step(data: TaskData, series: pd.DataFrame, table: pd.DataFrame, variants
 
 
 # ----------------------------------------------------------------------------------------------------- all
-def analyze_emergence(data: TaskData) -> dict:
-    """fits.json's `emergence` section (JSON-safe: finite numbers or null)."""
+def analyze_emergence(data: TaskData) -> Emergence:
+    """fits.json's `emergence` section (JSON-safe: finite numbers or None). Its numerics build it as the record
+    fits.json holds; it is returned read into Emergence by fits.json's own reader, so the two cannot differ."""
     series = size_series(data.runs)
     table = size_table(data, series)
     variants = {key: _variant(key, data.variants[key], g) for key, g in table.groupby("key", sort=True)}
@@ -236,7 +238,7 @@ def analyze_emergence(data: TaskData) -> dict:
            "sizes": sizes.drop(columns="size").to_dict("records"), "skipped": data.skipped,
            "variants": variants, "cot": cot_vs_direct(variants), "shots": shots(variants),
            "icl": icl_table(data, series), "two_step": two_step(data, series, table, variants)}
-    return json_safe(out)
+    return Emergence.from_json(json_safe(out), "emergence")
 
 
 def json_safe(x):

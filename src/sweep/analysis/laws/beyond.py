@@ -1,5 +1,5 @@
 """The laws beyond one fit, wired for `sweep analyze`: the options checked before any fit (`check_options`), then
-fits.json's sections that each rest on a module of their own (`laws_beyond`): the fit-small-predict-big protocol
+the result's sections that each rest on a module of their own (`laws_beyond`): the fit-small-predict-big protocol
 (holdout.py), Gadre et al.'s over-training law (overtrain.py), the inference-aware optimum (inference.py) and
 Kaplan's forms (kaplan.py).
 """
@@ -11,6 +11,8 @@ from ..inputs.load import AnalysisError, Dataset
 from .inference import inference_optimal
 from .kaplan import kaplan_forms
 from .overtrain import overtraining
+from ..result.fits import Laws
+from ..result.beyond import InferenceOptimal, LawParams
 
 
 def parse_inference_tokens(text: str | None) -> tuple[float, ...]:
@@ -36,10 +38,10 @@ def check_options(ds: Dataset, holdout: str | None, inference_tokens: str | None
     return parse_inference_tokens(inference_tokens)
 
 
-def laws_beyond(ds: Dataset, fits: dict, holdout: str | None = None, inference_tokens: tuple[float, ...] = (),
+def laws_beyond(ds: Dataset, fits: Laws, holdout: str | None = None, inference_tokens: tuple[float, ...] = (),
                 n_boot: int = 200, seed: int = 0) -> dict:
-    """fits.json's sections beyond Approaches 1–3: holdout_protocol (with --holdout), overtraining,
-    inference_optimal (with --inference-tokens), kaplan_forms."""
+    """The sections beyond Approaches 1–3, by their names in the result (result.Fits): holdout_protocol (with
+    --holdout), overtraining, inference_optimal (with --inference-tokens), kaplan_forms; none without runs."""
     out = {}
     if ds.runs.empty:
         return out
@@ -48,26 +50,24 @@ def laws_beyond(ds: Dataset, fits: dict, holdout: str | None = None, inference_t
     p3 = approach3_law(fits)
     out["overtraining"] = overtraining(ds.runs, p3, n_boot, seed)
     if inference_tokens:
-        out["inference_optimal"] = inference_optimal(p3, [r["C"] for r in fits["recipe"]], inference_tokens,
+        out["inference_optimal"] = inference_optimal(p3, [r.C for r in fits.recipe], inference_tokens,
                                                      approach3_draws(fits)) if p3 else \
-            {"error": "Approach 3 is not fitted (or degenerate): no law to optimise on"}
+            InferenceOptimal(error="Approach 3 is not fitted (or degenerate): no law to optimise on")
     out["kaplan_forms"] = kaplan_forms(ds.runs, fits, p3, approach3_draws(fits))
     return out
 
 
-def approach3_draws(fits: dict) -> list[dict] | None:
+def approach3_draws(fits: Laws) -> list[dict] | None:
     """Approach 3's per-resample parameters (estimate.py keeps them), the finite ones."""
-    s = (fits.get("approach3") or {}).get("samples")
+    s = fits.approach3.samples
     if not s:
         return None
-    keys = ("E", "A", "B", "alpha", "beta")
-    rows = zip(*(s[k] for k in keys))
+    keys = LawParams.NAMES
+    rows = zip(*(getattr(s, k) for k in keys))
     return [dict(zip(keys, r)) for r in rows if all(v is not None and v == v for v in r)] or None
 
 
-def approach3_law(fits: dict) -> dict | None:
+def approach3_law(fits: Laws) -> dict | None:
     """Approach 3's parameters, if it was fitted and is not degenerate (a bound or a negligible term)."""
-    a3 = fits.get("approach3") or {}
-    if "error" in a3 or a3.get("at_bound") or a3.get("negligible") or "E" not in a3:
-        return None
-    return {k: a3[k] for k in ("E", "A", "B", "alpha", "beta")}
+    a3 = fits.approach3
+    return None if not a3.fitted or a3.degenerate else a3.params()

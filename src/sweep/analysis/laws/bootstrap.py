@@ -1,6 +1,6 @@
 """Bootstrap intervals over runs, as pure numerics (no I/O): `bootstrap` draws resamples as per-run counts and
-collects a statistic's values, `percentile_ci` turns them into an interval, and `flatten_estimates` /
-`attach_intervals` carry intervals between the nested result of every fit and flat per-quantity samples.
+collects a statistic's values, and `percentile_ci` turns them into an interval. A statistic's values are keyed by
+the flat paths of record.numbers (each interval goes back next to its value through record.walk_values).
 """
 
 from __future__ import annotations
@@ -42,31 +42,3 @@ def percentile_ci(samples: np.ndarray, level: float = 0.95) -> dict:
         return {"ci": None, "n_valid": int(len(s))}
     q = 100 * (1 - level) / 2
     return {"ci": [float(np.percentile(s, q)), float(np.percentile(s, 100 - q))], "n_valid": int(len(s))}
-
-
-def flatten_estimates(tree: dict, names: set, prefix: str = "") -> dict[str, float]:
-    """Numeric leaves worth an interval, keyed by a path that is stable across resamples (rows by their key)."""
-    flat = {}
-    for k, v in tree.items():
-        if isinstance(v, dict):
-            flat.update(flatten_estimates(v, names, f"{prefix}{k}/"))
-        elif isinstance(v, list) and v and isinstance(v[0], dict):
-            for row in v:
-                if "key" in row:
-                    flat.update(flatten_estimates(row, names, f"{prefix}{k}/{row['key']}/"))
-        elif k in names and isinstance(v, (int, float)) and not isinstance(v, bool):
-            flat[prefix + k] = float(v)
-    return flat
-
-
-def attach_intervals(tree: dict, cis: dict, prefix: str = "") -> None:
-    """Put each interval next to its value: section["ci"][name] = [lo, hi] (the inverse of flatten_estimates)."""
-    for k, v in list(tree.items()):
-        if isinstance(v, dict):
-            attach_intervals(v, cis, f"{prefix}{k}/")
-        elif isinstance(v, list) and v and isinstance(v[0], dict):
-            for row in v:
-                if "key" in row:
-                    attach_intervals(row, cis, f"{prefix}{k}/{row['key']}/")
-        elif prefix + k in cis and cis[prefix + k] is not None:
-            tree.setdefault("ci", {})[k] = cis[prefix + k]

@@ -10,6 +10,7 @@ import pandas as pd
 
 from ..inputs.finite import is_positive
 from .bootstrap import bootstrap
+from ..result.fits import Cooldown
 
 def trunk_units(runs: pd.DataFrame) -> np.ndarray | None:
     """The bootstrap's unit of each run when some are branches (a branch counts as its trunk, any other run as
@@ -28,7 +29,7 @@ def unit_bootstrap(statistic, n_runs: int, n_boot: int, seed: int, strata, accep
                      accept=lambda counts: accept(counts[units]))
 
 
-def compute_saved(runs: pd.DataFrame, trunk_flops: dict) -> dict | None:
+def compute_saved(runs: pd.DataFrame, trunk_flops: dict) -> Cooldown | None:
     """fits.json's `cooldown`: the branches' Σ flops_alone (independent runs of their horizons) against what the
     trunks and branches spent, Σ (trunk FLOPs + its branches' flops_added); None when no run is a branch."""
     if "trunk" not in runs:
@@ -40,8 +41,6 @@ def compute_saved(runs: pd.DataFrame, trunk_flops: dict) -> dict | None:
     unknown = [t for t in trunks if not is_positive(trunk_flops.get(t))]
     independent = float(branches["flops_alone"].sum())
     spent = float(sum(trunk_flops[t] for t in trunks if t not in unknown) + branches["flops_added"].sum())
-    out = {"trunks": len(trunks), "branches": int(len(branches)), "flops_independent": independent,
-           "flops_spent": spent, "saving": 1 - spent / independent if independent > 0 else None}
-    if unknown:  # a trunk whose summary is missing: its FLOPs are not counted, so the saving is overstated
-        out["trunks_missing"] = unknown
-    return out
+    # a trunk whose summary is missing: its FLOPs are not counted, so the saving is overstated
+    return Cooldown(trunks=len(trunks), branches=int(len(branches)), flops_independent=independent, flops_spent=spent,
+                    saving=1 - spent / independent if independent > 0 else None, trunks_missing=unknown or None)

@@ -19,6 +19,7 @@ from .bootstrap import bootstrap, percentile_ci
 from ..inputs.sizes import size_clusters
 from ..inputs.load import AnalysisError
 from .lse import LseFitter, single_threaded_blas
+from ..result.beyond import HeldOutRun, HoldoutProtocol, LnPrediction, PredictionSummary
 
 # the run columns an expression may compare, by the names a user may give them
 COLUMNS = {"n_params": "N", "N": "N", "tokens": "D", "D": "D", "flops": "C", "C": "C", "loss": "loss"}
@@ -95,24 +96,25 @@ def _predict_with_intervals(x, loss, weight, fit, test, n_boot, seed, n_refine):
     return predicted, interval("run"), interval("law")
 
 
-def _rows(runs, test, predicted, interval, interval_law):
+def _rows(runs, test, predicted, interval, interval_law) -> list[HeldOutRun]:
     rows = []
     for j, i in enumerate(np.flatnonzero(test)):
         obs, lo, hi = float(runs["loss"].iloc[i]), float(interval[j, 0]), float(interval[j, 1])
-        rows.append({"run_name": str(runs["run_name"].iloc[i]), "N": float(runs["N"].iloc[i]),
-                     "D": float(runs["D"].iloc[i]), "C": float(runs["C"].iloc[i]), "predicted": float(predicted[j]),
-                     "interval": None if np.isnan(lo) else [lo, hi],
-                     "interval_law": None if np.isnan(interval_law[j, 0]) else [float(v) for v in interval_law[j]],
-                     "observed": obs, "rel_error": float(predicted[j] / obs - 1),
-                     "inside": None if np.isnan(lo) else bool(lo <= obs <= hi)})
+        rows.append(HeldOutRun(run_name=str(runs["run_name"].iloc[i]), N=float(runs["N"].iloc[i]),
+                               D=float(runs["D"].iloc[i]), C=float(runs["C"].iloc[i]), predicted=float(predicted[j]),
+                               interval=None if np.isnan(lo) else [lo, hi],
+                               interval_law=None if np.isnan(interval_law[j, 0]) else
+                               [float(v) for v in interval_law[j]],
+                               observed=obs, rel_error=float(predicted[j] / obs - 1),
+                               inside=None if np.isnan(lo) else bool(lo <= obs <= hi)))
     return rows
 
 
-def _summary(rows) -> dict:
-    inside = [r["inside"] for r in rows if r["inside"] is not None]
-    return {"n": len(rows), "median_abs_rel_error": float(np.median([abs(r["rel_error"]) for r in rows])),
-            "max_abs_rel_error": float(max(abs(r["rel_error"]) for r in rows)),
-            "share_inside": float(np.mean(inside)) if inside else None}
+def _summary(rows: list[HeldOutRun]) -> PredictionSummary:
+    inside = [r.inside for r in rows if r.inside is not None]
+    return PredictionSummary(n=len(rows), median_abs_rel_error=float(np.median([abs(r.rel_error) for r in rows])),
+                             max_abs_rel_error=float(max(abs(r.rel_error) for r in rows)),
+                             share_inside=float(np.mean(inside)) if inside else None)
 
 
 def _ln_basis(runs: pd.DataFrame, fit: np.ndarray, test: np.ndarray):
@@ -129,7 +131,7 @@ def _ln_basis(runs: pd.DataFrame, fit: np.ndarray, test: np.ndarray):
     return None if best is None else best[0]
 
 
-def holdout_protocol(runs: pd.DataFrame, expr: str, n_boot: int = 200, seed: int = 0) -> dict:
+def holdout_protocol(runs: pd.DataFrame, expr: str, n_boot: int = 200, seed: int = 0) -> HoldoutProtocol:
     """fits.json's `holdout_protocol`: the runs `expr` holds out predicted by Approach 3 fitted on the rest (and by
     L(N) = E + A/N^α on a ladder's runs), each with its interval, observed loss, relative error and whether the
     observation lies inside. Raises HoldoutError for an expression that selects nothing usable."""
@@ -137,23 +139,25 @@ def holdout_protocol(runs: pd.DataFrame, expr: str, n_boot: int = 200, seed: int
     fit = ~test
     N, D, L = (runs[k].to_numpy(float) for k in ("N", "D", "loss"))
     weight = runs["weight"].to_numpy(float) if "weight" in runs else np.ones(len(runs))
-    out = {"expr": expr, "fitted_runs": int(fit.sum()), "held_out_runs": int(test.sum()),
-           "interval": "95% bootstrap prediction interval: the fitted runs resampled and refitted, each prediction "
-                       "with a residual of its resample drawn (the law's uncertainty and the run-to-run scatter)"}
+    out = HoldoutProtocol(expr=expr, fitted_runs=int(fit.sum()), held_out_runs=int(test.sum()),
+                          interval="95% bootstrap prediction interval: the fitted runs resampled and refitted, each "
+                                   "prediction with a residual of its resample drawn (the law's uncertainty and the "
+                                   "run-to-run scatter)")
     n_sizes = len(np.unique(size_clusters(N[fit])))
     if n_sizes < MIN_FIT_SIZES or fit.sum() < MIN_FIT_RUNS:
-        return {**out, "error": f"the runs left to fit have {n_sizes} size(s) and {int(fit.sum())} run(s); Approach 3 "
-                                f"needs ≥ {MIN_FIT_SIZES} sizes and ≥ {MIN_FIT_RUNS} runs"}
+        out.error = (f"the runs left to fit have {n_sizes} size(s) and {int(fit.sum())} run(s); Approach 3 needs "
+                     f"≥ {MIN_FIT_SIZES} sizes and ≥ {MIN_FIT_RUNS} runs")
+        return out
     with single_threaded_blas():
         pred, ci, ci_law = _predict_with_intervals(np.column_stack([N, D]), L, weight, fit, test, n_boot, seed, 8)
-        out["runs"] = _rows(runs, test, pred, ci, ci_law)
-        out["summary"] = _summary(out["runs"])
+        out.runs = _rows(runs, test, pred, ci, ci_law)
+        out.summary = _summary(out.runs)
         t = _ln_basis(runs, fit, test)
         if t is not None:
             g = runs["tpp_req"].to_numpy(float) == t
             sub = runs[g].reset_index(drop=True)
             p, c, cl = _predict_with_intervals(N[g][:, None], L[g], weight[g], fit[g], test[g], n_boot, seed, 6)
             rows = _rows(sub, test[g], p, c, cl)
-            out["kaplan"] = {"form": "L(N) = E + A/N^alpha", "basis": f"tokens/param {t:.3g}",
-                             "fitted_runs": int((fit & g).sum()), "runs": rows, "summary": _summary(rows)}
+            out.kaplan = LnPrediction(form="L(N) = E + A/N^alpha", basis=f"tokens/param {t:.3g}",
+                                      fitted_runs=int((fit & g).sum()), runs=rows, summary=_summary(rows))
     return out

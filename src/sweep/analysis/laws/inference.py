@@ -14,8 +14,11 @@ from scipy.optimize import minimize_scalar
 
 from .approaches import optimal_nd
 from .lse import law_loss
+from ..result.record import Value
+from ..result.beyond import InferenceAllocation, InferenceOptimal
 
 GRID = 240  # points in log N for the coarse search that brackets the minimum
+INTERVALS = ("N_opt", "D_opt", "tpp", "saving")  # the quantities given an interval from the draws
 
 
 def tokens_for_loss(p: dict, N, target: float) -> np.ndarray:
@@ -71,17 +74,22 @@ def allocation_for_demand(p: dict, C: float, demand: float) -> dict:
             "saving": 1 - total / total0}
 
 
-def inference_optimal(p: dict, budgets, demands, draws: list[dict] | None = None) -> dict:
+def inference_optimal(p: dict, budgets, demands, draws: list[dict] | None = None) -> InferenceOptimal:
     """fits.json's `inference_optimal`: per budget and demand, the inference-aware allocation; with Approach 3's
     bootstrap draws, 95% intervals of N*, D*, tokens/param and the saving (each draw its own target and optimum)."""
-    rows = [allocation_for_demand(p, c, q) for c in budgets for q in demands]
-    if draws:
-        for row in rows:
-            vals = np.array([[r[k] for k in ("N_opt", "D_opt", "tpp", "saving")]
-                             for r in (allocation_for_demand(q, row["C"], row["inference_tokens"]) for q in draws)])
-            ok = np.isfinite(vals).all(axis=1)
-            if ok.sum() >= 10:
-                lo, hi = np.percentile(vals[ok], [2.5, 97.5], axis=0)
-                row["ci"] = {k: [float(a), float(b)] for k, a, b in zip(("N_opt", "D_opt", "tpp", "saving"), lo, hi)}
-    return {"objective": "minimise 6·N·D + 2·N·D_inf subject to L(N, D) = the compute-optimal loss at C "
-                         "(Approach 3's law)", "demands": [float(q) for q in demands], "rows": rows}
+    rows = []
+    for c in budgets:
+        for q in demands:
+            row = allocation_for_demand(p, c, q)
+            ci = {}
+            if draws:
+                vals = np.array([[r[k] for k in INTERVALS] for r in
+                                 (allocation_for_demand(d, row["C"], row["inference_tokens"]) for d in draws)])
+                ok = np.isfinite(vals).all(axis=1)
+                if ok.sum() >= 10:
+                    lo, hi = np.percentile(vals[ok], [2.5, 97.5], axis=0)
+                    ci = {k: [float(a), float(b)] for k, a, b in zip(INTERVALS, lo, hi)}
+            rows.append(InferenceAllocation(**{k: Value(v, ci.get(k)) if k in INTERVALS else v
+                                               for k, v in row.items()}))
+    return InferenceOptimal(objective="minimise 6·N·D + 2·N·D_inf subject to L(N, D) = the compute-optimal loss at C "
+                                      "(Approach 3's law)", demands=[float(q) for q in demands], rows=rows)

@@ -16,6 +16,10 @@ from ..inputs.finite import require_finite
 from ..inputs.sizes import size_clusters
 from .approaches import loglog_fit, optimal_nd
 from .lse import DELTA, huber, law_loss
+from ..result.record import Value
+from ..result.laws import LawFit
+from ..result.beyond import AllocationPer10x, Counterfactual, FrontierGain, KaplanForms, KaplanJoint, Per10x, \
+    PublishedPer10x, PurePower
 
 # Published allocations per 10× compute (N, D): Kaplan et al. 2020 and Hoffmann et al. 2022 (a = b ≈ 0.5)
 REFERENCE_PER_10X = {"Kaplan et al. 2020": (5.5, 1.8), "Chinchilla (Hoffmann et al. 2022)": (10**0.5, 10**0.5)}
@@ -90,16 +94,18 @@ def per_10x(exponent: float | None, ci=None) -> dict | None:
     return {"factor": float(10**exponent), **({"ci": [float(10 ** ci[0]), float(10 ** ci[1])]} if ci else {})}
 
 
-def allocation_per_10x(fits: dict) -> list[dict]:
+def allocation_per_10x(fits: LawFit) -> list[AllocationPer10x]:
     """Each Approach's N and D growth per 10× compute, from its exponents a, b (with their intervals)."""
     rows = []
-    for name, sec in (("Approach 3", fits.get("allocation")), ("Approach 2", fits.get("approach2")),
-                      ("Approach 1", fits.get("approach1"))):
-        sec = sec or {}
-        if "a" in sec and "b" in sec:
-            ci = sec.get("ci") or {}
-            rows.append({"source": name, "N": per_10x(sec["a"], ci.get("a")), "D": per_10x(sec["b"], ci.get("b"))})
+    for name, sec in (("Approach 3", fits.allocation), ("Approach 2", fits.approach2), ("Approach 1", fits.approach1)):
+        if sec.a is not None and sec.b is not None:
+            rows.append(AllocationPer10x(source=name, N=_per_10x(sec.a), D=_per_10x(sec.b)))
     return rows
+
+
+def _per_10x(v: Value) -> Per10x | None:
+    f = per_10x(v.value, v.ci)
+    return None if f is None else Per10x(**f)
 
 
 def frontier_loss(p: dict, C) -> np.ndarray:
@@ -139,21 +145,29 @@ def counterfactual(runs, p: dict) -> list[dict]:
             for name, c, n, d, o, pr, no, do, b in zip(runs["run_name"], C, N, D, L, own, n_opt, d_opt, best)]
 
 
-def kaplan_forms(runs, fits: dict, p3: dict | None, draws: list[dict] | None = None) -> dict:
+def kaplan_forms(runs, fits: LawFit, p3: dict | None, draws: list[dict] | None = None) -> KaplanForms:
     """fits.json's `kaplan_forms`: the pure power laws, Kaplan's joint law, the allocation per 10× compute beside
     the published ones, the gain per 10× compute along the frontier and the counterfactual per run."""
     N, D, L = (runs[k].to_numpy(float) for k in ("N", "D", "loss"))
     labels = size_clusters(N)
     best = [np.flatnonzero(labels == s)[np.argmin(L[labels == s])] for s in np.unique(labels)]
-    envelope = (fits.get("approach1") or {}).get("envelope") or []
-    out = {"L_of_N": pure_power(N[best], L[best]), "L_of_N_basis": "each size's lowest loss",
-           "L_of_C": pure_power([r["C"] for r in envelope], [r["L"] for r in envelope]),
-           "L_of_C_basis": "Approach 1's lower envelope of loss against FLOPs",
-           "allocation_per_10x": allocation_per_10x(fits),
-           "reference_per_10x": [{"source": k, "N": v[0], "D": v[1]} for k, v in REFERENCE_PER_10X.items()]}
+    envelope = fits.approach1.envelope
+    out = KaplanForms(L_of_N=_pure(pure_power(N[best], L[best])), L_of_N_basis="each size's lowest loss",
+                      L_of_C=_pure(pure_power([r.C for r in envelope], [r.L for r in envelope])),
+                      L_of_C_basis="Approach 1's lower envelope of loss against FLOPs",
+                      allocation_per_10x=allocation_per_10x(fits),
+                      reference_per_10x=[PublishedPer10x(source=k, N=v[0], D=v[1])
+                                         for k, v in REFERENCE_PER_10X.items()])
     if len(np.unique(labels)) >= 3 and len(L) >= 6:
-        out["joint"] = {"form": "L(N, D) = [(N_c/N)^(alpha_N/alpha_D) + D_c/D]^alpha_D", **fit_kaplan_joint(N, D, L)}
+        out.joint = KaplanJoint(form="L(N, D) = [(N_c/N)^(alpha_N/alpha_D) + D_c/D]^alpha_D",
+                                **fit_kaplan_joint(N, D, L))
     if p3:
-        out["gain_per_10x"] = gain_per_10x(p3, [r["C"] for r in fits.get("recipe") or []], draws)
-        out["counterfactual"] = counterfactual(runs, p3)
+        out.gain_per_10x = [FrontierGain(**{k: v for k, v in row.items() if k not in ("ci", "gain")},
+                                         gain=Value(row["gain"], (row.get("ci") or {}).get("gain")))
+                            for row in gain_per_10x(p3, [r.C for r in fits.recipe], draws)]
+        out.counterfactual = [Counterfactual(**row) for row in counterfactual(runs, p3)]
     return out
+
+
+def _pure(law: dict | None) -> PurePower | None:
+    return None if law is None else PurePower(**law)

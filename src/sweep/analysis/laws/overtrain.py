@@ -18,6 +18,8 @@ from .bootstrap import bootstrap, percentile_ci
 from ..inputs.finite import require_finite
 from ..inputs.sizes import size_clusters
 from .lse import DELTA, LseFitter, approach3_params, huber, law_loss
+from ..result.record import Value
+from ..result.beyond import DoublingGain, ExtrapolatedRun, Extrapolation, Overtraining
 
 M_SPLIT = 20.0  # Chinchilla's tokens/param: the extrapolation check fits at or below it
 ETA_BOUNDS, LOG_BOUNDS = (1e-3, 2.0), (-30.0, 60.0)
@@ -80,7 +82,7 @@ def fit_overtrain(C, M, L, w=None, warm=None) -> dict:
             "objective": float(best.fun), "theta": [float(t) for t in best.x]}
 
 
-def _extrapolation_in_m(runs_N, D, L, w) -> dict | None:
+def _extrapolation_in_m(runs_N, D, L, w) -> Extrapolation | None:
     """Both laws fitted on the runs with M ≤ 20, each larger-M run predicted: per-run and median relative errors."""
     M, C = D / runs_N, 6 * runs_N * D
     fit = M <= M_SPLIT * (1 + 1e-9)
@@ -91,12 +93,13 @@ def _extrapolation_in_m(runs_N, D, L, w) -> dict | None:
     a3 = LseFitter(np.column_stack([runs_N[fit], D[fit]]), L[fit])
     p3 = approach3_params(a3.fit(w[fit], n_refine=8).theta)
     pred_g, pred_3 = overtrain_loss(g, C[test], M[test]), law_loss(p3, runs_N[test], D[test])
-    rows = [{"N": float(n), "D": float(d), "M": float(m), "observed": float(o), "predicted": float(pg),
-             "rel_error": float(pg / o - 1), "predicted_approach3": float(p), "rel_error_approach3": float(p / o - 1)}
+    rows = [ExtrapolatedRun(N=float(n), D=float(d), M=float(m), observed=float(o), predicted=float(pg),
+                            rel_error=float(pg / o - 1), predicted_approach3=float(p),
+                            rel_error_approach3=float(p / o - 1))
             for n, d, m, o, pg, p in zip(runs_N[test], D[test], M[test], L[test], pred_g, pred_3)]
-    return {"fit_on": f"M ≤ {M_SPLIT:g}", "fitted_runs": int(fit.sum()), "runs": rows,
-            "median_abs_rel_error": float(np.median(np.abs(pred_g / L[test] - 1))),
-            "median_abs_rel_error_approach3": float(np.median(np.abs(pred_3 / L[test] - 1)))}
+    return Extrapolation(fit_on=f"M ≤ {M_SPLIT:g}", fitted_runs=int(fit.sum()), runs=rows,
+                         median_abs_rel_error=float(np.median(np.abs(pred_g / L[test] - 1))),
+                         median_abs_rel_error_approach3=float(np.median(np.abs(pred_3 / L[test] - 1))))
 
 
 def doubling_gains(N, D, L, p3: dict | None, pg: dict | None) -> list[dict]:
@@ -123,35 +126,38 @@ def doubling_gains(N, D, L, p3: dict | None, pg: dict | None) -> list[dict]:
     return rows
 
 
-def overtraining(runs, p3: dict | None = None, n_boot: int = 200, seed: int = 0) -> dict:
+def overtraining(runs, p3: dict | None = None, n_boot: int = 200, seed: int = 0) -> Overtraining:
     """fits.json's `overtraining`: Gadre et al.'s law with intervals, its extrapolation check in M beside Approach
     3's, and the gain per doubling of tokens per size (p3: Approach 3's parameters on all runs, if fitted)."""
     N, D, L = (runs[k].to_numpy(float) for k in ("N", "D", "loss"))
     w = runs["weight"].to_numpy(float) if "weight" in runs else np.ones(len(runs))
     M, C = D / N, 6 * N * D
-    out = {"form": "L(C, M) = E + (a·M^eta + b·M^-eta)·C^-eta, C = 6ND, M = D/N",
-           "M_range": [float(M.min()), float(M.max())]}
+    out = Overtraining(form="L(C, M) = E + (a·M^eta + b·M^-eta)·C^-eta, C = 6ND, M = D/N",
+                       M_range=[float(M.min()), float(M.max())])
     n_m = len(np.unique(size_clusters(M)))
     if len(L) < MIN_RUNS or n_m < MIN_M_VALUES or len(np.unique(size_clusters(N))) < 2:
-        return {**out, "skipped": f"needs ≥ {MIN_RUNS} runs over ≥ {MIN_M_VALUES} tokens/param values and ≥ 2 "
-                                  f"sizes (have {len(L)} runs, {n_m} tokens/param values)"}
+        out.skipped = (f"needs ≥ {MIN_RUNS} runs over ≥ {MIN_M_VALUES} tokens/param values and ≥ 2 sizes (have "
+                       f"{len(L)} runs, {n_m} tokens/param values)")
+        return out
     fit = fit_overtrain(C, M, L, w)
-    out.update({k: fit[k] for k in ("E", "a", "b", "eta", "objective")})
-    out["alpha_equivalent"] = 2 * fit["eta"]
-    out["median_abs_residual"] = float(np.median(np.abs(overtrain_loss(fit, C, M) / L - 1)))
+    out.E, out.a, out.b, out.eta = (Value(fit[k]) for k in ("E", "a", "b", "eta"))
+    out.objective = fit["objective"]
+    out.alpha_equivalent = 2 * fit["eta"]
+    out.median_abs_residual = float(np.median(np.abs(overtrain_loss(fit, C, M) / L - 1)))
     if p3:
-        out["median_abs_residual_approach3"] = float(np.median(np.abs(law_loss(p3, N, D) / L - 1)))
+        out.median_abs_residual_approach3 = float(np.median(np.abs(law_loss(p3, N, D) / L - 1)))
     if n_boot > 0:
         def statistic(counts):
             f = fit_overtrain(C, M, L, w * counts, warm=fit["theta"])
             return {k: f[k] for k in ("E", "a", "b", "eta")}
 
         samples = bootstrap(statistic, len(L), n_boot, seed)
-        ci = {k: percentile_ci(v)["ci"] for k, v in samples.items()}
-        out["ci"] = {k: v for k, v in ci.items() if v is not None}
-    out["extrapolation"] = _extrapolation_in_m(N, D, L, w) if M.max() > M_SPLIT else None
-    if out["extrapolation"] is None:
-        out["extrapolation_skipped"] = (f"no run beyond M = {M_SPLIT:g}" if M.max() <= M_SPLIT else
-                                        f"too few runs (or sizes) at M ≤ {M_SPLIT:g} to fit on")
-    out["doubling"] = doubling_gains(N, D, L, p3, fit)
+        out.bootstrapped = True
+        for k, v in samples.items():
+            getattr(out, k).ci = percentile_ci(v)["ci"]
+    out.extrapolation = _extrapolation_in_m(N, D, L, w) if M.max() > M_SPLIT else None
+    if out.extrapolation is None:
+        out.extrapolation_skipped = (f"no run beyond M = {M_SPLIT:g}" if M.max() <= M_SPLIT else
+                                     f"too few runs (or sizes) at M ≤ {M_SPLIT:g} to fit on")
+    out.doubling = [DoublingGain(**row) for row in doubling_gains(N, D, L, p3, fit)]
     return out

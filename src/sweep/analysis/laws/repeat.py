@@ -22,6 +22,8 @@ from scipy.optimize import minimize_scalar
 from .bootstrap import percentile_ci
 from ..inputs.load import A3_MIN_RUNS, A3_MIN_SIZES, Dataset, drop_runs, n_sizes
 from .lse import DELTA, LseFitter, approach3_params, huber, law_loss, single_threaded_blas
+from ..result.record import Value
+from ..result.beyond import LawParams, RepeatedData
 
 EPOCH_TOL = 1e-6  # exactly one pass, up to rounding, is no repetition
 R_STAR_BOUNDS = (1e-2, 1e4)  # repetitions; at a bound R* is not identified (no decay seen, or all value lost at once)
@@ -87,20 +89,21 @@ def fit_r_star(p: dict, N, D, epochs, L, w=None) -> tuple[float, bool]:
     return float(np.exp(x)), bool(min(x - lo, hi - x) < 1e-3)
 
 
-def effective_data(ds: Dataset, n_boot: int = 200, seed: int = 0) -> dict:
+def effective_data(ds: Dataset, n_boot: int = 200, seed: int = 0) -> RepeatedData:
     """fits.json's `repeated_data`: R* of Muennighoff's effective data, from a dataset with its repeated runs in."""
     rep = repeated_mask(ds)
-    out = {"form": "D' = U + U·R*·(1 − exp(−R/R*)), U = tokens/epochs, R = epochs − 1 (Muennighoff et al. 2023)",
-           "method": "Approach 3 fitted to the runs of at most 1 epoch; R* alone fitted to the repeated runs under "
-                     "that law (Huber on log loss); interval: both resampled, the law and R* refitted",
-           "n_repeated": int(rep.sum()), "n_fresh": int((~rep).sum())}
+    out = RepeatedData(form="D' = U + U·R*·(1 − exp(−R/R*)), U = tokens/epochs, R = epochs − 1 (Muennighoff et al. "
+                            "2023)",
+                       method="Approach 3 fitted to the runs of at most 1 epoch; R* alone fitted to the repeated runs "
+                              "under that law (Huber on log loss); interval: both resampled, the law and R* refitted",
+                       n_repeated=int(rep.sum()), n_fresh=int((~rep).sum()))
     fresh = ds.runs[~rep]
     if n_sizes(fresh) < A3_MIN_SIZES or len(fresh) < A3_MIN_RUNS:
-        out["skipped"] = (f"the runs of at most 1 epoch ({len(fresh)} runs, {n_sizes(fresh)} sizes) are too few "
-                          f"for the law R* is fitted under (≥ {A3_MIN_SIZES} sizes, ≥ {A3_MIN_RUNS} runs)")
+        out.skipped = (f"the runs of at most 1 epoch ({len(fresh)} runs, {n_sizes(fresh)} sizes) are too few for "
+                       f"the law R* is fitted under (≥ {A3_MIN_SIZES} sizes, ≥ {A3_MIN_RUNS} runs)")
         return out
     if not rep.any():
-        out["skipped"] = "no run repeats its data"
+        out.skipped = "no run repeats its data"
         return out
     fitter = LseFitter(fresh[["N", "D"]].to_numpy(float), fresh["loss"].to_numpy(float))
     with single_threaded_blas():
@@ -120,8 +123,8 @@ def effective_data(ds: Dataset, n_boot: int = 200, seed: int = 0) -> dict:
     with np.errstate(all="ignore"):
         pred = law_loss(p, args[0], effective_tokens(args[1], args[2], r_star))
         naive = law_loss(p, args[0], args[1])
-    out.update(law=p, law_at_bound=fit.at_bound, R_star=r_star, at_bound=at_bound,
-               ci={"R_star": [float(np.exp(c)) for c in ci["ci"]]} if ci["ci"] else {},
-               mean_rel_error=float(np.mean(pred / args[3] - 1)),
-               mean_rel_error_as_fresh=float(np.mean(naive / args[3] - 1)))
+    out.law, out.law_at_bound, out.at_bound, out.fitted = LawParams(**p), fit.at_bound, at_bound, True
+    out.R_star = Value(r_star, [float(np.exp(c)) for c in ci["ci"]] if ci["ci"] else None)
+    out.mean_rel_error = float(np.mean(pred / args[3] - 1))
+    out.mean_rel_error_as_fresh = float(np.mean(naive / args[3] - 1))
     return out

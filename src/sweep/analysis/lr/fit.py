@@ -31,6 +31,7 @@ import numpy as np
 from scipy import stats
 
 from ..inputs.sizes import size_clusters
+from ..result.lr import PowerLaw
 
 SIGMA_FLOOR = 1e-3  # nats/token: the smallest residual scale an interval is built on
 LEVEL = 0.95
@@ -124,12 +125,12 @@ def power_law(n: np.ndarray, y: np.ndarray, se: np.ndarray | None) -> dict:
             "min_params": float(n.min()), "max_params": float(n.max())}
 
 
-def law_band(law: dict, n, ref: str = "lr_ref") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def law_band(law: PowerLaw, n) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The law at sizes n and its 95% band (the mean law's interval, from its covariance)."""
-    x = np.log(np.asarray(n, float) / law["n_ref"])
-    c = np.asarray(law["cov"])
-    mid = np.log(law[ref]) + law["exponent"] * x
-    half = law["t"] * np.sqrt(c[0, 0] + 2 * x * c[0, 1] + x * x * c[1, 1])
+    x = np.log(np.asarray(n, float) / law.n_ref)
+    c = np.asarray(law.cov)
+    mid = np.log(law.ref.value) + law.exponent.value * x
+    half = law.t * np.sqrt(c[0, 0] + 2 * x * c[0, 1] + x * x * c[1, 1])
     return np.exp(mid), np.exp(mid - half), np.exp(mid + half)
 
 

@@ -1,16 +1,17 @@
 """The analysis of a learning-rate sweep (`sweep=lr`, issue #11): per model size the best peak lr from a parabola of
 final loss in ln lr; across sizes the power law lr*(N) = lr_ref·(N/n_ref)^exponent over matmul parameter counts;
-the study as a JSON-safe dict; which runs the ordinary laws should see. Pure numerics on ds.runs, no I/O; the rule
-file lr_rule.json (that `train.lr_rule=FILE` reads), the figure and the report section are report/lr.py.
+the study (result/lr.py's LrStudy); which runs the ordinary laws should see. Pure numerics on ds.runs, no
+I/O; the rule file lr_rule.json (that `train.lr_rule=FILE` reads), the figure and the report section are
+report/lr.py.
 
 Intended call sequence in `sweep analyze` (wired by main.py / estimate.py):
 
     lr = analyze_lr(ds.runs, meta)            # meta: {"data": ..., "sweep": ...}; None: not an lr study
     if lr is not None:
-        fits["lr"] = lr                       # JSON-safe
+        fits.lr = lr                          # an LrStudy
         keep = best_lr_runs(ds.runs)          # the ordinary laws get one lr per size/horizon cell; the others are
                                               # listed as left out ("not the best lr of its size")
-        if lr["law"]: report.lr.write_rule(out / "lr_rule.json", lr, meta)
+        if lr.law: report.lr.write_rule(out / "lr_rule.json", lr, meta)
         fig = report.lr.plot_lr(lr); fig.savefig(out / "lr.png"); plt.close(fig)
         lines += report.lr.report_lines(lr, rule_path=out / "lr_rule.json")
 
@@ -35,6 +36,7 @@ import pandas as pd
 
 from ...files import json_safe
 from ..inputs.sizes import size_clusters
+from ..result.lr import LrStudy
 from .fit import SIGMA_FLOOR, fit_curve, levels, power_law, vertex_interval
 
 N_SIM = 2000  # parametric-bootstrap resamples per size
@@ -209,8 +211,9 @@ def _batch_law(studies: list[dict], best: dict) -> dict | None:
 
 
 # ------------------------------------------------------------------------------------------ entry points
-def analyze_lr(runs: pd.DataFrame, meta: dict | None = None, n_sim: int = N_SIM, seed: int = 0) -> dict | None:
-    """The lr study in ds.runs as a JSON-safe dict (fits.json["lr"]), None when the runs hold none.
+def analyze_lr(runs: pd.DataFrame, meta: dict | None = None, n_sim: int = N_SIM, seed: int = 0) -> LrStudy | None:
+    """The lr study in ds.runs (fits.json's `lr`), None when the runs hold none. Its numerics build it as the JSON-safe
+    record fits.json holds; it is returned read into LrStudy by fits.json's own reader, so the two cannot differ.
 
     Keys: params, horizon, tokens_per_param, slice, per_size, law (None: no rule, `no_rule` says why), noise,
     slices (each slice's mean best loss, when beta2/batch_tokens were swept), batch (batch*(N), when batch_tokens
@@ -251,7 +254,7 @@ def analyze_lr(runs: pd.DataFrame, meta: dict | None = None, n_sim: int = N_SIM,
         out["warnings"].append(f"{len(at_h)} slices ({', '.join(keys)}): the rule is from the best, {best['slice']}")
         if "batch_tokens" in keys:
             out["batch"] = _batch_law(at_h, best)
-    return json_safe(out)
+    return LrStudy.from_json(json_safe(out), "lr")
 
 
 def best_lr_runs(runs: pd.DataFrame) -> pd.Index:

@@ -5,6 +5,9 @@ never a `[x, x]` that would read as certainty. Also `sci`, a FLOP count or size 
 
 from __future__ import annotations
 
+from ..result.record import Value
+from ..result.fits import Laws
+
 
 def zero_width(ci) -> bool:
     lo, hi = ci
@@ -22,13 +25,14 @@ def ci_text(value, ci, fmt="{:.4g}", why_none: str | None = None) -> str:
     return fmt.format(value) + (f" (no interval: {why_none})" if why_none else "")
 
 
-def get(section: dict, key: str, fmt="{:.4g}", why_none: str | None = None) -> str:
-    return ci_text(section.get(key), (section.get("ci") or {}).get(key), fmt, why_none)
+def value_text(v: Value | None, fmt="{:.4g}", why_none: str | None = None) -> str:
+    """A fitted quantity (None: not fitted) with its interval, as ci_text shows it."""
+    return ci_text(None, None) if v is None else ci_text(v.value, v.ci, fmt, why_none)
 
 
-def why_none(fits: dict) -> str | None:
+def why_none(fits: Laws) -> str | None:
     """Why a headline value has no interval (None with --bootstrap 0: the report's opening says so once)."""
-    return "fewer than 10 resamples could be refitted" if fits["bootstrap"]["n"] else None
+    return "fewer than 10 resamples could be refitted" if fits.bootstrap.n else None
 
 
 def sci(x: float) -> str:

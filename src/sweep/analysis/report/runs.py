@@ -5,21 +5,22 @@ fitted (repeat.py). Formatting only.
 
 from __future__ import annotations
 
-from .fmt import get, sci, why_none
+from .fmt import sci, value_text, why_none
 from ..inputs.load import HOLDOUT_MIN_SIZES, n_sizes
+from ..result.fits import Cooldown, Fits
 
 
-def missing(ds, fits: dict) -> list[str]:
+def missing(ds, fits: Fits) -> list[str]:
     """A report on too few runs: what each law needs that the runs lack, then the runs themselves."""
-    enough = next((t["detail"] for t in fits.get("trust", []) if t["check"] == "enough_data"), None)
-    L = ["## What is missing", "", f"- {enough or fits['approach3']['error']}.",
+    enough = next((t.detail for t in fits.trust if t.check == "enough_data"), None)
+    L = ["## What is missing", "", f"- {enough or fits.approach3.error}.",
          f"- Approach 2 (isoFLOP curves) needs ≥ 2 FLOP budgets of ≥ 3 model sizes each: "
-         f"{fits['approach2'].get('skipped') or 'not fitted'}.",
+         f"{fits.approach2.skipped or 'not fitted'}.",
          *([f"- The held-out-size check needs ≥ {HOLDOUT_MIN_SIZES} model sizes: "
             f"{'this sweep has' if ds.has_curves else 'there are'} {n_sizes(ds.runs)}."]
            if n_sizes(ds.runs) < HOLDOUT_MIN_SIZES else [])]
-    if fits["kaplan"].get("skipped"):
-        L.append(f"- L(N) needs one tokens/param reached by ≥ 3 sizes: {fits['kaplan']['skipped']}.")
+    if fits.kaplan.skipped:
+        L.append(f"- L(N) needs one tokens/param reached by ≥ 3 sizes: {fits.kaplan.skipped}.")
     r = ds.runs
     L += ["", "What could be drawn and fitted is below.", "", "## Runs", "",
           "| run | model | N | tokens D | FLOPs C | loss | epochs |", "|---|---|---|---|---|---|---|"]
@@ -33,7 +34,7 @@ def missing(ds, fits: dict) -> list[str]:
     return L + [""]
 
 
-def repeated(ds, fits: dict) -> list[str]:
+def repeated(ds, fits: Fits) -> list[str]:
     """The runs above 1 epoch, and Muennighoff's effective-data fit when they were fitted."""
     rep = ds.repeated
     if not rep:
@@ -44,27 +45,27 @@ def repeated(ds, fits: dict) -> list[str]:
                                  "left out of the laws (pass --include-repeated to fit them)."), "",
          "| run | epochs |", "|---|---|", *[f"| `{x['run_name']}` | {x['epochs']:.3g} |" for x in rep[:30]]]
     L += [f"| … {len(rep) - 30} more | |"] if len(rep) > 30 else []
-    eff = fits.get("repeated_data")
+    eff = fits.repeated_data
     if eff:
-        why = why_none(fits) if eff["n_repeated"] >= 3 else "under 3 runs to resample"
-        bound = " (at a bound of its range: not identified)" if eff.get("at_bound") else ""
-        L += ["", f"**Effective data** ({eff['form']}; {eff['method']}): " + (
-            f"not fitted — {eff['skipped']}." if "skipped" in eff else
-            f"R* = {get(eff, 'R_star', '{:.3g}', why)} repetitions{bound}. With it the "
-            f"{eff['n_repeated']} repeated runs' losses are predicted with mean error "
-            f"{eff['mean_rel_error'] * 100:+.2f}% (as if every token were fresh: "
-            f"{eff['mean_rel_error_as_fresh'] * 100:+.2f}%).")]
+        why = why_none(fits) if eff.n_repeated >= 3 else "under 3 runs to resample"
+        bound = " (at a bound of its range: not identified)" if eff.at_bound else ""
+        L += ["", f"**Effective data** ({eff.form}; {eff.method}): " + (
+            f"not fitted — {eff.skipped}." if eff.skipped is not None else
+            f"R* = {value_text(eff.R_star, '{:.3g}', why)} repetitions{bound}. With it the "
+            f"{eff.n_repeated} repeated runs' losses are predicted with mean error "
+            f"{eff.mean_rel_error * 100:+.2f}% (as if every token were fresh: "
+            f"{eff.mean_rel_error_as_fresh * 100:+.2f}%).")]
     return L + [""]
 
 
-def cooldown_lines(cooldown: dict | None) -> list[str]:
+def cooldown_lines(cooldown: Cooldown | None) -> list[str]:
     """report.md's statement of the compute saved (nothing without branches)."""
     if not cooldown:
         return []
-    missing = cooldown.get("trunks_missing")
-    saving = cooldown["saving"]
-    return [f"Cooldown branches: {cooldown['branches']} branches from {cooldown['trunks']} trunk(s) cost "
-            f"{cooldown['flops_spent']:.3g} FLOPs, against {cooldown['flops_independent']:.3g} for independent runs "
+    missing = cooldown.trunks_missing
+    saving = cooldown.saving
+    return [f"Cooldown branches: {cooldown.branches} branches from {cooldown.trunks} trunk(s) cost "
+            f"{cooldown.flops_spent:.3g} FLOPs, against {cooldown.flops_independent:.3g} for independent runs "
             f"of the same horizons" + (f": {100 * saving:.0f}% saved" if saving is not None else "")
             + (f" (without the trunks {', '.join(missing)}, whose summary.json is missing)" if missing else "")
             + ". Each branch is fitted as the independent run it equals; the bootstrap resamples a trunk with its "

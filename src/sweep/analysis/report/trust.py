@@ -1,4 +1,4 @@
-""""Can I trust this?": concrete findings about a sweep and its fits, each {"check", "ok", "detail"} (fits.json's
+""""Can I trust this?": concrete findings about a sweep and its fits, each a TrustCheck (check, ok, detail: fits.json's
 `trust`, report.md's opening checklist). ok is True (passed), False (a finding: the detail says what, where and what
 to do) or None (not checkable: the detail says why). Reads the loaded runs (with the facts load.py carries) and the
 fits; fits nothing itself.
@@ -13,6 +13,7 @@ import numpy as np
 
 from ..inputs.load import A3_MIN_RUNS, A3_MIN_SIZES, HOLDOUT_MIN_SIZES, Dataset, n_sizes
 from ..inputs.sizes import size_clusters
+from ..result.fits import Laws, TrustCheck
 
 KAPLAN_A, CHINCHILLA_A = 0.73, 0.50  # N_opt ∝ C^a: Kaplan et al. 2020, Hoffmann et al. 2022
 LR_OFF = 1.5  # an lr further than this factor from its tuned rule's is flagged
@@ -20,8 +21,8 @@ SHOWN = 4  # names listed in one finding before "and k more"
 GLYPH = {True: "✓", False: "✗", None: "–"}
 
 
-def _item(check: str, ok: bool | None, detail: str) -> dict:
-    return {"check": check, "ok": ok, "detail": detail}
+def _item(check: str, ok: bool | None, detail: str) -> TrustCheck:
+    return TrustCheck(check=check, ok=ok, detail=detail)
 
 
 def _names(names: list[str]) -> str:
@@ -60,10 +61,10 @@ def _more_sizes(models: list[str], wanted: int) -> str | None:
     return "model=" + ",".join(ladder[i] for i in sorted(set(have) | set(add))) if add else None
 
 
-def enough_data(ds: Dataset, fits: dict) -> dict:
+def enough_data(ds: Dataset, fits: Laws) -> TrustCheck:
     k, n = n_sizes(ds.runs), len(ds.runs)
     models = sorted({m for m in ds.runs.get("model", []) if isinstance(m, str)})
-    missing = fits["approach3"].get("error")
+    missing = fits.approach3.error
     if missing and not n and ds.repeated:
         return _item("enough_data", False, f"nothing fitted: every one of the {_plural(len(ds.repeated), 'run')} "
                      f"repeats its data; pass --include-repeated to fit them anyway, or train on a larger corpus")
@@ -84,7 +85,7 @@ def enough_data(ds: Dataset, fits: dict) -> dict:
                  f"≥ {A3_MIN_RUNS} runs) and the held-out-size check (≥ {HOLDOUT_MIN_SIZES} sizes)")
 
 
-def repeated_data(loaded: Dataset, fitted: Dataset) -> dict:
+def repeated_data(loaded: Dataset, fitted: Dataset) -> TrustCheck:
     rep = fitted.repeated
     if rep:
         worst = rep[0]
@@ -114,7 +115,7 @@ def _by_size(runs) -> list[tuple[str, np.ndarray]]:
     return out
 
 
-def lr_rule(loaded: Dataset) -> dict:
+def lr_rule(loaded: Dataset) -> TrustCheck:
     r = loaded.runs
     tuned = r["lr_rule_tuned"].to_numpy(object) if "lr_rule_tuned" in r else np.full(len(r), None)
     if all(t is None for t in tuned):
@@ -141,7 +142,7 @@ def lr_rule(loaded: Dataset) -> dict:
     return _item("lr_rule", True, "every run's lr rule was measured (tuned), over a range that holds its size")
 
 
-def lr_vs_rule(loaded: Dataset) -> dict:
+def lr_vs_rule(loaded: Dataset) -> TrustCheck:
     r = loaded.runs
     if "rule_lr" not in r or r["rule_lr"].isna().all():
         return _item("lr_vs_rule", None, "no rule lr recorded (runs from before plan.lr_rule, or a CSV): the lr "
@@ -163,7 +164,7 @@ def lr_vs_rule(loaded: Dataset) -> dict:
     return _item("lr_vs_rule", True, f"every run's lr is within {LR_OFF:g}× of its tuned rule's")
 
 
-def val_tokens(loaded: Dataset) -> dict:
+def val_tokens(loaded: Dataset) -> TrustCheck:
     v = loaded.runs["val_tokens"].to_numpy(float) if "val_tokens" in loaded.runs else np.full(len(loaded.runs), np.nan)
     known = v[np.isfinite(v)]
     values, counts = np.unique(known, return_counts=True)
@@ -177,22 +178,22 @@ def val_tokens(loaded: Dataset) -> dict:
     return _item("val_tokens", True, f"every run's final eval used the same {values[0]:,.0f} held-out tokens")
 
 
-def isoflop_edges(fitted: Dataset, fits: dict) -> dict:
-    a2 = fits["approach2"]
-    rows = a2.get("budgets") or []
+def isoflop_edges(fitted: Dataset, fits: Laws) -> TrustCheck:
+    a2 = fits.approach2
+    rows = a2.budgets or []
     if not rows:
-        return _item("isoflop_edges", None, f"no isoFLOP minima to check: {a2.get('skipped') or 'no parabola'}")
+        return _item("isoflop_edges", None, f"no isoFLOP minima to check: {a2.skipped or 'no parabola'}")
     r, flagged = fitted.runs, []
     for row in rows:
-        if not row.get("edge"):
+        if not row.edge:
             continue
-        g = r[np.isclose(r["budget"].to_numpy(float), row["C"], rtol=1e-9)]
+        g = r[np.isclose(r["budget"].to_numpy(float), row.C, rtol=1e-9)]
         lo, hi = g["N"].min(), g["N"].max()
-        outside = row["edge"] == "outside"
-        small = row["N_opt"] < lo if outside else g["N"].iloc[int(np.argmin(g["loss"]))] == lo
+        outside = row.edge == "outside"
+        small = row.N_opt.value < lo if outside else g["N"].iloc[int(np.argmin(g["loss"]))] == lo
         where = (("beyond" if outside else "lowest loss at") + (f" the smallest size {lo:.3g}" if small
                                                                  else f" the largest size {hi:.3g}"))
-        flagged.append(f"C = {row['C']:.3g} (N* ≈ {row['N_opt']:.3g}, {where}: add a "
+        flagged.append(f"C = {row.C:.3g} (N* ≈ {row.N_opt.value:.3g}, {where}: add a "
                        f"{'smaller' if small else 'larger'} model)")
     if flagged:
         return _item("isoflop_edges", False, f"{len(flagged)} of the {len(rows)} isoFLOP minima lie at an edge of the "
@@ -201,14 +202,14 @@ def isoflop_edges(fitted: Dataset, fits: dict) -> dict:
                  f"in its budget")
 
 
-def exponent_bounds(fits: dict) -> dict:
-    a3 = fits["approach3"]
-    if "error" in a3:
+def exponent_bounds(fits: Laws) -> TrustCheck:
+    a3 = fits.approach3
+    if not a3.fitted:
         return _item("exponent_bounds", None, "Approach 3 not fitted, so no bounds to check")
     names = {"e": "E", "a0": "A", "alpha0": "α", "a1": "B", "alpha1": "β"}
     terms = {"e": "E", "a0": "A/N^α", "a1": "B/D^β"}
-    found = [f"{names.get(b, b)} sits at its bound" for b in a3["at_bound"]]
-    found += [f"the term {terms.get(t, t)} is negligible" for t in a3["negligible"]]
+    found = [f"{names.get(b, b)} sits at its bound" for b in a3.at_bound]
+    found += [f"the term {terms.get(t, t)} is negligible" for t in a3.negligible]
     if found:
         return _item("exponent_bounds", False, f"Approach 3 is degenerate: {'; '.join(found)}; the data do not pin "
                      f"the law down, so no recipe is given from it: widen the range of sizes and of tokens per size")
@@ -216,18 +217,17 @@ def exponent_bounds(fits: dict) -> dict:
                  "matters")
 
 
-def allocation_interval(fits: dict) -> dict:
+def allocation_interval(fits: Laws) -> TrustCheck:
     found, ok, none = [], [], []
-    a3 = fits.get("approach3") or {}
-    degenerate = bool(a3.get("at_bound") or a3.get("negligible"))  # its allocation is an artefact of the bounds
-    for name, sec in (("Approach 2's a", fits["approach2"]), ("Approach 3's allocation a", fits["allocation"])):
-        if not isinstance(sec.get("a"), (int, float)) or (degenerate and sec is fits["allocation"]):
+    degenerate = fits.approach3.degenerate  # its allocation is an artefact of the bounds
+    for name, sec in (("Approach 2's a", fits.approach2), ("Approach 3's allocation a", fits.allocation)):
+        if sec.a is None or not isinstance(sec.a.value, (int, float)) or (degenerate and sec is fits.allocation):
             continue
-        ci = (sec.get("ci") or {}).get("a")
+        ci = sec.a.ci
         if not ci or not ci[0] < ci[1]:
             none.append(name)
             continue
-        text = f"{name} = {sec['a']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
+        text = f"{name} = {sec.a.value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
         (found if ci[0] <= CHINCHILLA_A and KAPLAN_A <= ci[1] else ok).append(text)
     if found:
         return _item("allocation_interval", False, f"the 95% interval of {'; '.join(found)} holds both Chinchilla's "
@@ -240,19 +240,19 @@ def allocation_interval(fits: dict) -> dict:
         return _item("allocation_interval", None, "no exponent a to judge (Approach 2 not fitted, Approach 3 "
                      f"{'degenerate' if degenerate else 'not fitted'}): nothing to set against Kaplan's and "
                      "Chinchilla's")
-    why = "no bootstrap (--bootstrap 0)" if not fits["bootstrap"]["n"] else "no interval"
+    why = "no bootstrap (--bootstrap 0)" if not fits.bootstrap.n else "no interval"
     return _item("allocation_interval", None, f"{why} for {' or '.join(none)}: whether a separates Kaplan's from "
                  f"Chinchilla's is not checked")
 
 
-def trust_checks(loaded: Dataset, fitted: Dataset, fits: dict) -> list[dict]:
+def trust_checks(loaded: Dataset, fitted: Dataset, fits: Laws) -> list[TrustCheck]:
     """Every check, in the order a reader should fix them. loaded: every usable run (repeated ones too); fitted:
     the runs the laws were fitted to (before any aggregation)."""
     return [enough_data(fitted, fits), repeated_data(loaded, fitted), lr_rule(loaded), lr_vs_rule(loaded),
             val_tokens(loaded), isoflop_edges(fitted, fits), exponent_bounds(fits), allocation_interval(fits)]
 
 
-def checklist(items: list[dict]) -> list[str]:
+def checklist(items: list[TrustCheck]) -> list[str]:
     """report.md's lines for the checks: findings first, then what passed, then what could not be checked."""
-    order = sorted(items, key=lambda i: {False: 0, True: 1, None: 2}[i["ok"]])
-    return [f"- {GLYPH[i['ok']]} {i['detail']}" for i in order]
+    order = sorted(items, key=lambda i: {False: 0, True: 1, None: 2}[i.ok])
+    return [f"- {GLYPH[i.ok]} {i.detail}" for i in order]

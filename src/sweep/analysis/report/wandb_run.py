@@ -14,31 +14,34 @@ import hashlib
 import re
 import sys
 from contextlib import suppress
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from ..laws.lse import law_loss
-from .plots.base import law, own_flops, runs_table, section
+from ..result.fits import Fits, WandbRecord
+from .plots.base import law, own_flops, runs_table
 from .plots.optimal import optimum
 from .fmt import sci
 
 MAX_SERIES = 20  # budgets drawn as lines in one chart: past this, a spread of them
 
 
-def summary_values(fits: dict) -> dict[str, float]:
+def summary_values(fits: Fits) -> dict[str, float]:
     """Flat key values for wandb's summary and quick reading (what the fits hold; a missing fit adds nothing)."""
     out = {}
-    for sec, keys in (("approach3", ("E", "A", "B", "alpha", "beta")), ("allocation", ("a", "b", "G")),
-                      ("approach2", ("a", "b")), ("approach1", ("a", "b"))):
-        s = section(fits, sec) or {}
-        out.update({f"{sec}/{k}": s[k] for k in keys if k in s})
-        for k, ci in (s.get("ci") or {}).items() if sec in ("approach3", "approach2") else ():
-            if ci:
-                out[f"{sec}/{k}_ci_low"], out[f"{sec}/{k}_ci_high"] = ci
-    h = ((fits.get("holdout") or {}).get("approach3")) or {}
-    if "mean_rel_error" in h:
-        out["holdout/mean_rel_error"] = h["mean_rel_error"]
+    for name, keys in (("approach3", ("E", "A", "B", "alpha", "beta")), ("allocation", ("a", "b", "G")),
+                       ("approach2", ("a", "b")), ("approach1", ("a", "b"))):
+        values = {k: getattr(getattr(fits, name), k) for k in keys}
+        out.update({f"{name}/{k}": v.value for k, v in values.items() if v is not None})
+        if name in ("approach3", "approach2"):  # their intervals too
+            for k, v in values.items():
+                if v is not None and v.ci:
+                    out[f"{name}/{k}_ci_low"], out[f"{name}/{k}_ci_high"] = v.ci
+    h = fits.holdout.approach3
+    if h is not None:
+        out["holdout/mean_rel_error"] = h.mean_rel_error
     return out
 
 
@@ -62,7 +65,7 @@ def _column(values) -> list:
             (x.item() if hasattr(x, "item") else x for x in values)]
 
 
-def _charts(wandb, ds, fits, table, t) -> dict:
+def _charts(wandb, ds, fits: Fits, table, t) -> dict:
     """Native wandb charts (tables with a Vega spec) from the runs table t and the fits."""
     charts = {"charts/loss_vs_C": wandb.plot.scatter(table, "log10_C", "loss", title="final loss vs log10 FLOPs C")}
     if law(fits) is not None:
@@ -81,13 +84,13 @@ def _charts(wandb, ds, fits, table, t) -> dict:
             xs=xs, ys=ys, keys=[f"C = {sci(c)}" for c in budgets], title="final loss vs log10 N, per FLOP budget",
             xname="log10 N")
     xs, ys, keys = [], [], []
-    env = (section(fits, "approach1") or {}).get("envelope") or []
+    env = fits.approach1.envelope
     if env:
-        xs.append([float(np.log10(r["C"])) for r in env])
-        ys.append([r["L"] for r in env])
+        xs.append([float(np.log10(r.C)) for r in env])
+        ys.append([r.L for r in env])
         keys.append("lower envelope (Approach 1)")
     p3 = law(fits)
-    if p3 is not None and not (p3.get("at_bound") or p3.get("negligible")):
+    if p3 is not None and not fits.approach3.degenerate:
         C = ds.points["C"].to_numpy(float)
         c_grid = np.logspace(np.log10(C.min()), np.log10(C.max()) + 1, 60)
         with np.errstate(all="ignore"):
@@ -97,11 +100,11 @@ def _charts(wandb, ds, fits, table, t) -> dict:
         xs.append(np.log10(c_grid[ok]).tolist())
         ys.append(frontier[ok].tolist())
         keys.append("Approach 3 at the compute-optimal N, D")
-        rows = section(fits, "approach2", ("budgets",))
+        budgets = fits.approach2.budgets
         series = [(np.log10(c_grid[ok]).tolist(), np.log10(n[ok]).tolist(), "Approach 3")]
-        if rows and rows["budgets"]:
-            series.append(([float(np.log10(r["C"])) for r in rows["budgets"]],
-                            [float(np.log10(r["N_opt"])) for r in rows["budgets"]], "Approach 2 minima"))
+        if budgets:
+            series.append(([float(np.log10(r.C)) for r in budgets],
+                           [float(np.log10(r.N_opt.value)) for r in budgets], "Approach 2 minima"))
         charts["charts/compute_optimal_N"] = wandb.plot.line_series(
             xs=[o[0] for o in series], ys=[o[1] for o in series], keys=[o[2] for o in series],
             title="log10 N* vs log10 C", xname="log10 C")
@@ -111,9 +114,9 @@ def _charts(wandb, ds, fits, table, t) -> dict:
     return charts
 
 
-def _task_table(wandb, fits: dict, out: Path) -> dict:
+def _task_table(wandb, fits: Fits, out: Path) -> dict:
     """The per-run task metrics (tasks.csv: run × variant × metric) as a table, when the sweep has task results."""
-    name = (fits.get("emergence") or {}).get("table")
+    name = fits.emergence.table if fits.emergence else None
     if not name or not (Path(out) / name).exists():
         return {}
     import pandas as pd
@@ -121,7 +124,7 @@ def _task_table(wandb, fits: dict, out: Path) -> dict:
     return {"tasks": wandb.Table(dataframe=pd.read_csv(Path(out) / name))}
 
 
-def start_run(ds, fits: dict, plots: dict, out: Path, mode: str):
+def start_run(ds, fits: Fits, plots: dict, out: Path, mode: str) -> tuple[object, WandbRecord]:
     """Open (or resume) the sweep's analysis run and log its summary, runs table, charts and plots.
     Returns (run, what fits.json records of it); run is None if wandb failed (the record then holds the error)."""
     run = None
@@ -132,7 +135,7 @@ def start_run(ds, fits: dict, plots: dict, out: Path, mode: str):
         run = wandb.init(project=_project(ds), entity=ds.logger.get("entity"), group=_group(ds), job_type="analysis",
                          name=f"analysis-{ds.sweep_name}", id=rid, resume="allow", dir=str(out), mode=mode,
                          settings=wandb.Settings(console="off", x_disable_stats=True))
-        run.config.update({"params": ds.params, "source": ds.source, "bootstrap": fits.get("bootstrap")},
+        run.config.update({"params": ds.params, "source": ds.source, "bootstrap": fits.bootstrap.to_json()},
                           allow_val_change=True)  # a re-analysis may change them
         run.summary.update(summary_values(fits))
         t = runs_table(ds, fits)
@@ -144,8 +147,8 @@ def start_run(ds, fits: dict, plots: dict, out: Path, mode: str):
         run.log({"runs": table, **_charts(wandb, ds, fits, table, t), **_task_table(wandb, fits, out),
                  **{f"plots/{k}": wandb.Image(str(v)) for k, v in plots.items()}})
         name = re.sub(r"[^A-Za-z0-9_.-]+", "-", ds.sweep_name).strip("-.") or "sweep"
-        return run, {"mode": mode, "id": run.id, "project": _project(ds), "dir": str(Path(run.dir).parent),
-                     "artifact": f"analysis-{name}-{rid[-8:]}"}
+        return run, WandbRecord(mode=mode, id=run.id, project=_project(ds), dir=str(Path(run.dir).parent),
+                                artifact=f"analysis-{name}-{rid[-8:]}")
     except Exception as err:  # the fits and report stand without wandb: say so, don't lose them
         if run is not None:
             with suppress(Exception):
@@ -153,13 +156,13 @@ def start_run(ds, fits: dict, plots: dict, out: Path, mode: str):
         return None, _failed(mode, err)
 
 
-def finish_run(run, info: dict, files: list[Path]) -> dict:
+def finish_run(run, info: WandbRecord, files: list[Path]) -> WandbRecord:
     """Attach the written files to the run (a new version of its `analysis` artifact, and its files) and finish it.
     Returns info, with the error if this failed."""
     try:
         import wandb
 
-        art = wandb.Artifact(info["artifact"], type="analysis", metadata={"run": info["id"]},
+        art = wandb.Artifact(info.artifact, type="analysis", metadata={"run": info.id},
                              description="fits.json, report.md and report.html of a `sweep analyze`")
         for f in files:
             art.add_file(str(f), name=f.name)
@@ -171,12 +174,12 @@ def finish_run(run, info: dict, files: list[Path]) -> dict:
     except Exception as err:
         with suppress(Exception):
             run.finish(exit_code=1)
-        return {**info, **_failed(info["mode"], err)}
+        return replace(info, error=_failed(info.mode, err).error)
 
 
-def _failed(mode: str, err: Exception) -> dict:
+def _failed(mode: str, err: Exception) -> WandbRecord:
     print(f"sweep analyze: wandb logging failed ({type(err).__name__}: {err}); results are on disk", file=sys.stderr)
-    return {"mode": mode, "error": f"{type(err).__name__}: {err}"}
+    return WandbRecord(mode=mode, error=f"{type(err).__name__}: {err}")
 
 
 def resolve_mode(ds, requested: str, environ=None) -> str:

@@ -14,6 +14,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
+from ...result.fits import Fits
 from .base import PLOT_STYLE, hover_marks
 from .data import plot_isoflop, plot_loss_curves
 from .fit import plot_fit_nd, plot_holdout, plot_residuals
@@ -26,7 +27,7 @@ def plot_lr_study(ds, fits):
     """An lr sweep's best lr per size and lr*(N) (lr_outputs.plot_lr), when the runs form one."""
     from ..lr import plot_lr
 
-    return plot_lr(fits["lr"]) if fits.get("lr") else None
+    return plot_lr(fits.lr) if fits.lr else None
 
 
 PLOTS = (("lr", plot_lr_study), ("isoflop", plot_isoflop), ("fit_nd", plot_fit_nd), ("residuals", plot_residuals),
@@ -61,13 +62,13 @@ class PlotSet(dict):
         self.hover: dict[str, dict] = {}
 
 
-def _figures(ds, fits: dict):
+def _figures(ds, fits: Fits):
     """(name, figure or None) of each plot, drawn one at a time: the laws' plots, then the abilities' (emergence)."""
     yield from ((name, fn(ds, fits)) for name, fn in PLOTS)
-    yield from emergence_figures(fits)
+    yield from emergence_figures(fits.emergence)
 
 
-def make_plots(ds, fits: dict, out: Path, formats: tuple[str, ...] = ("png",)) -> PlotSet:
+def make_plots(ds, fits: Fits, out: Path, formats: tuple[str, ...] = ("png",)) -> PlotSet:
     """Each plot the data and fits allow, saved as PNG and in every other format asked for; returns a PlotSet."""
     formats = ("png", *(f for f in formats if f != "png"))
     made = PlotSet()

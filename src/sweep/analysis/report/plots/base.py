@@ -1,12 +1,12 @@
-"""What every plot of `sweep analyze` shares: the style and colours; the fits' sections read so that a missing or
+"""What every plot of `sweep analyze` shares: the style and colours; Approach 3's law read so that a missing or
 failed one is None (a grid too small to fit draws what it can); axis limits set by the data, with an interval that
 runs past them cut at the edge and ended in an arrow head (one wild interval never rescales an axis); hollow markers
 for runs a fit left out; per-point tooltips for report.html; and the runs as one table (plots, wandb).
 
 The 95% bands drawn around fitted curves come from bootstrap draws only: the law evaluated over each resample's
-parameters where fits.json keeps them (`samples`), else the percentile intervals fits.json holds for a quantity
-itself (the recipe's N*(C), D*(C) at its budgets), joined in log-log. Marginal parameter intervals are never combined
-into a band: the parameters are strongly correlated, so their endpoints would draw a band far too wide.
+parameters where the fit keeps them (Approach3.samples), else the percentile intervals the result holds for a
+quantity itself (the recipe's N*(C), D*(C) at its budgets), joined in log-log. Marginal parameter intervals are never
+combined into a band: the parameters are strongly correlated, so their endpoints would draw a band far too wide.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ import pandas as pd  # noqa: E402
 
 from ...inputs.sizes import size_clusters  # noqa: E402
 from ...laws.lse import law_loss  # noqa: E402
+from ...result.laws import LawFit, ParamDraws  # noqa: E402
+from ...result.fits import FlopsPerToken, Laws  # noqa: E402
 from ..fmt import sci  # noqa: E402
 
 PLOT_STYLE = {"figure.dpi": 110, "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False,
@@ -31,38 +33,25 @@ MAX_MARKS = 6000  # tooltips per figure in report.html: past this, an even sprea
 
 
 # ------------------------------------------------------------------------------------------ the fits' sections
-def section(fits: dict, name: str, need: tuple[str, ...] = ()) -> dict | None:
-    """fits[name] if it is there, holds every key in `need` and was neither skipped nor failed; else None."""
-    s = (fits or {}).get(name)
-    if not isinstance(s, dict) or "error" in s or "skipped" in s or not all(k in s for k in need):
-        return None
-    return s
+def law(fits: LawFit) -> dict | None:
+    """Approach 3's parameters {E, A, B, alpha, beta} (as lse.law_loss takes them), if it was fitted with finite
+    values."""
+    p = fits.approach3.params()
+    ok = p is not None and all(isinstance(v, (int, float)) and np.isfinite(v) for v in p.values())
+    return p if ok else None
 
 
-def law(fits: dict) -> dict | None:
-    """Approach 3's parameters, if it was fitted with finite values."""
-    a3 = section(fits, "approach3", LAW)
-    ok = a3 is not None and all(isinstance(a3[k], (int, float)) and np.isfinite(a3[k]) for k in LAW)
-    return a3 if ok else None
-
-
-def degenerate(a3: dict) -> bool:
-    """A parameter at its bound or a negligible term: its optimum is meaningless (and stretches axes by decades)."""
-    return bool(a3.get("at_bound") or a3.get("negligible"))
-
-
-def own_flops(fits: dict) -> dict | None:
+def own_flops(fits: Laws) -> FlopsPerToken | None:
     """The data's FLOPs/token fit when the runs did not count C = 6ND (the law's optimum then follows it)."""
-    fpt = (fits or {}).get("flops_per_token_fit") or {}
-    return fpt if fpt and not fpt.get("is_6N", True) else None
+    fpt = fits.flops_per_token_fit
+    return fpt if not fpt.is_6N else None
 
 
-def param_draws(sec: dict | None) -> list[dict] | None:
-    """The bootstrap's per-resample parameters, if fits keeps them: sec["samples"] = {E: [...], A: [...], ...}."""
-    s = (sec or {}).get("samples")
-    if not isinstance(s, dict) or not all(k in s for k in LAW):
+def param_draws(draws: ParamDraws | None) -> list[dict] | None:
+    """The bootstrap's per-resample parameters, if the fit keeps them (Approach3.samples), as dicts for law_loss."""
+    if draws is None:
         return None
-    arr = np.array([[np.nan if v is None else v for v in s[k]] for k in LAW], float).T
+    arr = np.array([[np.nan if v is None else v for v in getattr(draws, k)] for k in LAW], float).T
     arr = arr[np.isfinite(arr).all(axis=1)]
     return [dict(zip(LAW, row)) for row in arr] if len(arr) >= 10 else None
 
@@ -74,23 +63,24 @@ def draws_band(f, draws: list[dict]) -> tuple[np.ndarray, np.ndarray]:
     return np.nanpercentile(values, 2.5, axis=0), np.nanpercentile(values, 97.5, axis=0)
 
 
-def recipe_band(fits: dict, key: str, c_grid: np.ndarray):
-    """The recipe's 95% bootstrap intervals of `key` (N_opt, D_opt, N_opt_a2, ...) at its budgets, joined in log-log
-    over c_grid (NaN outside their span): (lo, hi, budgets), or None with fewer than 2 intervals."""
-    rows = [r for r in (fits or {}).get("recipe") or []
-            if (ci := (r.get("ci") or {}).get(key)) and all(v is not None and 0 < v < np.inf for v in ci)]
-    if len(rows) < 2:
+def recipe_band(fits: LawFit, key: str, c_grid: np.ndarray):
+    """The recipe's 95% bootstrap intervals of the quantity `key` (N_opt, D_opt, N_opt_a2, ...: a RecipeRow field)
+    at its budgets, joined in log-log over c_grid (NaN outside their span): (lo, hi, budgets), or None with fewer
+    than 2 intervals."""
+    cis = [(r.C, v.ci) for r in fits.recipe if (v := getattr(r, key)) is not None and v.ci
+           and all(x is not None and 0 < x < np.inf for x in v.ci)]
+    if len(cis) < 2:
         return None
-    lc = np.log([r["C"] for r in rows])
-    lo, hi = (np.log([r["ci"][key][i] for r in rows]) for i in (0, 1))
+    lc = np.log([c for c, _ in cis])
+    lo, hi = (np.log([ci[i] for _, ci in cis]) for i in (0, 1))
     x = np.log(c_grid)
     inside = (x >= lc.min()) & (x <= lc.max())
     out = [np.where(inside, np.exp(np.interp(x, lc, v)), np.nan) for v in (lo, hi)]
-    return out[0], out[1], np.array([r["C"] for r in rows], float)
+    return out[0], out[1], np.array([c for c, _ in cis], float)
 
 
 # ------------------------------------------------------------------------------------------------- the runs
-def runs_table(ds, fits: dict) -> pd.DataFrame:
+def runs_table(ds, fits: Laws) -> pd.DataFrame:
     """One row per run: its numbers, Approach 3's prediction and residual ln(observed / predicted), whether it is in
     a FLOP budget Approach 2 fitted, whether the holdout check held it out; runs excluded before fitting last, with
     their reason and no numbers."""
@@ -100,8 +90,7 @@ def runs_table(ds, fits: dict) -> pd.DataFrame:
     p = law(fits)
     t["predicted"] = law_loss(p, t["N"], t["D"]) if p else np.nan
     t["residual"] = np.log(t["loss"] / t["predicted"])
-    a2 = section(fits, "approach2") or {}
-    t["approach2"] = np.isin(t["budget"], [row["C"] for row in a2.get("budgets") or []])
+    t["approach2"] = np.isin(t["budget"], [row.C for row in fits.approach2.budgets or []])
     test = holdout_mask(ds, fits)
     t["held_out"] = test if test is not None else False
     t["status"] = "included"
@@ -110,18 +99,18 @@ def runs_table(ds, fits: dict) -> pd.DataFrame:
     return pd.concat([t, gone], ignore_index=True) if len(gone) else t
 
 
-def holdout_mask(ds, fits: dict) -> np.ndarray | None:
+def holdout_mask(ds, fits: Laws) -> np.ndarray | None:
     """The runs the held-out-largest-size check left out (as estimate.py chose them), or None if it did not run."""
-    h = ((fits or {}).get("holdout") or {}).get("approach3")
-    if not isinstance(h, dict) or "n_test" not in h:
+    h = fits.holdout.approach3
+    if h is None:
         return None
     N = ds.runs["N"].to_numpy(float)
     labels = size_clusters(N)
-    if "held_out_N_min" in h:  # a continuum of sizes: the top tenth of log N
-        test = N >= h["held_out_N_min"]
+    if h.held_out_N_min is not None:  # a continuum of sizes: the top tenth of log N
+        test = N >= h.held_out_N_min
     else:
         test = labels == labels.max()
-    return test if int(test.sum()) == h["n_test"] else None
+    return test if int(test.sum()) == h.n_test else None
 
 
 def run_tips(ds, idx) -> list[str]:

@@ -14,8 +14,7 @@ import numpy as np
 from ...laws.approaches import optimal_nd
 from ...inputs.sizes import size_clusters
 from ...laws.lse import law_loss
-from .base import PLOT_STYLE, degenerate, draws_band, figure, law, legend, note, param_draws, section, \
-    set_limits, tidy_log_axis
+from .base import PLOT_STYLE, draws_band, figure, law, legend, note, param_draws, set_limits, tidy_log_axis
 
 FILES = {"approach3": "compare_fit_nd", "allocation": "compare_optimal", "kaplan": "compare_ln",
          "exponents": "compare_exponents"}
@@ -62,22 +61,21 @@ def plot_optimal(inputs, result):
         shown = []
         for i, f in enumerate(inputs):
             p3 = law(f.fits)
-            if p3 is not None and not degenerate(p3):
+            if p3 is not None and not f.fits.approach3.degenerate:
                 with np.errstate(all="ignore"):
                     opt = optimal_nd(p3, c_grid)[idx]
                 ax.plot(c_grid, opt, color=colour(i), lw=1.8, label=f"{f.label}: Approach 3")
                 shown.append(opt)
-                draws = param_draws(p3)
+                draws = param_draws(f.fits.approach3.samples)
                 if draws:
                     lo, hi = draws_band(lambda q: optimal_nd(q, c_grid)[idx], draws)
                     ax.fill_between(c_grid, lo, hi, color=colour(i), alpha=0.15, lw=0)
                 drawn = True
-            for key, style in (("approach2", "--"), ("approach1", ":")):
-                sec = section(f.fits, key, ("a", "b", "k_N", "k_D")) or {}
-                if sec:
-                    k, e = (sec["k_N"], sec["a"]) if name == "N" else (sec["k_D"], sec["b"])
+            for number, sec, style in (("2", f.fits.approach2, "--"), ("1", f.fits.approach1, ":")):
+                if sec.a is not None:  # with its power laws (k_N, k_D)
+                    k, e = (sec.k_N, sec.a.value) if name == "N" else (sec.k_D, sec.b.value)
                     ax.plot(c_grid, k * c_grid**e, color=colour(i), ls=style, lw=1.1,
-                            label=f"{f.label}: Approach {key[-1]} ∝ C^{e:.3f}")
+                            label=f"{f.label}: Approach {number} ∝ C^{e:.3f}")
                     shown.append(k * c_grid**e)
                     drawn = True
         ax.axvspan(C.min(), C.max(), color="grey", alpha=0.08, label="FLOPs of the data")

@@ -10,7 +10,7 @@ import numpy as np
 
 from ...inputs.sizes import size_clusters
 from .base import budget_colors, clipped_errorbar, figure, hollow, legend, note, note_excluded, run_tips, \
-    section, set_limits, sci, tidy_log_axis, tip
+    set_limits, sci, tidy_log_axis, tip
 
 MAX_LEGEND = 8  # more budgets or sizes than this: a colour bar instead of a legend entry each
 
@@ -18,21 +18,20 @@ MAX_LEGEND = 8  # more budgets or sizes than this: a colour bar instead of a leg
 def plot_isoflop(ds, fits):
     """Loss against N per FLOP budget: the fitted parabolas, their minima (★, bar = 95% CI); runs Approach 2 left
     out (a budget without a parabola, or no budget) hollow."""
-    a2 = section(fits, "approach2") or {}
     r = ds.runs
     in_budget = np.isfinite(r["budget"].to_numpy(float))
     if not in_budget.any():
         return None
     budgets = np.unique(r["budget"][in_budget])
     colors = budget_colors(budgets)
-    fitted = {row["C"]: row for row in a2.get("budgets") or []}
+    fitted = {row.C: row for row in fits.approach2.budgets or []}
     listed = len(budgets) <= MAX_LEGEND
     fig, ax = figure(figsize=(7, 4.6))
     N, L = r["N"].to_numpy(float), r["loss"].to_numpy(float)
     lo, hi = N.min(), N.max()
-    n_opt = np.clip([row["N_opt"] for row in fitted.values()], lo / 10, hi * 10)
+    n_opt = np.clip([row.N_opt.value for row in fitted.values()], lo / 10, hi * 10)
     ax.set_xlim(min(lo, *n_opt, hi) / 1.6, max(hi, *n_opt, lo) * 1.6)  # wild intervals must not squash the curves
-    set_limits(ax, "y", np.r_[L, [row["L_opt"] for row in fitted.values()]], log=False, margin=0.08)
+    set_limits(ax, "y", np.r_[L, [row.L_opt.value for row in fitted.values()]], log=False, margin=0.08)
     left_out = False
     for c in budgets:
         idx = np.flatnonzero(r["budget"].to_numpy(float) == c)
@@ -46,9 +45,9 @@ def plot_isoflop(ds, fits):
                         label=f"C = {sci(c)} FLOPs" if listed else None)
         tip(fig, sc, run_tips(ds, idx))
         x = np.linspace(np.log10(N[idx].min()) - 0.15, np.log10(N[idx].max()) + 0.15, 200)
-        ax.plot(10**x, np.polyval(row["coef_log10N"], x), color=colors[c], lw=1.5)
-        ci = (row.get("ci") or {}).get("N_opt") or [np.nan, np.nan]
-        clipped_errorbar(ax, [row["N_opt"]], [row["L_opt"]], [ci[0]], [ci[1]], axis="x", color=colors[c], fmt="*",
+        ax.plot(10**x, np.polyval(row.coef_log10N, x), color=colors[c], lw=1.5)
+        ci = row.N_opt.ci or [np.nan, np.nan]
+        clipped_errorbar(ax, [row.N_opt.value], [row.L_opt.value], [ci[0]], [ci[1]], axis="x", color=colors[c], fmt="*",
                          ms=13, mec="black", mew=0.7, zorder=4)
     ax.plot([], [], "*", ms=11, color="grey", mec="black", label="fitted minimum (bar: 95% CI)")
     if left_out and not listed:
@@ -57,7 +56,7 @@ def plot_isoflop(ds, fits):
         idx = np.flatnonzero(~in_budget)
         tip(fig, hollow(ax, N[idx], L[idx], "in no FLOP budget: left out of Approach 2", color="grey", s=20),
             run_tips(ds, idx))
-    off = [sci(row["C"]) for row in fitted.values() if not ax.get_xlim()[0] <= row["N_opt"] <= ax.get_xlim()[1]]
+    off = [sci(row.C) for row in fitted.values() if not ax.get_xlim()[0] <= row.N_opt.value <= ax.get_xlim()[1]]
     if off:
         note(ax, f"minimum beyond the axis at C = {', '.join(off)}")
     note_excluded(ax, ds)
@@ -116,9 +115,9 @@ def plot_loss_curves(ds, fits):
             for i in order[first]:
                 ax.plot([], [], color=color[i], **({"lw": 1} if ds.has_curves else {"marker": "o", "ls": ""}),
                         label=f"N = {sci(runs['N'].iloc[i])}")
-    env = (section(fits, "approach1") or {}).get("envelope") or []
+    env = fits.approach1.envelope
     if env:
-        axes[-1].plot([r["C"] for r in env], [r["L"] for r in env], color="black", lw=1.8, marker="o", ms=3,
+        axes[-1].plot([r.C for r in env], [r.L for r in env], color="black", lw=1.8, marker="o", ms=3,
                       label="lower envelope (Approach 1)")
     note_excluded(axes[-1], ds)
     if ds.has_curves:

@@ -10,6 +10,7 @@ import matplotlib
 import numpy as np
 
 from ...laws.lse import LseFitter, approach3_params, law_loss, single_threaded_blas
+from ...result.fits import Laws
 from .base import HELD, NO_BAND, clipped_errorbar, data_limits, draws_band, error_limits, figure, hollow, \
     holdout_mask, law, legend, note, note_excluded, param_draws, run_tips, set_limits, tidy_log_axis, tip
 
@@ -40,7 +41,7 @@ def plot_fit_nd(ds, fits):
     sc = b.scatter(N, L, c=np.log10(D), cmap="viridis", norm=norm, s=18, zorder=3, label="runs")
     tip(fig, sc, run_tips(ds, range(len(N))))
     n_grid = np.logspace(np.log10(N.min()) - 0.2, np.log10(N.max()) + 0.2, 200)
-    draws = param_draws(fits.get("approach3"))
+    draws = param_draws(fits.approach3.samples)
     for i, d in enumerate(np.quantile(D, [0.02, 0.25, 0.5, 0.75, 0.98])):
         color = matplotlib.pyplot.cm.viridis(norm(np.log10(d)))
         b.plot(n_grid, law_loss(p, n_grid, d), color=color, lw=1.3, label=None if i else "the law at fixed D")
@@ -61,13 +62,11 @@ def plot_fit_nd(ds, fits):
     return fig
 
 
-def holdout_law(ds, fits: dict, test: np.ndarray) -> dict | None:
-    """The Approach-3 law fitted without the held-out runs: fits.json's if it keeps it (holdout.approach3.params),
-    else refitted here as estimate.py fits it (same runs, weights and refinement), and kept only if it reproduces
-    fits.json's mean held-out error."""
-    h = fits["holdout"]["approach3"]
-    if isinstance(h.get("params"), dict):
-        return h["params"]
+def holdout_law(ds, fits: Laws, test: np.ndarray) -> dict | None:
+    """The Approach-3 law fitted without the held-out runs (the result keeps only its errors): refitted here as
+    estimate.py fits it (same runs, weights and refinement), and kept only if it reproduces the result's mean
+    held-out error."""
+    h = fits.holdout.approach3
     r = ds.runs
     N, D, L = (r[k].to_numpy(float) for k in ("N", "D", "loss"))
     w = (~test) * (r["weight"].to_numpy(float) if "weight" in r else np.ones(len(r)))
@@ -81,13 +80,14 @@ def holdout_law(ds, fits: dict, test: np.ndarray) -> dict | None:
             return None
     p = _REFITS[key]
     rel = (law_loss(p, N[test], D[test]) - L[test]) / L[test]
-    return p if abs(rel.mean() - h["mean_rel_error"]) < 1e-4 else None
+    return p if abs(rel.mean() - h.mean_rel_error) < 1e-4 else None
 
 
 def _held_out(ds, fits):
     """(test mask, the held-out fit's law) or None."""
     test = holdout_mask(ds, fits) if law(fits) is not None else None
-    error = ((fits.get("holdout") or {}).get("approach3") or {}).get("mean_rel_error")
+    h = fits.holdout.approach3
+    error = None if h is None else h.mean_rel_error
     if test is None or not isinstance(error, (int, float)) or not np.isfinite(error):
         return None
     hp = holdout_law(ds, fits, test)
@@ -149,18 +149,14 @@ def plot_holdout(ds, fits):
     if held is None:
         return None
     test, hp = held
-    h = fits["holdout"]["approach3"]
+    h = fits.holdout.approach3
     r = ds.runs
     N, D, L = (r[k].to_numpy(float) for k in ("N", "D", "loss"))
     pred = law_loss(hp, N[test], D[test])
-    draws = param_draws(h)
-    if draws:
-        lo, hi = draws_band(lambda q: law_loss(q, N[test], D[test]), draws)
-        what = "95% bootstrap interval"
-    else:  # no parameter draws: the run-to-run scatter the held-out fit leaves on its own runs
-        sigma = np.std(np.log(L[~test] / law_loss(hp, N[~test], D[~test])))
-        lo, hi = pred * np.exp(-2 * sigma), pred * np.exp(2 * sigma)
-        what = "±2σ of its residuals on its runs: noise only"
+    # the held-out fit keeps no parameter draws: the run-to-run scatter it leaves on its own runs
+    sigma = np.std(np.log(L[~test] / law_loss(hp, N[~test], D[~test])))
+    lo, hi = pred * np.exp(-2 * sigma), pred * np.exp(2 * sigma)
+    what = "±2σ of its residuals on its runs: noise only"
     fig, (a, b) = figure(1, 2, figsize=(11.5, 4.4), gridspec_kw={"width_ratios": [1.6, 1]})
     norm = matplotlib.colors.Normalize(np.log10(D.min()), np.log10(D.max()) + 1e-9)
     sc = a.scatter(N[~test], L[~test], c=np.log10(D[~test]), cmap="viridis", norm=norm, s=18, zorder=3,
@@ -179,11 +175,11 @@ def plot_holdout(ds, fits):
     a.set_xscale("log")
     tidy_log_axis(a)
     a.set(xlabel=f"parameters N ({ds.params})", ylabel="final validation loss",
-          title=f"Extrapolation to the held-out size: mean error {h['mean_rel_error'] * 100:+.2f}%")
+          title=f"Extrapolation to the held-out size: mean error {h.mean_rel_error * 100:+.2f}%")
     note_excluded(a, ds)
     legend(a, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
     b.axhline(0, color="black", lw=0.9, label="zero: prediction = observation")
-    b.axhline(h["mean_rel_error"] * 100, color="C3", lw=0.9, ls="--", label="mean error")
+    b.axhline(h.mean_rel_error * 100, color="C3", lw=0.9, ls="--", label="mean error")
     err, lo_e, hi_e = error_limits(b, D[test], pred, lo, hi, L[test], min_decades=1)
     clipped_errorbar(b, D[test], err, lo_e, hi_e, color="C3", fmt="D", mfc="none",
                      label="held-out runs (bar: the interval)")

@@ -15,20 +15,20 @@ from .base import HELD, clipped_errorbar, error_limits, figure, hollow, legend, 
 def plot_extrapolation(ds, fits):
     """Left: every run's loss against its compute C, the held-out runs highlighted with Approach 3's prediction from
     the rest and its interval; right: the relative error per held-out run, with the interval as a bar."""
-    h = fits.get("holdout_protocol") or {}
-    rows = h.get("runs")
+    h = fits.holdout_protocol
+    rows = h.runs if h else None
     if not rows:
         return None
     r = ds.runs
     names = r["run_name"].astype(str).to_numpy()
-    held = np.isin(names, [row["run_name"] for row in rows])
+    held = np.isin(names, [row.run_name for row in rows])
     C, L = r["C"].to_numpy(float), r["loss"].to_numpy(float)  # C, not N: one size's runs differ in C
-    hC = np.array([row["C"] for row in rows])
-    pred = np.array([row["predicted"] for row in rows])
-    obs = np.array([row["observed"] for row in rows])
-    lo, hi = (np.array([(row["interval"] or [np.nan, np.nan])[i] for row in rows]) for i in (0, 1))
+    hC = np.array([row.C for row in rows])
+    pred = np.array([row.predicted for row in rows])
+    obs = np.array([row.observed for row in rows])
+    lo, hi = (np.array([(row.interval or [np.nan, np.nan])[i] for row in rows]) for i in (0, 1))
     fig, (a, b) = figure(1, 2, figsize=(11.5, 4.4), gridspec_kw={"width_ratios": [1.6, 1]})
-    sc = a.scatter(C[~held], L[~held], color="grey", s=14, zorder=3, label=f"runs fitted ({h['fitted_runs']})")
+    sc = a.scatter(C[~held], L[~held], color="grey", s=14, zorder=3, label=f"runs fitted ({h.fitted_runs})")
     tip(fig, sc, run_tips(ds, np.flatnonzero(~held)))
     set_limits(a, "x", C)
     set_limits(a, "y", np.r_[L, pred], log=False, margin=0.08)
@@ -37,13 +37,13 @@ def plot_extrapolation(ds, fits):
                      label="held out: predicted (bar: 95% prediction interval)")
     a.set_xscale("log")
     tidy_log_axis(a)
-    s = h["summary"]
+    s = h.summary
     a.set(xlabel="training FLOPs C", ylabel="final validation loss",
-          title=f"Fit small, predict big ({h['expr']}): median |error| {s['median_abs_rel_error'] * 100:.2f}%")
+          title=f"Fit small, predict big ({h.expr}): median |error| {s.median_abs_rel_error * 100:.2f}%")
     legend(a, fontsize=7)
     b.axhline(0, color="black", lw=0.9)
     err, lo_e, hi_e = error_limits(b, hC, pred, lo, hi, obs, min_decades=0.5)
-    inside = np.array([bool(row["inside"]) for row in rows])
+    inside = np.array([bool(row.inside) for row in rows])
     for mask, color, label in ((inside, "C2", "observed inside its interval"),
                                (~inside, "C3", "observed outside its interval")):
         if mask.any():
@@ -61,8 +61,8 @@ def plot_extrapolation(ds, fits):
 def plot_overtraining(ds, fits):
     """The LLaMA view: loss against tokens per parameter, one colour per size, with Gadre et al.'s law at each size
     (fitted to every run; a dotted line at M = 20 when the extrapolation check fitted below it)."""
-    o = fits.get("overtraining") or {}
-    if "eta" not in o:
+    o = fits.overtraining
+    if o is None or o.eta is None:
         return None
     from ...inputs.sizes import size_clusters
     from ...laws.overtrain import M_SPLIT, overtrain_loss
@@ -84,14 +84,14 @@ def plot_overtraining(ds, fits):
         order = np.argsort(M[m])
         sc = a.scatter(M[m][order], L[m][order], color=color, s=18, zorder=3, label=f"N = {n:.3g}")
         tip(fig, sc, run_tips(ds, np.flatnonzero(m)[order]))
-        a.plot(m_grid, overtrain_loss(o, 6 * n * n * m_grid, m_grid), color=color, lw=1, alpha=0.8)
-    if o.get("extrapolation"):
+        a.plot(m_grid, overtrain_loss(o.params(), 6 * n * n * m_grid, m_grid), color=color, lw=1, alpha=0.8)
+    if o.extrapolation:
         a.axvline(M_SPLIT, color="grey", lw=0.8, ls=":", label=f"M = {M_SPLIT:g} (extrapolation check fits below)")
     a.set_xscale("log")
     tidy_log_axis(a)
     set_limits(a, "y", L, log=False, margin=0.08)
     a.set(xlabel="tokens per parameter M = D/N", ylabel="final validation loss",
-          title=f"Loss against tokens/param per size; lines: Gadre et al. (η = {o['eta']:.3f})")
+          title=f"Loss against tokens/param per size; lines: Gadre et al. (η = {o.eta.value:.3f})")
     legend(a, fontsize=7, ncol=2)
     fig.tight_layout()
     return fig

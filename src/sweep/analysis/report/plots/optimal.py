@@ -9,28 +9,29 @@ import numpy as np
 
 from ...laws.approaches import optimal_nd, optimal_nd_flops
 from ...laws.lse import law_loss
-from .base import NO_BAND, clipped_errorbar, degenerate, draws_band, figure, law, legend, note, note_excluded, \
-    own_flops, param_draws, recipe_band, run_tips, section, set_limits, tidy_log_axis, tip
+from ...result.fits import FlopsPerToken
+from .base import NO_BAND, clipped_errorbar, draws_band, figure, law, legend, note, note_excluded, own_flops, \
+    param_draws, recipe_band, run_tips, set_limits, tidy_log_axis, tip
 
 
-def optimum(p: dict, fpt: dict | None, c_grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def optimum(p: dict, fpt: FlopsPerToken | None, c_grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The law's optimal N, D over c_grid: under the data's own FLOPs/token if they did not count 6ND (so it shares
     the x axis with the data), else C = 6ND."""
     if fpt:
-        return np.array([optimal_nd_flops(p, c, fpt["exponent"], fpt["coefficient"]) for c in c_grid]).T
+        return np.array([optimal_nd_flops(p, c, fpt.exponent, fpt.coefficient) for c in c_grid]).T
     return np.array(optimal_nd(p, c_grid))
 
 
 def plot_compute_optimal(ds, fits):
     """N*(C) and D*(C): Approach 3's law with the 95% band of the recipe's bootstrap intervals, Approach 2's minima
     (95% CI, cut at the axis) and power law with its band, Approach 1's envelope and power law."""
-    p3, a1, a2 = law(fits), section(fits, "approach1") or {}, section(fits, "approach2") or {}
-    rows2 = a2.get("budgets") or []
-    if p3 is None and not rows2 and not a1.get("envelope"):
+    p3, a1, a2 = law(fits), fits.approach1, fits.approach2
+    rows2 = a2.budgets or []
+    if p3 is None and not rows2 and not a1.envelope:
         return None
     C_data = ds.runs["C"].to_numpy(float)
-    draw3 = p3 is not None and not degenerate(p3)
-    top = max([r["C"] for r in fits.get("recipe") or [] if draw3] + [C_data.max() * 2])  # the recipe's reach
+    draw3 = p3 is not None and not fits.approach3.degenerate
+    top = max([r.C for r in fits.recipe if draw3] + [C_data.max() * 2])  # the recipe's reach
     c_grid = np.logspace(np.log10(C_data.min()) - 0.3, np.log10(top), 100)
     fpt = own_flops(fits)
     with np.errstate(all="ignore"):
@@ -50,30 +51,30 @@ def plot_compute_optimal(ds, fits):
             if band:
                 ax.fill_between(c_grid, band[0], band[1], color="C3", alpha=0.15, lw=0,
                                 label="95% bootstrap band (recipe budgets, joined in log-log)")
-        env = a1.get("envelope") or []
+        env = a1.envelope
         if env:
-            ax.scatter([r["C"] for r in env], [r[key] for r in env], marker="x", color="C0", s=22,
+            ax.scatter([r.C for r in env], [getattr(r, key) for r in env], marker="x", color="C0", s=22,
                        label="Approach 1 envelope")
-            shown.append([r[key] for r in env])
-            if "a" in a1:
-                k, e = (a1["k_N"], a1["a"]) if name == "N" else (a1["k_D"], a1["b"])
+            shown.append([getattr(r, key) for r in env])
+            if a1.a is not None:
+                k, e = (a1.k_N, a1.a.value) if name == "N" else (a1.k_D, a1.b.value)
                 ax.plot(c_grid, k * c_grid**e, color="C0", ls="--", lw=1.2, label=f"Approach 1 fit: ∝ C^{e:.3f}")
-        if "a" in a2 and 0 < a2["a"] < 1:  # else no allocation at all (budgets too close): not drawn
-            k, e = (a2["k_N"], a2["a"]) if name == "N" else (a2["k_D"], a2["b"])
+        if a2.a is not None and 0 < a2.a.value < 1:  # else no allocation at all (budgets too close): not drawn
+            k, e = (a2.k_N, a2.a.value) if name == "N" else (a2.k_D, a2.b.value)
             ax.plot(c_grid, k * c_grid**e, color="C2", lw=1.2, label=f"Approach 2 fit: ∝ C^{e:.3f}")
             shown.append(k * c_grid**e)
             band = recipe_band(fits, key + "_a2", c_grid)
             if band:
                 ax.fill_between(c_grid, band[0], band[1], color="C2", alpha=0.12, lw=0,
                                 label="95% bootstrap band (recipe budgets)")
-        shown += [[r[key] for r in rows2]]
+        shown += [[getattr(r, key).value for r in rows2]]
         ax.set_xscale("log")
         ax.set_yscale("log")
         set_limits(ax, "x", c_grid, margin=0)
         set_limits(ax, "y", np.concatenate([np.ravel(v) for v in shown]))
         if rows2:
-            cis = [(r.get("ci") or {}).get(key) or [np.nan, np.nan] for r in rows2]
-            clipped_errorbar(ax, [r["C"] for r in rows2], [r[key] for r in rows2], [c[0] for c in cis],
+            cis = [getattr(r, key).ci or [np.nan, np.nan] for r in rows2]
+            clipped_errorbar(ax, [r.C for r in rows2], [getattr(r, key).value for r in rows2], [c[0] for c in cis],
                              [c[1] for c in cis], color="C2", mec="black", zorder=4, label="Approach 2 minima (95% CI)")
         if draw3 and not recipe_band(fits, key, c_grid):
             note(ax, "no band: no bootstrap intervals in fits.json")
@@ -87,8 +88,7 @@ def plot_compute_optimal(ds, fits):
 def plot_frontier(ds, fits):
     """Loss against FLOPs: every run's eval points (faint), Approach 1's lower envelope, Approach 2's minima (95% CI),
     and Approach 3's frontier L(N*(C), D*(C)), with its band when fits keeps the bootstrap's parameter draws."""
-    p3, a1, a2 = law(fits), section(fits, "approach1") or {}, section(fits, "approach2") or {}
-    env, rows2 = a1.get("envelope") or [], a2.get("budgets") or []
+    p3, env, rows2 = law(fits), fits.approach1.envelope, fits.approach2.budgets or []
     if p3 is None and not env and not rows2:
         return None
     pts = ds.points
@@ -100,14 +100,14 @@ def plot_frontier(ds, fits):
     tip(fig, sc, run_tips(ds, pts["run"].to_numpy()))
     c_grid = np.logspace(np.log10(C.min()), np.log10(C.max()) + 1, 120)  # the data's FLOPs and a decade beyond
     shown = [L]
-    if p3 is not None and degenerate(p3):
+    if p3 is not None and fits.approach3.degenerate:
         note(ax, "Approach 3: degenerate fit, no frontier drawn")
     elif p3 is not None:
         with np.errstate(all="ignore"):
             n, d = optimum(p3, fpt, c_grid)
             frontier = law_loss(p3, n, d)
         ax.plot(c_grid, frontier, color="C3", lw=1.8, label="Approach 3: L at the compute-optimal N, D")
-        draws = param_draws(fits.get("approach3"))
+        draws = param_draws(fits.approach3.samples)
         if draws:
             lo, hi = draws_band(lambda q: law_loss(q, *optimum(q, fpt, c_grid)), draws)
             ax.fill_between(c_grid, lo, hi, color="C3", alpha=0.15, lw=0,
@@ -116,7 +116,7 @@ def plot_frontier(ds, fits):
             note(ax, NO_BAND)
         shown.append(frontier)
     if env:
-        ax.plot([r["C"] for r in env], [r["L"] for r in env], color="black", lw=1.6, marker="o", ms=3,
+        ax.plot([r.C for r in env], [r.L for r in env], color="black", lw=1.6, marker="o", ms=3,
                 label="lower envelope (Approach 1)")
     ax.axvline(C.max(), color="grey", lw=0.8, ls=":", label="largest FLOPs in the data")
     ax.set_xscale("log")
@@ -124,8 +124,8 @@ def plot_frontier(ds, fits):
     lo_l, med = np.nanmin(np.concatenate(shown)), np.median(L)  # the frontier may run below every run
     ax.set_ylim(lo_l - 0.03 * abs(lo_l), min(L.max(), med + 2.5 * (med - L.min())) + 0.03 * abs(lo_l))
     if rows2:
-        cis = [(r.get("ci") or {}).get("L_opt") or [np.nan, np.nan] for r in rows2]
-        clipped_errorbar(ax, [r["C"] for r in rows2], [r["L_opt"] for r in rows2], [c[0] for c in cis],
+        cis = [r.L_opt.ci or [np.nan, np.nan] for r in rows2]
+        clipped_errorbar(ax, [r.C for r in rows2], [r.L_opt.value for r in rows2], [c[0] for c in cis],
                          [c[1] for c in cis], color="C2", mec="black", ms=5, zorder=4,
                          label="Approach 2 minima (95% CI)")
     tidy_log_axis(ax)
