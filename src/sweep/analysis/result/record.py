@@ -190,6 +190,6 @@ def walk_values(record, prefix: str = ""):
 
 
 def numbers(record) -> dict[str, float]:
-    """Every numeric Value of a record tree by its path (bootstrap.flatten_estimates' flat form)."""
+    """Every numeric Value of a record tree by its path: the flat form the bootstrap keys its samples by."""
     return {path: float(v.value) for path, v in walk_values(record)
             if isinstance(v.value, (int, float)) and not isinstance(v.value, bool)}
