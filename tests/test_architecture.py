@@ -31,8 +31,8 @@ STAGES = [
 ]
 SAME_STAGE = {"grid_plan": "grid"}  # grid_plan.py is the grid's planning step: part of the grid stage
 # analysis/'s rooms (analysis/__init__.py), bottom first, under the same rule; report/plots/ is inside report.
-ROOMS = {"analysis": [["__init__"], ["inputs"], ["result"], ["laws"], ["lr", "emergence"], ["report"], ["main"],
-                      ["compare"]]}
+ROOMS = {"analysis": [["__init__"], ["inputs"], ["result"], ["laws"], ["lr", "emergence", "predict"], ["report"],
+                      ["main"], ["compare"]]}
 
 
 def module_names(root: Path) -> dict[str, Path]:

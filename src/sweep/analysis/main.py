@@ -1,8 +1,9 @@
 """`sweep analyze`: the command line, and the order of the stages — load (a sweep directory or a CSV), runs above 1
 epoch set apart (repeat.py; kept in with --include-repeated), aggregate (only past aggregate.AGGREGATE_ABOVE runs),
-estimate, the effective-data fit (with repeated runs in) and the trust checks (trust.py), then the outputs: plots,
-the wandb analysis run, fits.json (under sweep.files' JSON policy) and report.md. An aggregated (large) input has its
-phases named on stderr. Runs too few for a law still give a report that says what is missing (exit 0).
+estimate, the effective-data fit (with repeated runs in), the leaderboard of laws scored on held-out runs
+(predict/) and the trust checks (trust.py), then the outputs: plots, the wandb analysis run, fits.json (under
+sweep.files' JSON policy) and report.md. An aggregated (large) input has its phases named on stderr. Runs too few
+for a law still give a report that says what is missing (exit 0).
 
 `run(...)` is the entry `sweep demo` uses; `main(argv)` the console command (0 on success, 2 with one line on
 stderr on input the analysis cannot use).
@@ -23,6 +24,7 @@ from .laws.estimate import estimate
 from .result.fits import Fits, WandbRecord
 from .inputs.load import CONVENTIONS, AnalysisError, Dataset, drop_runs, load_csv, load_sweep
 from .lr.study import analyze_lr, best_lr_runs
+from .predict.leaderboard import leaderboard
 from .laws.repeat import effective_data, split_repeated
 from .report.trust import trust_checks
 
@@ -84,6 +86,10 @@ def _analyze(sweep_dir, csv, out, params, n_boot, wandb_mode, seed, formats="png
     laws = estimate(ds, n_boot=n_boot, seed=seed, progress=progress)
     repeated = effective_data(fitted, n_boot=n_boot, seed=seed) if include_repeated and fitted.repeated else None
     beyond = laws_beyond(ds, laws, holdout, demands, n_boot, seed)
+    if not ds.runs.empty:  # every law scored on runs it did not see (predict/): the rolling protocol or --holdout
+        if progress:
+            progress("leaderboard: every law fitted small and scored on the largest sizes")
+        beyond["leaderboard"] = leaderboard(ds.runs, holdout, n_boot, seed, budgets=[r.C for r in laws.recipe])
     # abilities: a task suite's results, whatever the laws could fit (emergence.py)
     abilities = _emergence(Path(sweep_dir), params, out) if sweep_dir is not None else None
     fits = Fits.assemble(laws, repeated_data=repeated, **beyond, trust=trust_checks(loaded, fitted, laws),

@@ -17,6 +17,7 @@ from ..result.fits import Fits
 from .fmt import sci, value_text as _get, why_none as _why_none
 from .emergence import is_emergence_plot, section_lines
 from .laws import report_lines as laws_beyond_lines
+from .leaderboard import leaderboard_lines
 from .plots import CAPTIONS
 from .runs import cooldown_lines, missing, repeated
 from .trust import checklist
@@ -59,7 +60,8 @@ def _aggregation_text(agg) -> list[str]:
 def _laws(fits: Fits) -> list[str]:
     """The fitted laws: Approach 3 and its allocation, Approaches 2 and 1 (headline values say why if no interval)."""
     a3, al, a2, a1, why = fits.approach3, fits.allocation, fits.approach2, fits.approach1, _why_none(fits)
-    L = ["## The laws", "",
+    L = ["## The laws", "", *leaderboard_lines(fits),
+         "### Each law", "",
          "**Approach 3** (parametric, Huber δ=1e-3 on log loss, L-BFGS-B): L(N, D) = E + A/N^α + B/D^β with",
          "", "| E | A | B | α | β |", "|---|---|---|---|---|",
          "| " + " | ".join(_get(getattr(a3, k), why_none=why) for k in ("E", "A", "B", "alpha", "beta")) + " |", "",
@@ -125,7 +127,7 @@ def write_report(ds, fits: Fits, plots: dict, out: Path) -> Path:
         L += _laws(fits) + _recipe(fits) + _holdout(fits, unit)
         L += laws_beyond_lines(fits)  # report/laws.py: --holdout, over-training, inference, Kaplan
     else:
-        L += missing(ds, fits) + _approach1(fits.approach1, _why_none(fits))
+        L += missing(ds, fits) + _approach1(fits.approach1, _why_none(fits)) + leaderboard_lines(fits)
     if fits.lr:
         from .lr import report_lines
 
@@ -185,6 +187,8 @@ def summary_text(fits: Fits, report_path: Path) -> str:
         lines.append(f"Approach 2  N_opt ∝ C^a, D_opt ∝ C^b:  a={_get(a2.a)}, b={_get(a2.b)}")
     else:
         lines.append(f"Approach 2  not fitted: {a2.skipped or 'no two usable FLOP budgets'}")
+    if fits.leaderboard is not None:
+        lines.append(f"leaderboard ({fits.leaderboard.protocol}): {fits.leaderboard.verdict}")
     flagged = [t for t in fits.trust if t.ok is False]
     lines += [f"check: {t.detail}" for t in flagged[:3]]
     if len(flagged) > 3:

@@ -1,0 +1,77 @@
+"""fits.json's `leaderboard` (predict/leaderboard.py): every law form fitted on the smaller runs and scored on the
+larger runs it did not see, ranked by held-out error, the law to extrapolate with named (or "not resolved" when the
+ranking is within noise), each law's compute-optimal N*, D* beside the recommended one's; and `conventions`
+(predict/conventions.py): the laws under each parameter convention.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .record import Record, absent
+
+
+@dataclass(kw_only=True)
+class Fold(Record):
+    index: int
+    held_out: str  # which runs, in words
+    fitted_runs: int
+    held_out_runs: int
+
+
+@dataclass(kw_only=True)
+class LawPrediction(Record):
+    """One held-out run predicted by one law in one fold."""
+    fold: int
+    run_name: str
+    N: float
+    D: float
+    predicted: float
+    interval: list[float] | None  # 95% prediction interval; None: no bootstrap
+    observed: float
+    rel_error: float  # predicted / observed − 1
+    inside: bool | None
+
+
+@dataclass(kw_only=True)
+class LawOptimum(Record):
+    """The law's compute-optimal model at budget C (C = 6ND, fresh data), fitted on every run."""
+    C: float
+    N_opt: float | None  # None: no minimum (a degenerate law)
+    D_opt: float | None
+    tpp: float | None
+
+
+@dataclass(kw_only=True)
+class LawScore(Record):
+    key: str
+    name: str
+    formula: str
+    n_params: int
+    rank: int | None  # None: not scored (error)
+    score: float | None  # mean over folds of the fold's mean |relative error|: what the ranking uses
+    mean_abs_rel_error: float | None  # over every held-out prediction
+    median_abs_rel_error: float | None
+    max_abs_rel_error: float | None
+    coverage: float | None  # share of held-out runs inside their 95% interval (None: no bootstrap)
+    n_predictions: int
+    params: dict[str, float] | None  # fitted on every run
+    at_bound: list[str]
+    optimum: list[LawOptimum]
+    interval_scales: list[float | None]  # per fold, how much its intervals were widened (None: not calibrated)
+    predictions: list[LawPrediction]
+    error: str | None = absent()  # why it was not scored (too few runs, no convergence): nothing dropped silently
+
+
+@dataclass(kw_only=True)
+class Leaderboard(Record):
+    protocol: str  # "rolling" or "--holdout EXPR"
+    interval: str  # how the prediction intervals are made, in words
+    resamples: int  # bootstrap resamples per law and fold (0: no intervals, and no resolution)
+    folds: list[Fold]
+    laws: list[LawScore]  # ranked first, then the laws not scored
+    recommended: str | None  # key of the law to extrapolate with (the best score), None: none scored
+    resolved: bool | None  # False: the best and the runner-up are within noise
+    margin: list[float] | None  # the runner-up's score minus the best's, 95% interval over held-out runs
+    verdict: str  # the ranking in one sentence
+    skipped: str | None = absent()  # why no protocol ran (too few sizes)
