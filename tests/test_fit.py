@@ -239,3 +239,16 @@ def test_fits_refuse_non_finite_input(bad):
 if __name__ == "__main__":
     chinchilla_contract().to_csv(CONTRACT, index=False)
     print(f"wrote {CONTRACT}")
+
+
+def test_the_isoflop_edge_check_compares_sizes_not_runs():
+    """A budget whose lowest loss is a second seed of its smallest size: its minimum is extrapolated, and the
+    warning says so (comparing run indices missed it once a size had several runs)."""
+    from sweep.analysis.laws.approaches import fit_isoflop
+
+    N = np.repeat([1e5, 2e5, 4e5, 8e5], 2)
+    x = np.log10(N)
+    L = 3 + 0.5 * (x - 5.05) ** 2 + np.array([0.001, -0.002, 0, 0, 0, 0, 0, 0])
+    out = fit_isoflop(N, 1e12 / (6 * N), L, np.full(len(N), 1e12))
+    assert out["budgets"][0]["edge"] == "edge"
+    assert any("at the edge of the sizes tried" in w for w in out["warnings"])

@@ -66,10 +66,9 @@ def test_the_rolling_protocol_holds_out_the_largest_sizes_and_needs_five():
 
 
 def test_a_non_nested_true_form_is_ranked_first():
-    for form in ("kaplan_e", "data_exp"):
-        board = leaderboard(synthetic(form), n_boot=0)
-        assert board.recommended == form, [(s.key, s.score) for s in board.laws]
-        assert board.resolved is None and "no bootstrap" in board.verdict  # nothing said about noise without one
+    board = leaderboard(synthetic("kaplan_e"), n_boot=0)  # the slow test below covers every form, with resolution
+    assert board.recommended == "kaplan_e", [(s.key, s.score) for s in board.laws]
+    assert board.resolved is None and "no bootstrap" in board.verdict  # nothing said about noise without one
 
 
 @pytest.mark.slow

@@ -112,7 +112,7 @@ def fit_isoflop(N, D, L, budget, w=None) -> dict:
             edge = "outside"
             warnings.append(f"{tag}: the fitted minimum N={n_opt:.3g} lies outside the sizes tried "
                             f"({N[m].min():.3g}–{N[m].max():.3g}); extend the grid")
-        elif np.argmin(L[m]) in (np.argmin(x), np.argmax(x)):
+        elif _at_edge_size(N[m], int(np.argmin(L[m]))):
             edge = "edge"
             warnings.append(f"{tag}: the lowest loss is at the edge of the sizes tried; the minimum is extrapolated")
         rows.append({"C": float(c), "N_opt": float(n_opt), "D_opt": float(d_opt),
@@ -133,6 +133,13 @@ def fit_isoflop(N, D, L, budget, w=None) -> dict:
         out["warnings"].append(f"the budgets span only a factor {C.max() / C.min():.3g} in FLOPs: the exponents of "
                                f"N_opt(C), D_opt(C) are not pinned down")
     return out
+
+
+def _at_edge_size(N, best: int) -> bool:
+    """Whether run `best` is of the smallest or the largest size among N: sizes compared, not run indices, so that a
+    size with several runs (seeds) counts as one."""
+    sizes = size_clusters(N)
+    return sizes[best] in (sizes.min(), sizes.max())
 
 
 # -------------------------------------------------------------------------------------------- Approach 1
