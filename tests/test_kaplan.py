@@ -39,12 +39,15 @@ def test_per_10x_arithmetic():
     assert per_10x(None) is None
     al = allocation(CHINCHILLA)  # a = β/(α+β) = 0.28/0.62
     fits = SimpleNamespace(allocation=Allocation(G=Value(al["G"]), a=Value(al["a"], [0.4, 0.5]), b=Value(al["b"])),
-                           approach2=Approach2(skipped="x"), approach1=Approach1(envelope=[], warnings=[]))
+                           approach2=Approach2(skipped="x"), approach1=Approach1(envelope=[], warnings=[]),
+                           approach3=SimpleNamespace(degenerate=False))
     rows = [r.to_json() for r in allocation_per_10x(fits)]  # as fits.json holds them
     assert rows[0]["source"] == "Approach 3" and len(rows) == 1
     assert rows[0]["N"]["factor"] == pytest.approx(10 ** (0.28 / 0.62))
     assert rows[0]["N"]["ci"][1] == pytest.approx(10**0.5)
     assert rows[0]["N"]["factor"] * rows[0]["D"]["factor"] == pytest.approx(10.0)  # N·D ∝ C
+    fits.approach3.degenerate = True  # a bound or a negligible term: its allocation is no result
+    assert allocation_per_10x(fits) == []
 
 
 def test_pure_power_and_frontier_gain():

@@ -265,17 +265,27 @@ def test_zero_width_interval_is_never_printed_as_one(tmp_path):
     root = write_grid(tmp_path / "trust")
     ds = load_sweep(root, "non_embedding")
     fits = Fits.assemble(estimate(ds, n_boot=0), trust=[])
+    # Approach 1 only from where schedules ended: every envelope point is some run's final point, none mid-curve
+    assert ds.has_curves and fits.approach1.envelope
+    assert {(r.C, r.N_opt) for r in fits.approach1.envelope} <= set(zip(ds.runs["C"], ds.runs["N"]))
     alpha = fits.approach3.alpha.value
     fits.approach3.alpha.ci, fits.approach3.beta.ci = [alpha, alpha], [0.2, 0.4]
     text = write_report(ds, fits, {}, tmp_path).read_text()
     assert f"{alpha:.4g} (no interval: every resample gave this value)" in text
     assert f"[{alpha:.4g}, {alpha:.4g}]" not in text and "[0.2, 0.4]" in text
     assert f"| {fits.approach3.E.value:.4g} | " in text  # --bootstrap 0: said once, in the opening
+    # one FLOP convention per table: these runs count their own FLOPs (not 6ND), so the recipe is in theirs and
+    # Approach 3's closed form under 6ND stands in a table of its own
+    recipe = section(text, "Compute-optimal recipe")
+    assert "| C (FLOPs as the runs counted them) | N* (A3) |" in recipe
+    assert "| C (FLOPs, = 6·N·D) | N* (A3) | D* (A3) | tokens/param (A3) |" in recipe
     # a degenerate Approach 3: no recipe table, and why
     fits.approach3.at_bound = ["alpha1"]
     text = write_report(ds, fits, {}, tmp_path).read_text()
     recipe = section(text, "Compute-optimal recipe")
-    assert "Not given: Approach 3 is degenerate (alpha1 at its bound" in recipe and "| C (FLOPs) |" not in recipe
+    assert "Not given: Approach 3 is degenerate (alpha1 at its bound" in recipe and "| C (FLOPs" not in recipe
+    assert "Compute-optimal allocation: not given, as Approach 3 is degenerate (alpha1 at its bound)" in text
+    assert "a = β/(α+β) =" not in text
 
 
 # ------------------------------------------------------------------------------------------ too small a grid

@@ -125,9 +125,10 @@ class Estimator:
                            theta=[float(t) for t in f3.theta])
             alloc = Allocation(**_values(allocation(p3)), convention="C = 6ND")
         a2 = _approach2(fit_isoflop(self.N, self.D, self.L, self.budget, w) if self._has_budgets() else None)
-        a1 = _approach1(fit_envelope(self.pts["C"], self.pts["N"], self.pts["D"], self.pts["loss"], self.pts["run"],
-                                     w=np.asarray(w)),
-                        "eval points of all runs" if self.curves else "final point of each run")
+        # Approach 1 from where each schedule ended only: a point partway through a decaying (cosine) schedule is not
+        # the loss a shorter run would reach. A cooldown branch is a run of its own, ending where its cooldown does.
+        a1 = _approach1(fit_envelope(self.C, self.N, self.D, self.L, np.arange(len(self.L)), w=np.asarray(w)),
+                        "final point of each run, where its schedule ended")
         with np.errstate(all="ignore"):  # an absurd exponent gives inf or NaN (null in fits.json), not a crash
             recipe = self._recipe(p3, a2) if self.a3 is not None else []
         kaplan = Kaplan(form="L(N) = E + A/N^alpha", fits=[])

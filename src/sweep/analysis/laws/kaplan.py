@@ -95,9 +95,12 @@ def per_10x(exponent: float | None, ci=None) -> dict | None:
 
 
 def allocation_per_10x(fits: LawFit) -> list[AllocationPer10x]:
-    """Each Approach's N and D growth per 10× compute, from its exponents a, b (with their intervals)."""
+    """Each Approach's N and D growth per 10× compute, from its exponents a, b (with their intervals); none from a
+    degenerate Approach 3."""
     rows = []
     for name, sec in (("Approach 3", fits.allocation), ("Approach 2", fits.approach2), ("Approach 1", fits.approach1)):
+        if name == "Approach 3" and fits.approach3.degenerate:
+            continue  # a degenerate fit's allocation is an artefact of its bounds, not a result
         if sec.a is not None and sec.b is not None:
             rows.append(AllocationPer10x(source=name, N=_per_10x(sec.a), D=_per_10x(sec.b)))
     return rows

@@ -25,18 +25,26 @@ from .trust import checklist
 
 
 def _recipe_table(fits: Fits) -> list[str]:
+    """One FLOP convention per table: the runs' own FLOPs (Approach 3's optimum along them, and Approach 2's, which
+    is fitted to them); where the runs did not count C = 6ND, Approach 3's closed form under 6ND in a table apart."""
     own = not fits.flops_per_token_fit.is_6N
     has2 = fits.approach2.a is not None
-    head = "| C (FLOPs) | N* (A3) | D* (A3) | tokens/param (A3) |"
-    head += " tokens/param (A3, data's FLOPs/token) |" if own else ""
+    unit = "C (FLOPs as the runs counted them)" if own else "C (FLOPs, = 6·N·D)"
+    head = f"| {unit} | N* (A3) | D* (A3) | tokens/param (A3) |"
     head += " N* (A2) | D* (A2) | tokens/param (A2) |" if has2 else ""
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in fits.recipe:
-        row = f"| {sci(r.C)} | {_get(r.N_opt, '{:.3g}')} | {_get(r.D_opt, '{:.3g}')} | {_get(r.tpp, '{:.1f}')} |"
-        row += f" {_get(r.tpp_flops, '{:.1f}')} |" if own else ""
+        n, d, t = (r.N_opt_flops, r.D_opt_flops, r.tpp_flops) if own else (r.N_opt, r.D_opt, r.tpp)
+        row = f"| {sci(r.C)} | {_get(n, '{:.3g}')} | {_get(d, '{:.3g}')} | {_get(t, '{:.1f}')} |"
         if has2:
             row += f" {_get(r.N_opt_a2, '{:.3g}')} | {_get(r.D_opt_a2, '{:.3g}')} | {_get(r.tpp_a2, '{:.1f}')} |"
         lines.append(row)
+    if own:
+        lines += ["", "Approach 3's closed-form optimum if C were counted as 6·N·D instead (Approach 2 is fitted to "
+                  "the runs' own FLOPs and has no such column):", "",
+                  "| C (FLOPs, = 6·N·D) | N* (A3) | D* (A3) | tokens/param (A3) |", "|---|---|---|---|"]
+        lines += [f"| {sci(r.C)} | {_get(r.N_opt, '{:.3g}')} | {_get(r.D_opt, '{:.3g}')} | {_get(r.tpp, '{:.1f}')} |"
+                  for r in fits.recipe]
     return lines
 
 
@@ -65,15 +73,25 @@ def _laws(fits: Fits) -> list[str]:
          "**Approach 3** (parametric, Huber δ=1e-3 on log loss, L-BFGS-B): L(N, D) = E + A/N^α + B/D^β with",
          "", "| E | A | B | α | β |", "|---|---|---|---|---|",
          "| " + " | ".join(_get(getattr(a3, k), why_none=why) for k in ("E", "A", "B", "alpha", "beta")) + " |", "",
-         f"Compute-optimal allocation implied (C = 6ND): N* = G·(C/6)^a, D* = G⁻¹·(C/6)^b with "
-         f"a = β/(α+β) = {_get(al.a, '{:.3f}', why)}, b = α/(α+β) = {_get(al.b, '{:.3f}', why)}, "
-         f"G = {_get(al.G, '{:.3g}', why)}.", ""]
+         *_allocation(a3, al, why), ""]
     if a2.a is not None:
         L.append(f"**Approach 2** (isoFLOP parabolas, {len(a2.budgets)} budgets): N* ∝ C^a with "
                  f"a = {_get(a2.a, '{:.3f}', why)}; D* ∝ C^b with b = {_get(a2.b, '{:.3f}', why)}.")
     else:
         L.append(f"**Approach 2**: not fitted — {a2.skipped or '; '.join(a2.warnings or [])}.")
     return L + [""] + _approach1(a1, why)
+
+
+def _allocation(a3, al, why: str) -> list[str]:
+    """Approach 3's implied allocation, or, for a degenerate fit, why it is not a result."""
+    if a3.degenerate:
+        causes = [f"{b} at its bound" for b in a3.at_bound] + [f"term {t} negligible" for t in a3.negligible]
+        return [f"Compute-optimal allocation: not given, as Approach 3 is degenerate ({', '.join(causes)}): the a, b "
+                "it would imply are artefacts of its bounds (fits.json keeps them, beside approach3's at_bound and "
+                "negligible)."]
+    return [f"Compute-optimal allocation implied (C = 6ND): N* = G·(C/6)^a, D* = G⁻¹·(C/6)^b with "
+            f"a = β/(α+β) = {_get(al.a, '{:.3f}', why)}, b = α/(α+β) = {_get(al.b, '{:.3f}', why)}, "
+            f"G = {_get(al.G, '{:.3g}', why)}."]
 
 
 def _approach1(a1: Approach1, why: str) -> list[str]:
