@@ -24,6 +24,7 @@ from .laws.estimate import estimate
 from .result.fits import Fits, WandbRecord
 from .inputs.load import CONVENTIONS, AnalysisError, Dataset, drop_runs, load_csv, load_sweep
 from .lr.study import analyze_lr, best_lr_runs
+from .predict.conventions import compare_conventions
 from .predict.leaderboard import leaderboard
 from .laws.repeat import effective_data, split_repeated
 from .report.trust import trust_checks
@@ -90,6 +91,9 @@ def _analyze(sweep_dir, csv, out, params, n_boot, wandb_mode, seed, formats="png
         if progress:
             progress("leaderboard: every law fitted small and scored on the largest sizes")
         beyond["leaderboard"] = leaderboard(ds.runs, holdout, n_boot, seed, budgets=[r.C for r in laws.recipe])
+        margin = beyond["leaderboard"].margin
+        noise = (margin[1] - margin[0]) / 2 if margin else None
+        beyond["conventions"] = _conventions(sweep_dir, csv, params, include_repeated, n_boot, seed, noise, progress)
     # abilities: a task suite's results, whatever the laws could fit (emergence.py)
     abilities = _emergence(Path(sweep_dir), params, out) if sweep_dir is not None else None
     fits = Fits.assemble(laws, repeated_data=repeated, **beyond, trust=trust_checks(loaded, fitted, laws),
@@ -99,6 +103,17 @@ def _analyze(sweep_dir, csv, out, params, n_boot, wandb_mode, seed, formats="png
     if progress:
         progress("plots and report")
     return write_outputs(ds, fits, out, wandb_mode=resolve_mode(ds, wandb_mode), formats=formats), fits
+
+
+def _conventions(sweep_dir, csv, params, include_repeated, n_boot, seed, noise, progress):
+    """The laws with N counted each way (predict/conventions.py): the sweep loaded once per convention, its runs
+    chosen as for the laws; a CSV has one count per run."""
+    if sweep_dir is None:
+        return compare_conventions({params: None}, params)
+    if progress:
+        progress("the parameter conventions compared")
+    by_params = {p: runs_to_fit(sweep_dir, csv, p, include_repeated)[3] for p in CONVENTIONS}
+    return compare_conventions(by_params, params, n_boot, seed, noise)
 
 
 def _emergence(sweep_dir: Path, params: str, out: Path):

@@ -248,7 +248,7 @@ class FormFit:
     ref: float  # N_ref's log (data_exp): predictions must use the fitted runs' own
     converged: bool
     message: str
-    at_bound: list[str] = field(default_factory=list)
+    at_bound: list[str] = field(default_factory=list)  # θ entries at a bound, and "E (negligible)"
 
     def predict(self, N, D, epochs=None) -> np.ndarray:
         return np.exp(self.form.log_pred(self.theta[None, :], Points.of(N, D, epochs, self.ref))[0])
@@ -316,6 +316,8 @@ class FormFitter:
         ok = bool(np.isfinite(best.fun) and best.fun < 1e29)
         at_bound = [n for n, t, lo, hi in zip(self.form.names, best.x, self.lo, self.hi)
                     if min(t - lo, hi - t) < 1e-6 * max(1.0, abs(hi - lo))]
+        if self.form.params(best.x).get("E", np.inf) < 1e-3 * np.exp(self.y.min()):
+            at_bound.append("E (negligible)")  # no irreducible loss the data can see: as good as at its bound
         return FormFit(self.form, np.asarray(best.x, float), float(best.fun), self.P.ref, ok,
                        str(getattr(best, "message", "")), at_bound)
 

@@ -69,3 +69,30 @@ def leaderboard_lines(fits: Fits) -> list[str]:
             L.append(f"| … {len(best.predictions) - len(shown)} more in fits.json | | | | | | | |")
         L.append("")
     return L
+
+
+def _a(v) -> str:
+    if v is None or v.value is None:
+        return "—"
+    return f"{v.value:.3f}" + (f" [{v.ci[0]:.3f}, {v.ci[1]:.3f}]" if v.ci else "")
+
+
+def conventions_lines(fits: Fits) -> list[str]:
+    c = fits.conventions
+    if c is None or c.skipped is not None:
+        return []
+    L = ["### The parameter convention, measured", "",
+         "The same runs with N counted three ways: the exponents move with the convention (at small sizes the "
+         "embeddings and the head are a large share of N), and the held-out error says which count the laws "
+         "extrapolate best with (the leaderboard's protocol, without intervals):", "",
+         "| N counted as | N from – to | Approach 2's a (runs' FLOPs) | Approach 2's a (C = 6·N·D at the minima) | "
+         "Approach 3's a = β/(α+β) | best law: held-out mean |error| | Chinchilla's form |",
+         "|---|---|---|---|---|---|---|"]
+    for r in c.rows:
+        name = f"**{r.params}** (this report)" if r.params == c.used else r.params
+        a3 = "—" if r.approach3_a is None else f"{r.approach3_a:.3f}" + (" (degenerate)" if r.approach3_degenerate
+                                                                          else "")
+        best = f"{r.best_law}: {_pct(r.best_score)}" if r.best_law else (r.error or "—")
+        L.append(f"| {name} — {r.what} | {sci(r.N_min)} – {sci(r.N_max)} | {_a(r.approach2_a)} | "
+                 f"{_a(r.approach2_a_6ND)} | {a3} | {best} | {_pct(r.chinchilla_score)} |")
+    return L + ["", c.verdict, ""]

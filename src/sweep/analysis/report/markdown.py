@@ -17,7 +17,7 @@ from ..result.fits import Fits
 from .fmt import sci, value_text as _get, why_none as _why_none
 from .emergence import is_emergence_plot, section_lines
 from .laws import report_lines as laws_beyond_lines
-from .leaderboard import leaderboard_lines
+from .leaderboard import conventions_lines, leaderboard_lines
 from .plots import CAPTIONS
 from .runs import cooldown_lines, missing, repeated
 from .trust import checklist
@@ -68,8 +68,8 @@ def _aggregation_text(agg) -> list[str]:
 def _laws(fits: Fits) -> list[str]:
     """The fitted laws: Approach 3 and its allocation, Approaches 2 and 1 (headline values say why if no interval)."""
     a3, al, a2, a1, why = fits.approach3, fits.allocation, fits.approach2, fits.approach1, _why_none(fits)
-    L = ["## The laws", "", *leaderboard_lines(fits),
-         "### Each law", "",
+    L = ["## The laws", "", *leaderboard_lines(fits), *conventions_lines(fits),
+         f"### Each law (N counted as {fits.params})", "",
          "**Approach 3** (parametric, Huber δ=1e-3 on log loss, L-BFGS-B): L(N, D) = E + A/N^α + B/D^β with",
          "", "| E | A | B | α | β |", "|---|---|---|---|---|",
          "| " + " | ".join(_get(getattr(a3, k), why_none=why) for k in ("E", "A", "B", "alpha", "beta")) + " |", "",
@@ -103,7 +103,7 @@ def _approach1(a1: Approach1, why: str) -> list[str]:
 
 def _recipe(fits: Fits) -> list[str]:
     a3, a2 = fits.approach3, fits.approach2
-    L = ["## Compute-optimal recipe", ""]
+    L = [f"## Compute-optimal recipe (N counted as {fits.params})", ""]
     if a3.degenerate:
         why = [f"{b} at its bound" for b in a3.at_bound] + [f"term {t} negligible" for t in a3.negligible]
         alt = (f" Approach 2's allocation stands apart from it: N* ∝ C^{a2.a.value:.3f}, D* ∝ C^{a2.b.value:.3f}."

@@ -24,7 +24,7 @@ from .laws import Holdout, LawFit, TokensFit
 from .record import Record, ResultError, absent, memory
 from .beyond import HoldoutProtocol, InferenceOptimal, KaplanForms, LawParams, Overtraining, RepeatedData
 from .emergence import Emergence
-from .leaderboard import Leaderboard
+from .leaderboard import Conventions, Leaderboard
 from .lr import LrStudy
 
 SCHEMA_VERSION = 1
@@ -140,6 +140,7 @@ class Fits(Laws):
     """Everything `sweep analyze` found: fits.json."""
     repeated_data: RepeatedData | None = absent()
     leaderboard: Leaderboard | None = absent()  # which law predicts held-out runs best (predict/leaderboard.py)
+    conventions: Conventions | None = absent()  # the laws with N counted each way (predict/conventions.py)
     holdout_protocol: HoldoutProtocol | None = absent()
     overtraining: Overtraining | None = absent()
     inference_optimal: InferenceOptimal | None = absent()

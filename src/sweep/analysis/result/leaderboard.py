@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .record import Record, absent
+from .record import Record, Value, absent
 
 
 @dataclass(kw_only=True)
@@ -75,3 +75,31 @@ class Leaderboard(Record):
     margin: list[float] | None  # the runner-up's score minus the best's, 95% interval over held-out runs
     verdict: str  # the ranking in one sentence
     skipped: str | None = absent()  # why no protocol ran (too few sizes)
+
+
+@dataclass(kw_only=True)
+class ConventionRow(Record):
+    """The same runs with N counted one way: the exponents, and the best law's held-out error."""
+    params: str
+    what: str  # which parameters that counts, in words
+    N_min: float
+    N_max: float
+    approach2_a: Value | None = absent()  # N* ∝ C^a, C the runs' own FLOPs (absent: no two isoFLOP budgets)
+    approach2_b: Value | None = absent()
+    approach2_a_6ND: Value | None = absent()  # the same minima against C = 6·N*·D*
+    approach3_a: float | None = None  # β/(α+β) of Chinchilla's form fitted to every run (no interval)
+    approach3_degenerate: bool | None = None
+    best_law: str | None = None  # the leaderboard's first law under this convention (no intervals)
+    best_score: float | None = None
+    chinchilla_score: float | None = None
+    error: str | None = absent()
+
+
+@dataclass(kw_only=True)
+class Conventions(Record):
+    used: str  # the convention the rest of fits.json counts N by (--params)
+    rows: list[ConventionRow]
+    best: str | None  # the convention whose best law predicts the held-out runs best
+    resolved: bool | None  # whether ahead of the next beyond the leaderboard's noise (None: no bootstrap)
+    verdict: str
+    skipped: str | None = absent()

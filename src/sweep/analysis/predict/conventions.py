@@ -1,0 +1,102 @@
+"""The parameter convention settled by measurement (fits.json's `conventions`): the same runs with N counted three
+ways (non-embedding; with the output head, `matmul`; all, `total`), and per convention Approach 2's exponent a with
+its bootstrap interval (under the runs' own FLOPs and under C = 6·N·D at each budget's minimum), Approach 3's
+a = β/(α+β), and how well the best law predicts the held-out runs (the leaderboard's protocol, without intervals).
+
+At small sizes the embedding and the head are a large share of N, so the convention moves the exponent more than its
+interval does (Pearce & Song 2024; Porian et al. 2024): the table shows by how much, and which convention's law
+predicts the runs it did not see best.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..laws.approaches import fit_isoflop, loglog_fit
+from ..laws.bootstrap import bootstrap, percentile_ci
+from ..laws.estimate import Estimator
+from ..laws.lse import single_threaded_blas
+from ..inputs.load import Dataset
+from ..result.leaderboard import ConventionRow, Conventions
+from ..result.record import Value
+from .forms import FORMS, FormFitter
+from .leaderboard import leaderboard
+
+WHAT = {"non_embedding": "non-embedding parameters (the output head left out too, when it is untied)",
+        "matmul": "non-embedding parameters + the output head (every matmul weight)",
+        "total": "every parameter, embeddings included"}
+MAX_RESAMPLES = 200
+
+
+def _approach2(est: Estimator, w=None) -> dict:
+    out = fit_isoflop(est.N, est.D, est.L, est.budget, w)
+    if out.get("a") is None:
+        return {}
+    rows = out["budgets"]
+    n = np.array([r["N_opt"] for r in rows])
+    c6 = 6 * n * np.array([r["D_opt"] for r in rows])  # the budget's compute counted as 6ND at its minimum
+    return {"a": out["a"], "b": out["b"], "a_6ND": loglog_fit(c6, n)[0]}
+
+
+def _row(params: str, ds: Dataset, n_boot: int, seed: int) -> ConventionRow:
+    runs = ds.runs
+    row = ConventionRow(params=params, what=WHAT[params], N_min=float(runs["N"].min()), N_max=float(runs["N"].max()))
+    est = Estimator(ds)
+    a2 = _approach2(est) if len(est.isoflop) >= 2 else {}
+    if a2:  # resampled as estimate's Approach 2 is: within isoFLOP budgets, each budget kept a parabola
+        draws = bootstrap(lambda w: _approach2(est, w * est.w0), len(runs), min(n_boot, MAX_RESAMPLES), seed,
+                          strata=est.strata() if ds.budget_basis != "log-binned flops" else None,
+                          accept=est.keeps_budgets)
+        for k in ("a", "b", "a_6ND"):
+            ci = percentile_ci(draws.get(k, np.array([])))["ci"]
+            setattr(row, f"approach2_{k}", Value(a2[k], ci))
+    chin = FORMS["chinchilla"]
+    if len(runs) >= chin.n_params + 2:
+        fit = FormFitter(chin, runs["N"], runs["D"], runs["loss"]).fit(
+            runs["weight"] if "weight" in runs else None, n_starts=6)
+        p = chin.params(fit.theta)
+        row.approach3_a = float(p["beta"] / (p["alpha"] + p["beta"]))
+        row.approach3_degenerate = bool(fit.at_bound)
+    board = leaderboard(runs, n_boot=0)
+    scored = [s for s in board.laws if s.score is not None]
+    if board.skipped:
+        row.error = board.skipped
+    elif scored:
+        row.best_law, row.best_score = scored[0].key, scored[0].score
+        row.chinchilla_score = next((s.score for s in scored if s.key == "chinchilla"), None)
+    return row
+
+
+def compare_conventions(by_params: dict[str, Dataset], used: str, n_boot: int = 200, seed: int = 0,
+                        noise: float | None = None) -> Conventions:
+    """The table over the conventions given ({convention: the Dataset the laws see, N counted that way}); `used`:
+    the convention the rest of the report counts N by; noise: the held-out score difference within noise (half the
+    leaderboard's margin interval), None if unknown."""
+    if len(by_params) < 2:
+        return Conventions(used=used, rows=[], best=None, resolved=None, verdict="",
+                           skipped="one parameter count per run (a CSV): nothing to compare")
+    with single_threaded_blas():
+        rows = [_row(k, v, n_boot, seed) for k, v in by_params.items()]
+    ranked = sorted((r for r in rows if r.best_score is not None), key=lambda r: r.best_score)
+    out = Conventions(used=used, rows=rows, best=ranked[0].params if ranked else None, resolved=None, verdict="")
+    a2 = [r for r in rows if r.approach2_a is not None]
+    spread = (f"Approach 2's a runs from {min(r.approach2_a.value for r in a2):.3f} to "
+              f"{max(r.approach2_a.value for r in a2):.3f} across the conventions. ") if len(a2) >= 2 else ""
+    if not ranked:
+        out.verdict = spread + "No convention's laws could be scored on held-out runs."
+        return out
+    b = ranked[0]
+    out.verdict = spread + (f"Counting {b.params}, the best law ({b.best_law}) predicts the held-out runs best "
+                            f"(mean |error| {b.best_score * 100:.2f}%)")
+    if len(ranked) >= 2:
+        gap = ranked[1].best_score - b.best_score
+        out.resolved = None if noise is None else bool(gap > noise)
+        out.verdict += f", {gap * 100:.2f} points ahead of {ranked[1].params}"
+        if out.resolved is False:
+            out.verdict += (f": within the leaderboard's noise (±{noise * 100:.2f} points, half its margin interval), "
+                            f"so not resolved")
+        elif out.resolved is None:
+            out.verdict += " (no bootstrap: whether beyond noise is not assessed)"
+    out.verdict += ("; the report counts N that way." if b.params == used else
+                    f"; the report counts N as {used} (--params {b.params} to count N that way).")
+    return out
