@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from sweep.analysis.predict.forms import FORMS, FormFitter, Points, compute_optimal
-from sweep.analysis.predict.leaderboard import interval_scale, leaderboard
+from sweep.analysis.laws.holdout import interval_scale
+from sweep.analysis.predict.leaderboard import leaderboard
 from sweep.analysis.predict.protocol import rolling_splits
 from sweep.analysis.result.fits import read_fits
 
@@ -142,3 +143,29 @@ def test_sweep_analyze_puts_the_leaderboard_first_in_the_laws(tmp_path):
     laws = report.index("## The laws")
     assert report.index("### Which law to believe: the leaderboard") == laws + len("## The laws\n\n")
     assert "(recommended)" in report and report.index("### Which law to believe") < report.index("**Approach 3**")
+
+
+@pytest.mark.slow
+def test_conventions_are_compared_and_the_one_the_law_was_made_in_predicts_best(tmp_path):
+    """A sweep whose law is in non-embedding N (helpers.true_loss), with embeddings and a head that the other
+    conventions count: the table has all three, its non_embedding row is the report's own Approach 2 (one owner),
+    the exponent moves with the convention, and non_embedding's laws predict the held-out runs best."""
+    from helpers import EMBED, write_run
+
+    from sweep.analysis.main import main
+
+    rng = np.random.default_rng(3)
+    root = tmp_path / "synth"
+    for N in (2.5e4, 5e4, 1e5, 2e5, 4e5, 8e5):
+        for C in (1e12, 3e12, 1e13):
+            write_run(root, f"gpt-{N:.0e}_f{C:.0e}_s0", N, C, rng)
+    assert main([str(root), "--bootstrap", "30", "--wandb", "off"]) == 0
+    fits = read_fits(root / "analysis" / "fits.json")
+    rows = {r.params: r for r in fits.conventions.rows}
+    assert set(rows) == {"non_embedding", "matmul", "total"} and fits.conventions.used == "non_embedding"
+    assert rows["non_embedding"].approach2_a == fits.approach2.a  # the same value and interval as Approach 2's own
+    assert rows["total"].N_min == pytest.approx(2.5e4 + EMBED + 2e4)
+    assert abs(rows["total"].approach2_a.value - rows["non_embedding"].approach2_a.value) > 0.05
+    assert fits.conventions.best == "non_embedding", fits.conventions.verdict
+    report = (root / "analysis" / "report.md").read_text()
+    assert "### The parameter convention, measured" in report and "| **non_embedding** (this report)" in report

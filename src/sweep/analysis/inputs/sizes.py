@@ -28,3 +28,17 @@ def size_clusters(N, rel_tol: float = 0.01, max_span: float | None = None) -> np
     labels = np.empty(len(logn), int)
     labels[order] = np.concatenate([[0], np.cumsum(breaks)])
     return labels
+
+
+SIZE_BINS = 10  # a continuum of sizes is cut into this many equal bins of log N
+
+
+def size_groups(N) -> np.ndarray:
+    """Each run's size group, 0 = smallest: its model size, or, for a continuum of sizes (published data: nearly
+    every run its own size), its bin of log N among SIZE_BINS equal ones."""
+    labels = size_clusters(N)
+    if labels.max() + 1 <= 2 * SIZE_BINS:
+        return labels
+    logn = np.log(np.asarray(N, float))
+    edges = np.linspace(logn.min(), logn.max(), SIZE_BINS + 1)[1:-1]
+    return np.unique(np.digitize(logn, edges), return_inverse=True)[1]

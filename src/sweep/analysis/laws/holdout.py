@@ -4,7 +4,9 @@ fitted on the rest, each held-out run predicted with a 95% bootstrap interval, s
 
 The interval is a prediction interval for one run: each resample of the fitted runs is refitted (warm-started),
 and its prediction carries a residual of that resample's own fit drawn at random, so it holds both the law's
-uncertainty and the run-to-run scatter an observed loss has. `interval_law` is the law's part alone.
+uncertainty and the run-to-run scatter an observed loss has; then it is widened (in log space) by the factor that
+made the same intervals cover 95% one step inside the split (`inner_step`, `interval_scale`: the leaderboard's
+calibration too). `interval_law` is the law's part alone, not widened.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .bootstrap import bootstrap, percentile_ci
-from ..inputs.sizes import size_clusters
+from ..inputs.sizes import size_clusters, size_groups
 from ..inputs.load import AnalysisError
 from .lse import LseFitter, single_threaded_blas
 from ..result.beyond import HeldOutRun, HoldoutProtocol, LnPrediction, PredictionSummary
@@ -26,6 +28,8 @@ COLUMNS = {"n_params": "N", "N": "N", "tokens": "D", "D": "D", "flops": "C", "C"
 OPERATORS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq}
 _COMPARISON = re.compile(r"^\s*([A-Za-z_]\w*)\s*(>=|<=|==|>|<)\s*([-+]?[0-9.]+(?:[eE][-+]?\d+)?)\s*$")
 MIN_FIT_SIZES, MIN_FIT_RUNS, MIN_LN_SIZES = 3, 6, 3
+LEVEL = 0.95
+MAX_SCALE = 100.0
 
 
 class HoldoutError(AnalysisError):
@@ -68,8 +72,41 @@ def select_holdout(expr: str, runs: pd.DataFrame) -> np.ndarray:
     return mask
 
 
-def _predict_with_intervals(x, loss, weight, fit, test, n_boot, seed, n_refine):
-    """Fit x → loss on the `fit` runs, predict the `test` runs: (predicted, prediction interval, law interval)."""
+def interval_scale(pred, lo, hi, observed, level: float = LEVEL) -> float:
+    """How far (in log space, about the prediction) intervals must widen for `level` of the observations to lie
+    inside: the level quantile of each run's |log error| over its interval's half-width on its side, at least 1 (and
+    at most MAX_SCALE: past it the step says only that the law does not extrapolate, and the interval is vast)."""
+    ok = np.isfinite(lo) & np.isfinite(hi)
+    if not ok.any():
+        return 1.0
+    err = np.log(observed[ok] / pred[ok])
+    half = np.where(err >= 0, np.log(hi[ok] / pred[ok]), np.log(pred[ok] / lo[ok]))
+    ratio = np.abs(err) / np.maximum(half, 1e-12)
+    return float(np.clip(np.quantile(ratio, level, method="higher"), 1.0, MAX_SCALE))
+
+
+def inner_step(N, fit, test, min_sizes: int = MIN_FIT_SIZES):
+    """One step inside a split, to calibrate its intervals on: of the fitted runs, those within the split's own
+    reach in log N of their largest (at least their largest size group) held out, the rest fitted. (inner fit mask,
+    inner held-out indices) over all runs, or None if fewer than min_sizes sizes would be left to fit."""
+    N = np.asarray(N, float)
+    fit_idx = np.flatnonzero(fit)
+    logn = np.log(N[fit_idx])
+    reach = np.log(N[test].max()) - logn.max()
+    groups = size_groups(N[fit_idx])
+    inner = (logn > logn.max() - reach) | (groups == groups.max())
+    if len(np.unique(groups[~inner])) < min_sizes:
+        inner = groups == groups.max()
+    if len(np.unique(groups[~inner])) < min_sizes:
+        return None
+    inner_fit = np.zeros(len(N), bool)
+    inner_fit[fit_idx[~inner]] = True
+    return inner_fit, fit_idx[inner]
+
+
+def _predict_with_intervals(x, loss, weight, fit, test, n_boot, seed, n_refine, calibrate: bool = True):
+    """Fit x → loss on the `fit` runs, predict the `test` runs: (predicted, prediction interval, law interval). The
+    prediction interval is widened by the scale that made the same intervals cover one step inside (inner_step)."""
     fitter = LseFitter(x[fit], loss[fit])
     w_fit = weight[fit]
     theta = fitter.fit(w_fit, n_refine=n_refine).theta
@@ -93,7 +130,18 @@ def _predict_with_intervals(x, loss, weight, fit, test, n_boot, seed, n_refine):
         cis = [percentile_ci(samples.get(f"{kind}/{i}", np.array([])))["ci"] for i in range(len(predicted))]
         return np.array([c if c else [np.nan, np.nan] for c in cis], float)
 
-    return predicted, interval("run"), interval("law")
+    run = interval("run")
+    step = inner_step(x[:, 0], fit, test) if calibrate else None
+    if step is not None:
+        inner_fit, inner_test = step
+        mask = np.zeros(len(loss), bool)
+        mask[inner_test] = True
+        p, iv, _ = _predict_with_intervals(x, loss, weight, inner_fit, mask, max(n_boot // 2, 10), seed + 7, n_refine,
+                                           calibrate=False)
+        scale = interval_scale(p, iv[:, 0], iv[:, 1], loss[mask])
+        run = np.column_stack([predicted * (run[:, 0] / predicted) ** scale,
+                               predicted * (run[:, 1] / predicted) ** scale])
+    return predicted, run, interval("law")
 
 
 def _rows(runs, test, predicted, interval, interval_law) -> list[HeldOutRun]:
@@ -142,7 +190,8 @@ def holdout_protocol(runs: pd.DataFrame, expr: str, n_boot: int = 200, seed: int
     out = HoldoutProtocol(expr=expr, fitted_runs=int(fit.sum()), held_out_runs=int(test.sum()),
                           interval="95% bootstrap prediction interval: the fitted runs resampled and refitted, each "
                                    "prediction with a residual of its resample drawn (the law's uncertainty and the "
-                                   "run-to-run scatter)")
+                                   "run-to-run scatter), widened by the factor that made such intervals cover 95% one "
+                                   "step inside the split")
     n_sizes = len(np.unique(size_clusters(N[fit])))
     if n_sizes < MIN_FIT_SIZES or fit.sum() < MIN_FIT_RUNS:
         out.error = (f"the runs left to fit have {n_sizes} size(s) and {int(fit.sum())} run(s); Approach 3 needs "

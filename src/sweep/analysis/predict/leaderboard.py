@@ -15,12 +15,12 @@ import numpy as np
 import pandas as pd
 
 from ..inputs.sizes import size_clusters
+from ..laws.holdout import LEVEL, inner_step, interval_scale
 from ..laws.lse import single_threaded_blas
 from ..result.leaderboard import Fold, LawOptimum, LawPrediction, LawScore, Leaderboard
 from .forms import FORMS, Form, FormFitter, compute_optimal
-from .protocol import Split, expression_split, rolling_splits, size_groups
+from .protocol import Split, expression_split, rolling_splits
 
-LEVEL = 0.95
 MIN_SIZES = 3
 # Resamples per law and split (and half as many for the calibration step inside it): every law is fitted on every
 # split twice over, so the bootstrap's full count would multiply the analysis time; 100 keeps 95% percentiles usable.
@@ -82,37 +82,17 @@ def _fit_predict(form: Form, r: _Runs, fit: np.ndarray, test: np.ndarray, n_boot
     return pred, lo, hi, laws
 
 
-def interval_scale(pred, lo, hi, observed) -> float:
-    """How far (in log space, about the prediction) the intervals must widen for LEVEL of the observations to lie
-    inside: the LEVEL quantile of each run's |log error| over its interval's half-width on its side, at least 1."""
-    ok = np.isfinite(lo) & np.isfinite(hi)
-    if not ok.any():
-        return 1.0
-    err = np.log(observed[ok] / pred[ok])
-    half = np.where(err >= 0, np.log(hi[ok] / pred[ok]), np.log(pred[ok] / lo[ok]))
-    ratio = np.abs(err) / np.maximum(half, 1e-12)
-    return float(max(1.0, np.quantile(ratio, LEVEL, method="higher")))
-
-
 def _calibration(form: Form, r: _Runs, split: Split, n_boot: int, seed: int) -> float | None:
-    """The interval scale measured one step inside the split: the fitted runs within the split's own reach in log N
-    of their largest (at least their largest size group) held out and predicted from the rest, as the split predicts
-    its held-out runs (None: too few sizes left for that step)."""
-    fit_idx = np.flatnonzero(split.fit)
-    logn = np.log(r.N[fit_idx])
-    reach = np.log(r.N[split.test].max()) - logn.max()
-    groups = size_groups(r.N[fit_idx])
-    inner = (logn > logn.max() - reach) | (groups == groups.max())
-    if len(np.unique(groups[~inner])) < MIN_SIZES:
-        inner = groups == groups.max()
-    if len(np.unique(groups[~inner])) < MIN_SIZES:
+    """The interval scale measured one step inside the split (holdout.inner_step), as the split predicts its
+    held-out runs (None: too few sizes left for that step)."""
+    step = inner_step(r.N, split.fit, split.test, MIN_SIZES)
+    if step is None:
         return None
-    inner_fit = np.zeros(len(r.L), bool)
-    inner_fit[fit_idx[~inner]] = True
-    got = _fit_predict(form, r, inner_fit, fit_idx[inner], n_boot, seed)
+    inner_fit, inner_test = step
+    got = _fit_predict(form, r, inner_fit, inner_test, n_boot, seed)
     if isinstance(got, str):
         return None
-    return interval_scale(*got[:3], r.L[fit_idx[inner]])
+    return interval_scale(*got[:3], r.L[inner_test])
 
 
 def _predict_split(form: Form, r: _Runs, split: Split, n_boot: int, seed: int):

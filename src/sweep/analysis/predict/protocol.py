@@ -1,7 +1,7 @@
 """Which runs each law is fitted on and which it must predict: `rolling_splits` (the default: hold out the largest
 size, fit the rest; then the two largest; then three, while four sizes are left to fit) or `expression_split`
-(`--holdout EXPR`, one split). Sizes are the model sizes runs share (sizes.size_clusters); a continuum of sizes
-(published data: nearly every run its own size) is cut into SIZE_BINS equal bins of log N instead.
+(`--holdout EXPR`, one split). Sizes are sizes.size_groups: the model sizes runs share, or bins of log N for a
+continuum of sizes.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..inputs.sizes import size_clusters
+from ..inputs.sizes import size_groups
 from ..laws.holdout import select_holdout
 
-MAX_FOLDS, MIN_FIT_SIZES, SIZE_BINS = 3, 4, 10
+MAX_FOLDS, MIN_FIT_SIZES = 3, 4
 
 
 @dataclass(frozen=True)
@@ -23,17 +23,6 @@ class Split:
     held_out: str  # which runs, in words
     fit: np.ndarray  # boolean masks over runs
     test: np.ndarray
-
-
-def size_groups(N) -> np.ndarray:
-    """Each run's size group, 0 = smallest: its model size, or its bin of log N for a continuum of sizes."""
-    labels = size_clusters(N)
-    if labels.max() + 1 <= 2 * SIZE_BINS:
-        return labels
-    logn = np.log(np.asarray(N, float))
-    edges = np.linspace(logn.min(), logn.max(), SIZE_BINS + 1)[1:-1]
-    bins = np.digitize(logn, edges)
-    return np.unique(bins, return_inverse=True)[1]
 
 
 def rolling_splits(N) -> list[Split] | str:
