@@ -85,6 +85,7 @@ def test_one_run_per_sweep_with_table_charts_and_files(tmp_path, offline):
     assert FILES <= {f.path for r in records(last, "files") for f in r.files}
 
 
+@pytest.mark.slow  # a full analysis logged: the full suite
 def test_partial_fits_log_what_they_have(tmp_path, offline):
     from helpers import write_sweep
 

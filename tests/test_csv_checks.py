@@ -44,6 +44,7 @@ def test_the_good_csv_is_accepted_so_each_refusal_above_is_the_planted_fault(tmp
     assert len(load_csv(path).runs) == len(ROWS)
 
 
+@pytest.mark.slow  # a full analysis of a CSV: the full suite
 def test_exact_duplicate_rows_are_dropped_counted_and_reported(tmp_path):
     path = tmp_path / "dup.csv"
     path.write_text(GOOD + ROWS[1] + ROWS[1] + ROWS[4])

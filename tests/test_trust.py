@@ -276,13 +276,13 @@ def test_zero_width_interval_is_never_printed_as_one(tmp_path):
     assert f"| {fits.approach3.E.value:.4g} | " in text  # --bootstrap 0: said once, in the opening
     # one FLOP convention per table: these runs count their own FLOPs (not 6ND), so the recipe is in theirs and
     # Approach 3's closed form under 6ND stands in a table of its own
-    recipe = section(text, "Compute-optimal recipe")
+    recipe = section(text, "Compute-optimal recipe (N counted as non_embedding)")
     assert "| C (FLOPs as the runs counted them) | N* (A3) |" in recipe
     assert "| C (FLOPs, = 6·N·D) | N* (A3) | D* (A3) | tokens/param (A3) |" in recipe
     # a degenerate Approach 3: no recipe table, and why
     fits.approach3.at_bound = ["alpha1"]
     text = write_report(ds, fits, {}, tmp_path).read_text()
-    recipe = section(text, "Compute-optimal recipe")
+    recipe = section(text, "Compute-optimal recipe (N counted as non_embedding)")
     assert "Not given: Approach 3 is degenerate (alpha1 at its bound" in recipe and "| C (FLOPs" not in recipe
     assert "Compute-optimal allocation: not given, as Approach 3 is degenerate (alpha1 at its bound)" in text
     assert "a = β/(α+β) =" not in text
