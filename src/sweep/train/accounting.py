@@ -1,7 +1,8 @@
 """Pure bookkeeping: parameters by convention, FLOPs per token, horizons and per-size defaults.
 
-Conventions (README, "Conventions"): `non_embedding` is everything but the token and position embeddings (Kaplan);
-`matmul` is the weights that take part in matmuls, output head included (Porian et al.). FLOPs per token are
+Conventions (README, "Conventions"): `non_embedding` is everything but the token and position embeddings and the
+output head (Kaplan); `matmul` is the weights that take part in matmuls, output head included (Porian et al.).
+FLOPs per token are
 6·N_matmul + 6·n_layer·seq_len·d_model, the second term being the attention scores (Kaplan's C ≈ 6N + 6·L·T·d).
 """
 

@@ -1,5 +1,5 @@
 """The parameter convention settled by measurement (fits.json's `conventions`): the same runs with N counted three
-ways (non-embedding; with the output head, `matmul`; all, `total`), and per convention Approach 2's exponent a with
+ways (README, "Conventions": non_embedding, matmul, total), and per convention Approach 2's exponent a with
 its bootstrap interval (under the runs' own FLOPs and under C = 6·N·D at each budget's minimum), Approach 3's
 a = β/(α+β), and how well the best law predicts the held-out runs (the leaderboard's protocol, without intervals).
 
@@ -22,9 +22,9 @@ from ..result.record import Value
 from .forms import FORMS, FormFitter
 from .leaderboard import leaderboard
 
-WHAT = {"non_embedding": "non-embedding parameters (the output head left out too, when it is untied)",
-        "matmul": "non-embedding parameters + the output head (every matmul weight)",
-        "total": "every parameter, embeddings included"}
+WHAT = {"non_embedding": "the blocks and final LayerNorm: no embeddings, no output head",
+        "matmul": "every weight matrix in a matmul, the output head included",
+        "total": "every parameter, embeddings and head included"}
 MAX_RESAMPLES = 200
 
 

@@ -122,7 +122,8 @@ def _icl(icl: list[IclSize]) -> list[str]:
     if not icl:
         return []
     L = ["**In-context learning per size** (ICL score: mean loss late in the context minus early, negative when the "
-         "context helps; induction ratio: NLL on a sequence's second copy ÷ its first):", "",
+         "context helps; induction ratio: NLL on a sequence's second copy ÷ its first; both means over the size's "
+         "runs, without intervals):", "",
          "| N | runs | ICL score | induction ratio |", "|---|---|---|---|"]
     L += [f"| {sci(r.N)} | {r.n_runs} | {_num(r.icl_score, '{:.4g}')} | {_num(r.induction_ratio, '{:.3g}')} |"
           for r in icl]
@@ -135,7 +136,8 @@ def _two_step(rows: list[TwoStep]) -> list[str]:
     done = [r for r in rows if r.skipped is None]
     L = ["**Two-step prediction** (largest size held out): task NLL = E + A·(C/C_ref)^−α fitted on the other sizes' "
          "final scores, then accuracy = chance + (1 − chance)·σ(−k·(NLL − NLL₀)) on those sizes and their runs' "
-         "intermediate checkpoints; the held-out size's accuracy predicted from its FLOPs alone.", ""]
+         "intermediate checkpoints; the held-out size's accuracy predicted from its FLOPs alone (a point prediction, "
+         "without an interval; the observed accuracy carries its Wilson interval).", ""]
     if done:
         L += ["| variant | held-out N | observed | predicted | error | from its observed NLL | NLL observed / "
               "predicted |", "|---|---|---|---|---|---|---|"]

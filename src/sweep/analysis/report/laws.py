@@ -143,8 +143,8 @@ def kaplan_lines(fits: Fits) -> list[str]:
     if j:
         L += [f"- Kaplan's joint law {j.form}: N_c = {j.N_c:.3g}, D_c = {j.D_c:.3g}, "
               f"α_N = {j.alpha_N:.4f}, α_D = {j.alpha_D:.4f}; median |residual| "
-              f"{j.median_abs_residual * 100:.2f}%" + (f" ({', '.join(j.at_bound)} at a bound)."
-                                                      if j.at_bound else ".")]
+              f"{j.median_abs_residual * 100:.2f}%" + (f" ({', '.join(j.at_bound)} at a bound)"
+                                                      if j.at_bound else "") + "; descriptive, no intervals."]
     L += ["", "**Per 10× compute**, the compute-optimal model grows (95% intervals from each Approach's exponents):",
           "", "| source | N × | D × |", "|---|---|---|"]
     L += [f"| {r.source} | {_factor(r.N)} | {_factor(r.D)} |" for r in k.allocation_per_10x]
