@@ -252,3 +252,29 @@ def test_the_isoflop_edge_check_compares_sizes_not_runs():
     out = fit_isoflop(N, 1e12 / (6 * N), L, np.full(len(N), 1e12))
     assert out["budgets"][0]["edge"] == "edge"
     assert any("at the edge of the sizes tried" in w for w in out["warnings"])
+
+
+def test_an_off_centre_isoflop_grid_is_warned_about():
+    """Sizes tried mostly above the minimum: the parabola is biased (Approach 2's known bias), and said so."""
+    from sweep.analysis.laws.approaches import fit_isoflop
+
+    N = np.array([1e5, 2e5, 4e5, 8e5, 1.6e6])
+    L = 3 + 0.5 * (np.log10(N) - 5.2) ** 2
+    out = fit_isoflop(N, 1e12 / (6 * N), L, np.full(len(N), 1e12))
+    assert out["budgets"][0]["edge"] is None
+    assert any("off-centre around the minimum (N* = 1.58e+05" in w for w in out["warnings"]), out["warnings"]
+    centred = 3 + 0.5 * (np.log10(N) - 5.6) ** 2
+    assert not any("off-centre" in w for w in fit_isoflop(N, 1e12 / (6 * N), centred, np.full(5, 1e12))["warnings"])
+
+
+def test_approach3s_optimum_stands_beside_each_isoflop_minimum(tmp_path):
+    """At each budget, Approach 3's N* along the runs' own FLOPs per token: the true law's optimum, nearly."""
+    from helpers import true_optimum, write_sweep
+
+    from sweep.analysis.inputs.load import load_sweep
+    from sweep.analysis.laws.estimate import estimate
+
+    laws = estimate(load_sweep(write_sweep(tmp_path / "synth"), "non_embedding"), n_boot=0)
+    assert laws.approach2.budgets
+    for row in laws.approach2.budgets:
+        assert row.N_opt_approach3.value == pytest.approx(true_optimum(row.C), rel=0.15)

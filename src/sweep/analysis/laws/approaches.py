@@ -72,6 +72,7 @@ def loglog_fit(x, y, w=None) -> tuple[float, float]:
 
 
 # -------------------------------------------------------------------------------------------- Approach 2
+OFF_CENTRE = 0.5  # a minimum in the outer quarter of the log-size range, at either end, is off-centre
 def budget_groups(budget: np.ndarray) -> list[np.ndarray]:
     """The indices of each FLOP budget's runs (in index order), budgets ascending; NaN (no budget) left out."""
     idx = np.flatnonzero(np.isfinite(budget))
@@ -115,6 +116,10 @@ def fit_isoflop(N, D, L, budget, w=None) -> dict:
         elif _at_edge_size(N[m], int(np.argmin(L[m]))):
             edge = "edge"
             warnings.append(f"{tag}: the lowest loss is at the edge of the sizes tried; the minimum is extrapolated")
+        elif abs(xs - (x.min() + x.max()) / 2) > OFF_CENTRE * (x.max() - x.min()) / 2:
+            warnings.append(f"{tag}: the sizes tried are off-centre around the minimum (N* = {n_opt:.3g}, sizes "
+                            f"{N[m].min():.3g}–{N[m].max():.3g}): an asymmetric grid biases the parabola's minimum "
+                            f"(Approach 2's known bias); centre the sizes on N*")
         rows.append({"C": float(c), "N_opt": float(n_opt), "D_opt": float(d_opt),
                      "L_opt": float(c0 + c1 * xs + c2 * xs * xs), "coef_log10N": [float(c2), float(c1), float(c0)],
                      "n_runs": len(m), "edge": edge})

@@ -125,6 +125,11 @@ class Estimator:
                            theta=[float(t) for t in f3.theta])
             alloc = Allocation(**_values(allocation(p3)), convention="C = 6ND")
         a2 = _approach2(fit_isoflop(self.N, self.D, self.L, self.budget, w) if self._has_budgets() else None)
+        if self.a3 is not None and a2.budgets:  # Approach 3's optimum beside each isoFLOP minimum, same FLOPs
+            with np.errstate(all="ignore"):
+                for row in a2.budgets:
+                    n = optimal_nd_flops(p3, row.C, *self.fpt)[0] if self.own_flops else optimal_nd(p3, row.C)[0]
+                    row.N_opt_approach3 = Value(float(np.asarray(n).ravel()[0]))
         # Approach 1 from where each schedule ended only: a point partway through a decaying (cosine) schedule is not
         # the loss a shorter run would reach. A cooldown branch is a run of its own, ending where its cooldown does.
         a1 = _approach1(fit_envelope(self.C, self.N, self.D, self.L, np.arange(len(self.L)), w=np.asarray(w)),

@@ -166,10 +166,14 @@ def write_report(ds, fits: Fits, plots: dict, out: Path) -> Path:
               f"{a3.starts.reached_best} reached the best optimum (objective range "
               f"{a3.starts.objective_range[0]:.6g}–{a3.starts.objective_range[1]:.6g}).", ""]
     if a2.budgets:
-        L += ["### Approach 2 budgets", "", "| C | runs | N* | D* | tokens/param | loss at N* | note |",
-              "|---|---|---|---|---|---|---|"]
+        L += [f"### Approach 2 budgets (C as the runs counted it, N counted as {fits.params})", "",
+              "| C | runs | N* | D* | tokens/param | loss at N* | N* by Approach 3 | note |",
+              "|---|---|---|---|---|---|---|---|"]
         L += [f"| {sci(r.C)} | {r.n_runs} | {_get(r.N_opt, '{:.3g}')} | {_get(r.D_opt, '{:.3g}')} | "
-              f"{_get(r.tpp, '{:.1f}')} | {r.L_opt.value:.4f} | {r.edge or ''} |" for r in a2.budgets]
+              f"{_get(r.tpp, '{:.1f}')} | {r.L_opt.value:.4f} | "
+              f"{_get(r.N_opt_approach3, '{:.3g}') if r.N_opt_approach3 else '—'}"
+              f"{' (degenerate)' if r.N_opt_approach3 and a3.degenerate else ''} | {r.edge or ''} |"
+              for r in a2.budgets]
         L.append("")
     if fits.kaplan.skipped and fitted:
         L += ["### L(N) = E + A/N^α", "", f"Not fitted: {fits.kaplan.skipped}.", ""]

@@ -87,6 +87,7 @@ class IsoflopMinimum(Record):
     edge: str | None  # "outside" the sizes tried, at the "edge" of them, or None
     key: str
     tpp: Value
+    N_opt_approach3: Value | None = absent()  # Approach 3's optimum at this budget, along the runs' own FLOPs
 
 
 @dataclass(kw_only=True)
