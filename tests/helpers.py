@@ -177,8 +177,8 @@ def write_trust_run(root: Path, name: str, N: float, budget: float, rng, corpus:
     summary = {"run_name": name, "status": "completed", "sweep": "trust", "model": model or name, "data": "local",
                "seed": 0, "n_params": {"total": N + 2e5 + HEAD, "non_embedding": N, "embedding": 2e5,
                                        "matmul": N + HEAD, "head": HEAD},
-               "flops_per_token": fpt, "flops_budget": budget, "tokens": tokens, "flops": budget, "val_loss": loss,
-               "val_bpb": loss / 2, "lr": lr, "epochs": epochs, "wall_s": 1.0}
+               "flops_per_token": fpt, "flops_budget": budget, "tokens": tokens, "tokens_per_param": tokens / N,
+               "flops": budget, "val_loss": loss, "val_bpb": loss / 2, "lr": lr, "epochs": epochs, "wall_s": 1.0}
     if val_tokens is not None:
         summary["val_tokens"] = val_tokens
     (d / "summary.json").write_text(json.dumps(summary))

@@ -172,6 +172,24 @@ def test_clean_grid_passes_and_lr_and_eval_findings_are_flagged(tmp_path, no_plo
     assert vt["ok"] is False and "2,048 (4 runs), 32,768 (8 runs)" in vt["detail"]
 
 
+def test_runs_far_from_the_horizon_their_lr_rule_was_measured_at_are_flagged(tmp_path):
+    """A rule tuned at 20 tokens/param, runs from ~1 to ~500: those beyond 2× of 20 are named with their range."""
+    from sweep.analysis.report.trust import lr_rule
+
+    root = write_grid(tmp_path / "grid", rule={**RULE, "tokens_per_param": 20.0})
+    ds = load_sweep(root, "non_embedding")
+    tpp = ds.runs["tpp"].to_numpy()
+    off = (tpp > 40) | (tpp < 10)
+    assert 0 < off.sum() < len(tpp)
+    item = lr_rule(ds)
+    assert item.ok is False
+    assert (f"{off.sum()} runs trained at {tpp[off].min():.3g}–{tpp[off].max():.3g} tokens/param, more than 2× from "
+            f"the 20 tokens/param their lr rule was measured at") in item.detail
+    wide = write_grid(tmp_path / "wide", rule={**RULE, "tokens_per_param": float(np.sqrt(tpp.min() * tpp.max()))})
+    assert lr_rule(load_sweep(wide, "non_embedding")).ok is False  # the grid spans ~500×: no horizon holds it all
+    # a rule that never said its horizon (older plans): nothing to compare, the clean-grid test passes it
+
+
 def test_runs_without_the_new_records_are_not_checked(tmp_path, no_plots):
     """Older run directories (no epochs, lr rule or val_tokens): those checks say so, nothing fails."""
     root = tmp_path / "old"

@@ -55,11 +55,13 @@ class LrRule:
         return self.tuned and self.min_params / RANGE_SLACK <= n_params <= self.max_params * RANGE_SLACK
 
     def record(self, n_params: float) -> dict:
-        """config.yaml's plan.lr_rule: what the rule says for this size, which rule said it and whether that rule
-        was measured at this size."""
+        """config.yaml's plan.lr_rule: what the rule says for this size, which rule said it, whether that rule
+        was measured at this size, and the tokens/param it was measured at (None: never measured)."""
         rule = self._for(n_params)
+        tpp = (rule.measured or {}).get("tokens_per_param")
         return {"name": rule.name, "source": rule.source, "rule_lr": self.lr(n_params), "tuned": rule.tuned,
-                "in_range": rule.in_range(n_params), "min_params": rule.min_params, "max_params": rule.max_params}
+                "in_range": rule.in_range(n_params), "min_params": rule.min_params, "max_params": rule.max_params,
+                "tokens_per_param": float(tpp) if isinstance(tpp, (int, float)) else None}
 
 
 def to_json(rule: LrRule) -> dict:

@@ -37,7 +37,8 @@ class AnalysisError(ValueError):
 @dataclass
 class Dataset:
     # run_name, N, D, C, loss, budget (NaN: none), model, seed, tpp_req, epochs, lr, N_matmul, val_tokens, rule_lr,
-    # lr_rule_tuned, lr_rule_in_range, lr_rule_name (NaN/None: not recorded)[, weight: runs in a bin]
+    # lr_rule_tuned, lr_rule_in_range, lr_rule_name, lr_rule_tpp (the tokens/param the rule was measured at), tpp
+    # (the run's tokens per non-embedding parameter) (NaN/None: not recorded)[, weight: runs in a bin]
     runs: pd.DataFrame
     points: pd.DataFrame  # eval points: run (row of runs), D, C, loss
     source: str
@@ -125,6 +126,7 @@ def _run_facts(summary: dict, plan: dict) -> dict:
             "N_matmul": _number((summary.get("n_params") or {}).get("matmul")),
             "val_tokens": _number(summary.get("val_tokens")), "rule_lr": _number(rule.get("rule_lr")),
             "lr_rule_tuned": flag["tuned"], "lr_rule_in_range": flag["in_range"], "lr_rule_name": rule.get("name"),
+            "lr_rule_tpp": _number(rule.get("tokens_per_param")), "tpp": _number(summary.get("tokens_per_param")),
             "beta2": _number(plan.get("beta2")), "batch_tokens": _number(summary.get("batch_tokens"))}
 
 

@@ -137,9 +137,32 @@ def lr_rule(loaded: Dataset) -> TrustCheck:
         found.append(f"{_plural(len(outside), 'size')} ({_names(outside)}) {'lies' if len(outside) == 1 else 'lie'} "
                      f"outside the sizes the lr rule {rule} was measured on: its lr there is extrapolated; extend "
                      f"the lr sweep to them")
+    horizon = _off_horizon(r, tuned)
+    if horizon:
+        found.append(horizon)
     if found:
         return _item("lr_rule", False, "; ".join(found))
-    return _item("lr_rule", True, "every run's lr rule was measured (tuned), over a range that holds its size")
+    return _item("lr_rule", True, "every run's lr rule was measured (tuned), over a range that holds its size and "
+                 "near its tokens/param")
+
+
+TPP_SLACK = 2.0  # a run within this factor of the tokens/param its lr rule was measured at counts as measured
+
+
+def _off_horizon(r, tuned) -> str | None:
+    """Runs trained far from the tokens/param their (tuned) lr rule was measured at: the best lr falls with longer
+    horizons (Bjorck et al. 2024), so the rule's lr there is an extrapolation in the horizon."""
+    if "lr_rule_tpp" not in r or "tpp" not in r:
+        return None
+    at, tpp = r["lr_rule_tpp"].to_numpy(float), r["tpp"].to_numpy(float)
+    ok = np.array([t is True for t in tuned]) & np.isfinite(at) & np.isfinite(tpp)
+    off = ok & ((tpp > at * TPP_SLACK) | (tpp < at / TPP_SLACK))
+    if not off.any():
+        return None
+    lo, hi = tpp[off].min(), tpp[off].max()
+    return (f"{_plural(int(off.sum()), 'run')} trained at {lo:.3g}–{hi:.3g} tokens/param, more than {TPP_SLACK:g}× "
+            f"from the {at[off][0]:.3g} tokens/param their lr rule was measured at: the best lr moves with the "
+            f"horizon, so theirs is extrapolated; measure the rule with an lr sweep at their horizon")
 
 
 def lr_vs_rule(loaded: Dataset) -> TrustCheck:
