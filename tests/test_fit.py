@@ -278,3 +278,23 @@ def test_approach3s_optimum_stands_beside_each_isoflop_minimum(tmp_path):
     assert laws.approach2.budgets
     for row in laws.approach2.budgets:
         assert row.N_opt_approach3.value == pytest.approx(true_optimum(row.C), rel=0.15)
+
+
+def test_variable_projection_alone_reaches_epochs_optimum(chinchilla):
+    """Approach 3 with its exponents searched and E, A, B solved exactly inside (no start grid), polished on the
+    Huber objective: the multi-start's optimum on Epoch's data, to the golden test's tolerance and beyond."""
+    N, D, L = chinchilla
+    with lse.single_threaded_blas():
+        fitter = lse.LseFitter(np.column_stack([N, D]), L)
+        theta, objective = fitter._refine(fitter.varpro_start(np.ones(len(L))), np.ones(len(L)))
+        multi = fitter.fit(n_refine=8)
+    assert objective == pytest.approx(multi.objective, rel=1e-9)
+    p = lse.approach3_params(theta)
+    for k in ("E", "alpha", "beta"):
+        assert abs(p[k] / EPOCH[k] - 1) < 0.01, (k, p[k])
+    # the profile's inner step is exact: for the fitted exponents, NNLS gives E, A, B with no worse fit than a nudge
+    ss, t = fitter.profile([p["alpha"], p["beta"]])
+    nudged = t.copy()
+    nudged[0] += 0.01
+    cols = lambda th: np.exp(lse._log_pred(th[None, :], fitter.X)[0][0]) / L - 1  # noqa: E731
+    assert ss == pytest.approx(float(cols(t) @ cols(t)), rel=1e-6) and ss < float(cols(nudged) @ cols(nudged))

@@ -118,7 +118,7 @@ class Estimator:
         if self.a3 is None:
             a3, alloc = Approach3(error=self.missing), Allocation(error=self.missing)
         else:
-            f3 = self.a3.fit(w, n_refine=8 if full else 0, warm=None if full else warm["a3"])
+            f3 = self.a3.fit(w, n_refine=3 if full else 0, warm=None if full else warm["a3"])
             p3 = approach3_params(f3.theta)
             a3 = Approach3(**_values(p3), objective=f3.objective, n_points=int((w > 0).sum()),
                            starts=Starts(**f3.starts), at_bound=f3.at_bound, negligible=f3.negligible,
@@ -189,7 +189,7 @@ class Estimator:
         """Fit without the largest size, predict its runs' final losses (Approach 3, and L(N) on its basis)."""
 
         def a3(train, test):
-            th = self.a3.fit(train * self.w0, n_refine=8).theta
+            th = self.a3.fit(train * self.w0, n_refine=3).theta
             return self.a3.predict(th, np.column_stack([self.N, self.D])[test]), self.L[test]
 
         continuum = self.sizes.max() + 1 > len(self.N) / 2  # (nearly) one run per size: their top tenth
