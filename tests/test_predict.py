@@ -143,6 +143,8 @@ def test_sweep_analyze_puts_the_leaderboard_first_in_the_laws(tmp_path):
     laws = report.index("## The laws")
     assert report.index("### Which law to believe: the leaderboard") == laws + len("## The laws\n\n")
     assert "(recommended)" in report and report.index("### Which law to believe") < report.index("**Approach 3**")
+    recipe = report.split("## Compute-optimal recipe", 1)[1]
+    assert recipe.split("\n\n", 2)[1].startswith(f"By the recommended law, {best.name} (C = 6ND): at C = ")
 
 
 @pytest.mark.slow

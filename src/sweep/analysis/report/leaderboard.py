@@ -96,3 +96,20 @@ def conventions_lines(fits: Fits) -> list[str]:
         L.append(f"| {name} — {r.what} | {sci(r.N_min)} – {sci(r.N_max)} | {_a(r.approach2_a)} | "
                  f"{_a(r.approach2_a_6ND)} | {a3} | {best} | {_pct(r.chinchilla_score)} |")
     return L + ["", c.verdict, ""]
+
+
+def headline(fits: Fits) -> str | None:
+    """The recommended law's compute-optimal model at the sweep's largest budget and 100× beyond, in one sentence
+    (None: no leaderboard, or its law has no optimum there)."""
+    board = fits.leaderboard
+    if board is None or board.recommended is None:
+        return None
+    best = next(s for s in board.laws if s.key == board.recommended)
+    rows = [o for o in best.optimum if o.N_opt is not None]
+    if not rows:
+        return None
+    picks = [rows[min(1, len(rows) - 1)]] + ([rows[3]] if len(rows) > 3 else [])
+    said = "; ".join(f"at C = {sci(o.C)}, N* = {o.N_opt:.3g} on D* = {o.D_opt:.3g} ({o.tpp:.1f} tokens/param)"
+                     for o in picks)
+    tie = "" if board.resolved else " (the ranking is not resolved: see the leaderboard for the others' optima)"
+    return f"By the recommended law, {best.name} (C = 6ND): {said}{tie}."

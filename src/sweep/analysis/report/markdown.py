@@ -17,7 +17,7 @@ from ..result.fits import Fits
 from .fmt import sci, value_text as _get, why_none as _why_none
 from .emergence import is_emergence_plot, section_lines
 from .laws import report_lines as laws_beyond_lines
-from .leaderboard import conventions_lines, leaderboard_lines
+from .leaderboard import conventions_lines, headline, leaderboard_lines
 from .plots import CAPTIONS
 from .runs import cooldown_lines, missing, repeated
 from .trust import checklist
@@ -104,6 +104,8 @@ def _approach1(a1: Approach1, why: str) -> list[str]:
 def _recipe(fits: Fits) -> list[str]:
     a3, a2 = fits.approach3, fits.approach2
     L = [f"## Compute-optimal recipe (N counted as {fits.params})", ""]
+    if (line := headline(fits)) is not None:
+        L += [line + " Approach 3's own recipe follows.", ""]
     if a3.degenerate:
         why = [f"{b} at its bound" for b in a3.at_bound] + [f"term {t} negligible" for t in a3.negligible]
         alt = (f" Approach 2's allocation stands apart from it: N* ∝ C^{a2.a.value:.3f}, D* ∝ C^{a2.b.value:.3f}."
@@ -211,6 +213,8 @@ def summary_text(fits: Fits, report_path: Path) -> str:
         lines.append(f"Approach 2  not fitted: {a2.skipped or 'no two usable FLOP budgets'}")
     if fits.leaderboard is not None:
         lines.append(f"leaderboard ({fits.leaderboard.protocol}): {fits.leaderboard.verdict}")
+        if (line := headline(fits)) is not None:
+            lines.append(line)
     flagged = [t for t in fits.trust if t.ok is False]
     lines += [f"check: {t.detail}" for t in flagged[:3]]
     if len(flagged) > 3:
