@@ -171,3 +171,21 @@ def test_conventions_are_compared_and_the_one_the_law_was_made_in_predicts_best(
     assert fits.conventions.best == "non_embedding", fits.conventions.verdict
     report = (root / "analysis" / "report.md").read_text()
     assert "### The parameter convention, measured" in report and "| **non_embedding** (this report)" in report
+
+
+@pytest.mark.slow
+def test_muennighoffs_form_joins_when_repeated_runs_are_fitted():
+    """Runs past one epoch, their loss from Muennighoff's effective data: the data-constrained form is scored (and
+    only then), and it predicts the repeated runs better than Chinchilla's, which takes every token as fresh."""
+    rng = np.random.default_rng(0)
+    N = np.repeat(np.logspace(5, 8, 7), 5)
+    D = N * np.tile([5, 10, 20, 80, 320], 7)
+    epochs = np.maximum(D / (40 * N), 1.0)  # unique tokens: 40 per parameter, so the longest runs repeat 8×
+    theta = np.array([np.log(1.7), np.log(400), 0.34, np.log(410), 0.28, np.log(5.0)])
+    log_l = FORMS["repeated"].log_pred(theta[None], Points.of(N, D, epochs))[0] + rng.normal(0, 0.002, len(N))
+    runs = pd.DataFrame({"run_name": [f"r{i}" for i in range(len(N))], "N": N, "D": D, "C": 6 * N * D,
+                         "epochs": epochs, "loss": np.exp(log_l)})
+    scores = {s.key: s for s in leaderboard(runs, n_boot=0).laws}
+    assert "repeated" in scores and scores["repeated"].params["R_star"] == pytest.approx(5.0, rel=0.3)
+    assert scores["repeated"].score < scores["chinchilla"].score
+    assert "repeated" not in {s.key for s in leaderboard(runs.drop(columns="epochs"), n_boot=0).laws}

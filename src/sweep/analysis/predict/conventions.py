@@ -58,6 +58,7 @@ def _row(params: str, ds: Dataset, n_boot: int, seed: int) -> ConventionRow:
         row.approach3_a = float(p["beta"] / (p["alpha"] + p["beta"]))
         row.approach3_degenerate = bool(fit.at_bound)
     board = leaderboard(runs, n_boot=0)
+    row.scores = {s.key: s.score for s in board.laws}
     scored = [s for s in board.laws if s.score is not None]
     if board.skipped:
         row.error = board.skipped

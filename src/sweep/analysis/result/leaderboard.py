@@ -92,6 +92,7 @@ class ConventionRow(Record):
     best_law: str | None = None  # the leaderboard's first law under this convention (no intervals)
     best_score: float | None = None
     chinchilla_score: float | None = None
+    scores: dict[str, float | None] | None = None  # every law's held-out score under this convention (None: unscored)
     error: str | None = absent()
 
 
