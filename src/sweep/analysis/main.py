@@ -112,8 +112,13 @@ def _conventions(sweep_dir, csv, params, include_repeated, n_boot, seed, noise, 
         return compare_conventions({params: None}, params)
     if progress:
         progress("the parameter conventions compared")
-    by_params = {p: runs_to_fit(sweep_dir, csv, p, include_repeated)[3] for p in CONVENTIONS}
-    return compare_conventions(by_params, params, n_boot, seed, noise)
+    by_params, unavailable = {}, {}
+    for p in CONVENTIONS:
+        try:
+            by_params[p] = runs_to_fit(sweep_dir, csv, p, include_repeated)[3]
+        except AnalysisError as err:  # runs that never recorded this count (older or hand-made summaries)
+            unavailable[p] = str(err)
+    return compare_conventions(by_params, params, n_boot, seed, noise, unavailable)
 
 
 def _emergence(sweep_dir: Path, params: str, out: Path):

@@ -69,17 +69,21 @@ def _row(params: str, ds: Dataset, n_boot: int, seed: int) -> ConventionRow:
 
 
 def compare_conventions(by_params: dict[str, Dataset], used: str, n_boot: int = 200, seed: int = 0,
-                        noise: float | None = None) -> Conventions:
+                        noise: float | None = None, unavailable: dict[str, str] | None = None) -> Conventions:
     """The table over the conventions given ({convention: the Dataset the laws see, N counted that way}); `used`:
     the convention the rest of the report counts N by; noise: the held-out score difference within noise (half the
-    leaderboard's margin interval), None if unknown."""
+    leaderboard's margin interval), None if unknown; unavailable: the conventions the runs could not be counted
+    in, with why."""
+    missing = "; ".join(f"{k}: {v}" for k, v in (unavailable or {}).items())
     if len(by_params) < 2:
-        return Conventions(used=used, rows=[], best=None, resolved=None, verdict="",
-                           skipped="one parameter count per run (a CSV): nothing to compare")
+        why = f"the runs cannot be counted in another convention ({missing})" if missing else \
+            "one parameter count per run (a CSV): nothing to compare"
+        return Conventions(used=used, rows=[], best=None, resolved=None, verdict="", skipped=why)
     with single_threaded_blas():
         rows = [_row(k, v, n_boot, seed) for k, v in by_params.items()]
     ranked = sorted((r for r in rows if r.best_score is not None), key=lambda r: r.best_score)
-    out = Conventions(used=used, rows=rows, best=ranked[0].params if ranked else None, resolved=None, verdict="")
+    out = Conventions(used=used, rows=rows, best=ranked[0].params if ranked else None, resolved=None, verdict="",
+                      unavailable=dict(unavailable) if unavailable else None)
     a2 = [r for r in rows if r.approach2_a is not None]
     spread = (f"Approach 2's a runs from {min(r.approach2_a.value for r in a2):.3f} to "
               f"{max(r.approach2_a.value for r in a2):.3f} across the conventions. ") if len(a2) >= 2 else ""

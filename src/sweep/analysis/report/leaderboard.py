@@ -95,7 +95,8 @@ def conventions_lines(fits: Fits) -> list[str]:
         best = f"{r.best_law}: {_pct(r.best_score)}" if r.best_law else (r.error or "—")
         L.append(f"| {name} — {r.what} | {sci(r.N_min)} – {sci(r.N_max)} | {_a(r.approach2_a)} | "
                  f"{_a(r.approach2_a_6ND)} | {a3} | {best} | {_pct(r.chinchilla_score)} |")
-    return L + ["", c.verdict, ""]
+    missing = [f"{k} ({why})" for k, why in (c.unavailable or {}).items()]
+    return L + ["", c.verdict + (f" Not compared: {'; '.join(missing)}." if missing else ""), ""]
 
 
 def headline(fits: Fits) -> str | None:

@@ -103,4 +103,5 @@ class Conventions(Record):
     best: str | None  # the convention whose best law predicts the held-out runs best
     resolved: bool | None  # whether ahead of the next beyond the leaderboard's noise (None: no bootstrap)
     verdict: str
+    unavailable: dict[str, str] | None = absent()  # conventions the runs could not be counted in, with why
     skipped: str | None = absent()

@@ -68,10 +68,15 @@ def plot_compute_optimal(ds, fits):
                 ax.fill_between(c_grid, band[0], band[1], color="C2", alpha=0.12, lw=0,
                                 label="95% bootstrap band (recipe budgets)")
         shown += [[getattr(r, key).value for r in rows2]]
+        values = np.concatenate([np.ravel(np.asarray(v, float)) for v in shown])
         ax.set_xscale("log")
-        ax.set_yscale("log")
         set_limits(ax, "x", c_grid, margin=0)
-        set_limits(ax, "y", np.concatenate([np.ravel(v) for v in shown]))
+        if not (np.isfinite(values) & (values > 0)).any():  # nothing fitted to draw (e.g. a lone envelope point)
+            note(ax, "no fitted optimum to draw")
+            ax.set(xlabel="training FLOPs C", title=f"{name}*(C)")
+            continue
+        ax.set_yscale("log")
+        set_limits(ax, "y", values)
         if rows2:
             cis = [getattr(r, key).ci or [np.nan, np.nan] for r in rows2]
             clipped_errorbar(ax, [r.C for r in rows2], [getattr(r, key).value for r in rows2], [c[0] for c in cis],
