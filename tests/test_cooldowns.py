@@ -196,6 +196,9 @@ def test_analyze_a_cooldown_sweep_states_the_saving(tmp_path):
     assert abs(fits["approach3"]["alpha"] - 0.34) < 0.05
     text = report.read_text()
     assert "Cooldown branches: 16 branches from 4 trunk(s)" in text and "25% saved" in text
+    # these hand-made summaries count only non_embedding parameters: no other convention to compare, and why
+    conv = fits["conventions"]
+    assert "skipped" in conv and "cannot be counted in another convention (total: no completed runs" in conv["skipped"]
 
 
 # ------------------------------------------------------------------------------------------------ training
