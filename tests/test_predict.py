@@ -143,6 +143,10 @@ def test_sweep_analyze_puts_the_leaderboard_first_in_the_laws(tmp_path):
     laws = report.index("## The laws")
     assert report.index("### Which law to believe: the leaderboard") == laws + len("## The laws\n\n")
     assert "(recommended)" in report and report.index("### Which law to believe") < report.index("**Approach 3**")
+    from sweep.analysis.report.wandb_run import summary_values
+
+    mirrored = summary_values(fits)  # the wandb run's summary mirrors the ranking
+    assert mirrored[f"leaderboard/{best.key}/rank"] == 1 and mirrored[f"leaderboard/{best.key}/score"] == best.score
     recipe = report.split("## Compute-optimal recipe", 1)[1]
     assert recipe.split("\n\n", 2)[1].startswith(f"By the recommended law, {best.name} (C = 6ND): at C = ")
 

@@ -42,6 +42,16 @@ def summary_values(fits: Fits) -> dict[str, float]:
     h = fits.holdout.approach3
     if h is not None:
         out["holdout/mean_rel_error"] = h.mean_rel_error
+    board = fits.leaderboard
+    if board is not None and board.recommended is not None:  # the ranking's numbers (the names are in fits.json)
+        for law in board.laws:
+            if law.score is not None:
+                out[f"leaderboard/{law.key}/score"] = law.score
+                out[f"leaderboard/{law.key}/rank"] = law.rank
+                if law.coverage is not None:
+                    out[f"leaderboard/{law.key}/coverage"] = law.coverage
+        if board.resolved is not None:
+            out["leaderboard/resolved"] = int(board.resolved)
     return out
 
 
