@@ -143,6 +143,7 @@ def test_sweep_analyze_puts_the_leaderboard_first_in_the_laws(tmp_path):
     laws = report.index("## The laws")
     assert report.index("### Which law to believe: the leaderboard") == laws + len("## The laws\n\n")
     assert "(recommended)" in report and report.index("### Which law to believe") < report.index("**Approach 3**")
+    assert fits.plots["leaderboard"] == "leaderboard.png" and (tmp_path / "out" / "leaderboard.png").stat().st_size
     from sweep.analysis.report.wandb_run import summary_values
 
     mirrored = summary_values(fits)  # the wandb run's summary mirrors the ranking

@@ -1,4 +1,5 @@
-"""The plots of the laws beyond one fit (beyond.py): `extrapolation` (fit small, predict big: observed and
+"""The plots of the laws beyond one fit: `leaderboard` (every law's held-out errors per fold), `extrapolation` (fit
+small, predict big: observed and
 predicted loss of the held-out runs against C, with their intervals) and `overtraining` (the LLaMA view: loss
 against tokens per parameter, per size, with Gadre et al.'s law). Each returns None when its section is missing.
 """
@@ -97,8 +98,46 @@ def plot_overtraining(ds, fits):
     return fig
 
 
-LAW_PLOTS = (("extrapolation", plot_extrapolation), ("overtraining", plot_overtraining))
+def plot_leaderboard(ds, fits):
+    """Which law to believe: per fold, every scored law's relative error on each held-out run against its N, with the
+    95% prediction interval as a bar (ranked laws in the legend, the recommended one first)."""
+    board = fits.leaderboard
+    scored = [s for s in board.laws if s.score is not None] if board else []
+    if not scored:
+        return None
+    folds = [f.index for f in board.folds]
+    fig, axes = figure(1, len(folds), figsize=(4.2 * len(folds) + 1.5, 4.2), squeeze=False)
+    offsets = np.linspace(-0.04, 0.04, len(scored))  # a few percent apart in log N, so bars do not overlap
+    for ax, fold in zip(axes[0], folds):
+        for k, (law, dx) in enumerate(zip(scored, offsets)):
+            rows = [p for p in law.predictions if p.fold == fold]
+            n = np.array([p.N for p in rows]) * np.exp(dx)
+            err = np.array([p.rel_error for p in rows]) * 100
+            lo = np.array([(p.interval[0] / p.observed - 1) * 100 if p.interval else np.nan for p in rows])
+            hi = np.array([(p.interval[1] / p.observed - 1) * 100 if p.interval else np.nan for p in rows])
+            label = f"{law.rank}. {law.key}: {law.score * 100:.2f}%" if fold == folds[0] else None
+            ax.errorbar(n, err, yerr=[np.where(np.isfinite(lo), err - lo, 0), np.where(np.isfinite(hi), hi - err, 0)],
+                        fmt="o" if k == 0 else ".", ms=5 if k == 0 else 4, color=f"C{k}", lw=0.8, capsize=0,
+                        label=label, zorder=4 - 0.1 * k)
+        ax.axhline(0, color="black", lw=0.8)
+        ax.set_xscale("log")
+        tidy_log_axis(ax)
+        held = next(f.held_out for f in board.folds if f.index == fold)
+        ax.set(xlabel="N (held-out runs)", ylabel="(predicted − observed) / observed, %",
+               title=f"fold {fold}: {held.split(' (')[0]}")
+        errs = np.concatenate([[p.rel_error * 100 for p in s.predictions if p.fold == fold] for s in scored])
+        span = max(np.abs(errs).max() * 1.6, 0.5)
+        ax.set_ylim(-span, span)  # from the errors: a vast interval is cut at the frame, not the scale
+    legend(axes[0][0], fontsize=7, title="rank. law: score", title_fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+LAW_PLOTS = (("leaderboard", plot_leaderboard), ("extrapolation", plot_extrapolation),
+             ("overtraining", plot_overtraining))
 LAW_CAPTIONS = {
+    "leaderboard": "Which law to believe: each law's relative error on every held-out run, per fold, with its 95% "
+                   "prediction interval as a bar; the legend ranks the laws by score",
     "extrapolation": "Fit small, predict big (--holdout): the held-out runs' observed loss (hollow) and Approach 3's "
                      "prediction from the other runs with its 95% prediction interval; right, the error per run",
     "overtraining": "The LLaMA view: loss against tokens per parameter, one colour per size, with Gadre et al.'s law "
