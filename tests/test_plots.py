@@ -99,6 +99,7 @@ def test_one_wild_interval_keeps_the_axes(chinchilla):
     close(fig)
 
 
+@pytest.mark.slow  # every plot of a partial fit drawn: the full suite
 def test_partial_fits_still_give_the_loss_curves(chinchilla, tmp_path):
     ds, fits = chinchilla
     why = "only 2 model sizes: Approach 3 needs 3 or more"

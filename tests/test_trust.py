@@ -141,6 +141,7 @@ def test_every_run_repeated_still_reports(tmp_path):
 
 
 # ----------------------------------------------------------------------------------------- the checklist
+@pytest.mark.slow  # two full analyses: the full suite
 def test_clean_grid_passes_and_lr_and_eval_findings_are_flagged(tmp_path, no_plots):
     clean = write_grid(tmp_path / "clean")
     run(sweep_dir=clean, bootstrap=0, wandb_mode="off")
@@ -307,6 +308,7 @@ def test_zero_width_interval_is_never_printed_as_one(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ too small a grid
+@pytest.mark.slow  # a full analysis with plots: the full suite
 def test_too_small_grid_reports_what_is_missing(tmp_path, capsys):
     rng = np.random.default_rng(6)
     root = tmp_path / "tiny"
