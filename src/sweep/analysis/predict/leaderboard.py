@@ -1,12 +1,14 @@
 """Which law to believe (fits.json's `leaderboard`): every form of forms.py fitted on each split's smaller runs
 (protocol.py), each held-out run predicted with a 95% prediction interval, the forms ranked by held-out error, and
-the ranking called resolved only when the runner-up is worse beyond the noise of which runs were held out.
+the ranking called resolved only when the runner-up is worse beyond the bootstrap's noise: both laws refitted to
+the same resampled runs and scored on the same resample of the held-out runs (`_margin`).
 
 The interval: the fitted runs are resampled (the same resamples for every law), each resample refitted from the
 full fit and from the best-scoring start under its own weights (so a resample can leave the full fit's basin), and
 each prediction carries a residual of that resample's own fit, drawn at random: the law's uncertainty and the
-run-to-run scatter. Score: per fold the mean |relative error| of its held-out runs, averaged over folds (a law
-that cannot be fitted in a fold is not scored, and says why).
+run-to-run scatter; then it is widened by the factor that made the same intervals cover 95% one step inside the
+split (holdout.inner_step, holdout.interval_scale). Score: per fold the mean |relative error| of its held-out runs,
+averaged over folds (a law that cannot be fitted in a fold is not scored, and says why).
 """
 
 from __future__ import annotations
