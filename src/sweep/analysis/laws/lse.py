@@ -73,6 +73,17 @@ def _value_and_grad(theta, X, y, w, delta):
     return f, grad
 
 
+def nnls_relative(cols: np.ndarray, L: np.ndarray, w=None) -> tuple[np.ndarray, float]:
+    """A law linear in its coefficients for fixed exponents (its terms as the columns of `cols`, n × m): the
+    coefficients ≥ 0 (floored at 1e-12) minimising Σ w·(L̂/L − 1)², relative residuals ≈ log residuals, and that sum.
+    Each column is scaled to its largest value first, for NNLS's conditioning. The inner step of variable projection
+    and of every linear start set (here, predict/forms.py, overtrain.py)."""
+    sw = np.ones(len(L)) if w is None else np.sqrt(np.asarray(w, float))
+    scale = cols.max(axis=0)
+    coef, rnorm = nnls(cols / scale / L[:, None] * sw[:, None], sw)
+    return np.maximum(coef / scale, 1e-12), float(rnorm**2)
+
+
 @dataclass
 class LseFit:
     theta: np.ndarray
@@ -127,18 +138,7 @@ class LseFitter:
 
     def _varpro_starts(self) -> np.ndarray:
         exps = np.linspace(0.05, 1.5, 30 if self.k == 1 else 24)
-        L = np.exp(self.y)
-        starts = []
-        for alphas in itertools.product(exps, repeat=self.k):
-            cols = np.column_stack([np.ones(len(L))] + [np.exp(-a * self.X[:, j]) for j, a in enumerate(alphas)])
-            scale = cols.max(axis=0)
-            coef, _ = nnls(cols / scale / L[:, None], np.ones(len(L)))  # relative residuals ≈ log residuals
-            coef = np.maximum(coef / scale, 1e-12)
-            theta = [np.log(coef[0])]
-            for j, a in enumerate(alphas):
-                theta += [np.log(coef[1 + j]), a]
-            starts.append(theta)
-        return np.clip(np.array(starts), [b[0] for b in self.bounds], [b[1] for b in self.bounds])
+        return np.array([self.profile(alphas)[1] for alphas in itertools.product(exps, repeat=self.k)])
 
     def _refine(self, start, w):
         res = minimize(_value_and_grad, start, args=(self.X, self.y, w, self.delta), jac=True,
@@ -177,20 +177,14 @@ class LseFitter:
         return LseFit(best[0], best[1], self._at_bound(best[0]), negligible, starts_info)
 
     def profile(self, alphas, w=None) -> tuple[float, np.ndarray]:
-        """Variable projection's inner step: for fixed exponents, E and the A_j ≥ 0 solved exactly by weighted
-        non-negative least squares on relative residuals L̂/L − 1 (≈ log residuals); (that sum of squares, θ)."""
-        L = np.exp(self.y)
-        sw = np.sqrt(np.ones(len(L)) if w is None else np.asarray(w, float))
-        cols = np.column_stack([np.ones(len(L))] + [np.exp(-a * self.X[:, j]) for j, a in enumerate(alphas)])
-        scale = cols.max(axis=0)
-        M = cols / scale / L[:, None] * sw[:, None]
-        coef, rnorm = nnls(M, sw)
-        coef = np.maximum(coef / scale, 1e-12)
+        """Variable projection's inner step: for fixed exponents, E and the A_j ≥ 0 solved exactly (`nnls_relative`);
+        (that sum of squared relative residuals, θ)."""
+        cols = np.column_stack([np.ones(len(self.y))] + [np.exp(-a * self.X[:, j]) for j, a in enumerate(alphas)])
+        coef, rss = nnls_relative(cols, np.exp(self.y), w)
         theta = [np.log(coef[0])]
         for j, a in enumerate(alphas):
             theta += [np.log(coef[1 + j]), float(a)]
-        theta = np.clip(theta, [b[0] for b in self.bounds], [b[1] for b in self.bounds])
-        return float(rnorm**2), theta
+        return rss, np.clip(theta, [b[0] for b in self.bounds], [b[1] for b in self.bounds])
 
     def varpro_start(self, w=None, scan: int = 16) -> np.ndarray:
         """Variable projection (VPNLS, after Open-Athena's 2026 analysis of Approach 2's bias): the exponents alone

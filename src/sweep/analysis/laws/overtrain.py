@@ -12,12 +12,12 @@ the same runs) and the LLaMA view's gain per doubling of tokens per size. Pure n
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import minimize, nnls
+from scipy.optimize import minimize
 
 from .bootstrap import bootstrap, percentile_ci
 from ..inputs.finite import require_finite
 from ..inputs.sizes import size_clusters
-from .lse import DELTA, LseFitter, approach3_params, huber, law_loss
+from .lse import DELTA, LseFitter, approach3_params, huber, law_loss, nnls_relative
 from ..result.record import Value
 from ..result.beyond import DoublingGain, ExtrapolatedRun, Extrapolation, Overtraining
 
@@ -54,11 +54,8 @@ def _starts(u1, u2, L) -> list[np.ndarray]:
     """For each η on a grid, E, a, b by non-negative least squares on relative residuals; the best few."""
     scored = []
     for eta in np.linspace(0.02, 0.8, 40):
-        cols = np.column_stack([np.ones(len(L)), np.exp(-eta * u1), np.exp(-eta * u2)])
-        scale = cols.max(axis=0)
-        coef, resid = nnls(cols / scale / L[:, None], np.ones(len(L)))
-        coef = np.maximum(coef / scale, 1e-12)
-        scored.append((resid, np.r_[np.log(coef), eta]))
+        coef, rss = nnls_relative(np.column_stack([np.ones(len(L)), np.exp(-eta * u1), np.exp(-eta * u2)]), L)
+        scored.append((rss, np.r_[np.log(coef), eta]))
     scored.sort(key=lambda s: s[0])
     return [np.clip(t, [LOG_BOUNDS[0]] * 3 + [ETA_BOUNDS[0]], [LOG_BOUNDS[1]] * 3 + [ETA_BOUNDS[1]])
             for _, t in scored[:4]]

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
-from scipy.optimize import minimize, minimize_scalar, nnls
+from scipy.optimize import minimize, minimize_scalar
 
-from ..laws.lse import DELTA, huber
+from ..laws.lse import DELTA, huber, nnls_relative
 
 _LBFGS = dict(ftol=1e-14, gtol=1e-10, maxiter=3000, maxls=50)  # f is ~1e-4: scipy's ftol is then absolute
 _LBFGS_REFIT = dict(ftol=1e-12, gtol=1e-8, maxiter=3000, maxls=50)  # a resample's refit: predictions to ~1e-6
@@ -105,14 +105,13 @@ def _repeated(t, P):
 
 # ------------------------------------------------------------------------------------------------ starts
 def _nnls_coefs(cols: list[np.ndarray], L: np.ndarray) -> np.ndarray | None:
-    """E, A, B ≥ 0 for fixed exponents, by least squares on relative residuals (≈ log residuals): the linear part
-    of a form solved exactly (variable projection's inner step)."""
+    """log E, A, B ≥ 0 for fixed exponents (lse.nnls_relative: the linear part of a form solved exactly), None where
+    a column is not finite and positive (an exponent that overflows on these runs)."""
     M = np.column_stack(cols)
     scale = M.max(axis=0)
     if not np.all(np.isfinite(scale)) or np.any(scale <= 0):
         return None
-    coef, _ = nnls(M / scale / L[:, None], np.ones(len(L)))
-    return np.log(np.maximum(coef / scale, 1e-12))
+    return np.log(nnls_relative(M, L)[0])
 
 
 def _linear_starts(P, L, exps_N, exps_D, data_x2=None, extra=()) -> list[np.ndarray]:
