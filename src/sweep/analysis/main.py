@@ -93,7 +93,7 @@ def _analyze(sweep_dir, csv, out, params, n_boot, wandb_mode, seed, formats="png
         beyond["leaderboard"] = leaderboard(ds.runs, holdout, n_boot, seed, budgets=[r.C for r in laws.recipe])
         margin = beyond["leaderboard"].margin
         noise = (margin[1] - margin[0]) / 2 if margin else None
-        beyond["conventions"] = _conventions(sweep_dir, csv, params, include_repeated, n_boot, seed, noise, progress)
+        beyond["conventions"] = _conventions(sweep_dir, ds, params, include_repeated, n_boot, seed, noise, progress)
     # abilities: a task suite's results, whatever the laws could fit (emergence.py)
     abilities = _emergence(Path(sweep_dir), params, out) if sweep_dir is not None else None
     fits = Fits.assemble(laws, repeated_data=repeated, **beyond, trust=trust_checks(loaded, fitted, laws),
@@ -105,17 +105,17 @@ def _analyze(sweep_dir, csv, out, params, n_boot, wandb_mode, seed, formats="png
     return write_outputs(ds, fits, out, wandb_mode=resolve_mode(ds, wandb_mode), formats=formats), fits
 
 
-def _conventions(sweep_dir, csv, params, include_repeated, n_boot, seed, noise, progress):
-    """The laws with N counted each way (predict/conventions.py): the sweep loaded once per convention, its runs
-    chosen as for the laws; a CSV has one count per run."""
+def _conventions(sweep_dir, ds: Dataset, params, include_repeated, n_boot, seed, noise, progress):
+    """The laws with N counted each way (predict/conventions.py): ds (the runs the laws see, N as --params counts it)
+    beside the sweep loaded once more per other convention, its runs chosen alike; a CSV has one count per run."""
     if sweep_dir is None:
-        return compare_conventions({params: None}, params)
+        return compare_conventions({params: ds}, params)
     if progress:
         progress("the parameter conventions compared")
     by_params, unavailable = {}, {}
     for p in CONVENTIONS:
         try:
-            by_params[p] = runs_to_fit(sweep_dir, csv, p, include_repeated)[3]
+            by_params[p] = ds if p == params else runs_to_fit(sweep_dir, None, p, include_repeated)[3]
         except AnalysisError as err:  # runs that never recorded this count (older or hand-made summaries)
             unavailable[p] = str(err)
     return compare_conventions(by_params, params, n_boot, seed, noise, unavailable)

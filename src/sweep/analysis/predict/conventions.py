@@ -15,11 +15,10 @@ import numpy as np
 from ..laws.approaches import fit_isoflop, loglog_fit
 from ..laws.bootstrap import bootstrap, percentile_ci
 from ..laws.estimate import Estimator
-from ..laws.lse import single_threaded_blas
+from ..laws.lse import approach3_params, single_threaded_blas
 from ..inputs.load import Dataset
 from ..result.leaderboard import ConventionRow, Conventions
 from ..result.record import Value
-from .forms import FORMS, FormFitter
 from .leaderboard import leaderboard
 
 WHAT = {"non_embedding": "the blocks and final LayerNorm: no embeddings, no output head",
@@ -50,13 +49,11 @@ def _row(params: str, ds: Dataset, n_boot: int, seed: int) -> ConventionRow:
         for k in ("a", "b", "a_6ND"):
             ci = percentile_ci(draws.get(k, np.array([])))["ci"]
             setattr(row, f"approach2_{k}", Value(a2[k], ci))
-    chin = FORMS["chinchilla"]
-    if len(runs) >= chin.n_params + 2:
-        fit = FormFitter(chin, runs["N"], runs["D"], runs["loss"]).fit(
-            runs["weight"] if "weight" in runs else None, n_starts=6)
-        p = chin.params(fit.theta)
+    if est.a3 is not None:  # Approach 3 fitted as estimate fits it: for --params' own convention, the report's a
+        fit = est.a3.fit(est.w0, n_refine=3)
+        p = approach3_params(fit.theta)
         row.approach3_a = float(p["beta"] / (p["alpha"] + p["beta"]))
-        row.approach3_degenerate = bool(fit.at_bound)
+        row.approach3_degenerate = bool(fit.at_bound or fit.negligible)
     board = leaderboard(runs, n_boot=0)
     row.scores = {s.key: s.score for s in board.laws}
     scored = [s for s in board.laws if s.score is not None]
