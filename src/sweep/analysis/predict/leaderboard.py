@@ -62,7 +62,7 @@ def _fit_predict(form: Form, r: _Runs, fit: np.ndarray, test: np.ndarray, n_boot
         return why
     fitter = FormFitter(form, r.N[fit], r.D[fit], r.L[fit], r.epochs[fit])
     w = r.w[fit]
-    full = fitter.fit(w, n_starts=4)
+    full = fitter.fit(w, n_starts=6)
     if not full.converged:
         return f"the fit did not converge ({full.message})"
     pred = full.predict(r.N[test], r.D[test], r.epochs[test])
