@@ -85,6 +85,11 @@ def interval_scale(pred, lo, hi, observed, level: float = LEVEL) -> float:
     return float(np.clip(np.quantile(ratio, level, method="higher"), 1.0, MAX_SCALE))
 
 
+def widen(pred, lo, hi, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """The interval [lo, hi] about pred widened by `scale` in log space (interval_scale's factor)."""
+    return pred * (lo / pred) ** scale, pred * (hi / pred) ** scale
+
+
 def inner_step(N, fit, test, min_sizes: int = MIN_FIT_SIZES):
     """One step inside a split, to calibrate its intervals on: of the fitted runs, those within the split's own
     reach in log N of their largest (at least their largest size group) held out, the rest fitted. (inner fit mask,
@@ -139,8 +144,7 @@ def _predict_with_intervals(x, loss, weight, fit, test, n_boot, seed, n_refine, 
         p, iv, _ = _predict_with_intervals(x, loss, weight, inner_fit, mask, max(n_boot // 2, 10), seed + 7, n_refine,
                                            calibrate=False)
         scale = interval_scale(p, iv[:, 0], iv[:, 1], loss[mask])
-        run = np.column_stack([predicted * (run[:, 0] / predicted) ** scale,
-                               predicted * (run[:, 1] / predicted) ** scale])
+        run = np.column_stack(widen(predicted, run[:, 0], run[:, 1], scale))
     return predicted, run, interval("law")
 
 

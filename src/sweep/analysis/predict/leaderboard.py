@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ..inputs.sizes import size_clusters
-from ..laws.holdout import LEVEL, inner_step, interval_scale
+from ..laws.holdout import LEVEL, inner_step, interval_scale, widen
 from ..laws.lse import single_threaded_blas
 from ..result.leaderboard import Fold, LawOptimum, LawPrediction, LawScore, Leaderboard
 from .forms import FORMS, Form, FormFitter, compute_optimal
@@ -107,7 +107,7 @@ def _predict_split(form: Form, r: _Runs, split: Split, n_boot: int, seed: int):
     pred, lo, hi, laws = got
     scale = _calibration(form, r, split, max(n_boot // 2, 10), seed + 7) if n_boot else None
     if scale is not None:
-        lo, hi = pred * (lo / pred) ** scale, pred * (hi / pred) ** scale
+        lo, hi = widen(pred, lo, hi, scale)
     rows = []
     for j, i in enumerate(test):
         has = bool(np.isfinite(lo[j]))
