@@ -1,6 +1,7 @@
 """How the report and the printed summary show a value with its 95% interval: `value [lo, hi]`, or, when the
 interval is missing or of zero width (every resample gave the same value), the value and why it has no interval,
-never a `[x, x]` that would read as certainty. Also `sci`, a FLOP count or size as the outputs show it.
+never a `[x, x]` that would read as certainty. Also `sci`, a FLOP count or size as the outputs show it, and `pct`,
+a fraction as a percentage.
 """
 
 from __future__ import annotations
@@ -38,3 +39,8 @@ def why_none(fits: Laws) -> str | None:
 def sci(x: float) -> str:
     """A FLOP count or size as the report and the plots show it."""
     return f"{x:.3g}"
+
+
+def pct(x: float | None, signed: bool = False) -> str:
+    """A fraction as a percentage with two decimals (signed: with its sign, for an error), "—" for None."""
+    return "—" if x is None else (f"{x * 100:+.2f}%" if signed else f"{x * 100:.2f}%")

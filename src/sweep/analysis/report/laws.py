@@ -6,11 +6,7 @@ from __future__ import annotations
 
 from ..result.record import Value
 from ..result.fits import Fits
-from .fmt import sci
-
-
-def _pct(x) -> str:
-    return "—" if x is None else f"{x * 100:+.2f}%"
+from .fmt import pct, sci
 
 
 def _interval(iv, fmt="{:.4f}") -> str:
@@ -21,7 +17,7 @@ def _holdout_table(section) -> list[str]:
     rows = ["| run | N | D | predicted [95% interval] | observed | error | inside |", "|---|---|---|---|---|---|---|"]
     shown = section.runs[:30]
     rows += [f"| `{r.run_name}` | {sci(r.N)} | {sci(r.D)} | {r.predicted:.4f} {_interval(r.interval)} "
-             f"| {r.observed:.4f} | {_pct(r.rel_error)} | "
+             f"| {r.observed:.4f} | {pct(r.rel_error, signed=True)} | "
              f"{'—' if r.inside is None else ('yes' if r.inside else '**no**')} |" for r in shown]
     if len(section.runs) > len(shown):
         rows.append(f"| … {len(section.runs) - len(shown)} more in fits.json | | | | | | |")
@@ -83,8 +79,8 @@ def overtraining_lines(fits: Fits) -> list[str]:
               f"run beyond predicted: median |error| {ex.median_abs_rel_error * 100:.2f}% (Gadre et al.), "
               f"{ex.median_abs_rel_error_approach3 * 100:.2f}% (Approach 3).", "",
               "| N | M | observed | Gadre et al. | error | Approach 3 | error |", "|---|---|---|---|---|---|---|"]
-        L += [f"| {sci(r.N)} | {r.M:.3g} | {r.observed:.4f} | {r.predicted:.4f} | {_pct(r.rel_error)} | "
-              f"{r.predicted_approach3:.4f} | {_pct(r.rel_error_approach3)} |" for r in ex.runs[:20]]
+        L += [f"| {sci(r.N)} | {r.M:.3g} | {r.observed:.4f} | {r.predicted:.4f} | {pct(r.rel_error, signed=True)} | "
+              f"{r.predicted_approach3:.4f} | {pct(r.rel_error_approach3, signed=True)} |" for r in ex.runs[:20]]
         L += ([f"| … {len(ex.runs) - 20} more in fits.json | | | | | | |"] if len(ex.runs) > 20 else []) + [""]
     else:
         L += [f"Extrapolation in M: not run ({o.extrapolation_skipped}).", ""]

@@ -6,11 +6,7 @@ Formatting only: the numbers are fits.json's `leaderboard`.
 from __future__ import annotations
 
 from ..result.fits import Fits
-from .fmt import sci
-
-
-def _pct(x, signed: bool = False) -> str:
-    return "—" if x is None else (f"{x * 100:+.2f}%" if signed else f"{x * 100:.2f}%")
+from .fmt import pct, sci
 
 
 def _optimum_table(board) -> list[str]:
@@ -45,8 +41,8 @@ def leaderboard_lines(fits: Fits) -> list[str]:
             L.append(f"| — | {s.name} | {s.formula} | {s.n_params} | not scored: {s.error} | | | |")
             continue
         cov = "— (--bootstrap 0)" if s.coverage is None else f"{s.coverage * 100:.0f}% of {s.n_predictions}"
-        L.append(f"| {s.rank} | {s.name} | {s.formula} | {s.n_params} | {_pct(s.score)} | "
-                 f"{_pct(s.median_abs_rel_error)} | {_pct(s.max_abs_rel_error)} | {cov} |")
+        L.append(f"| {s.rank} | {s.name} | {s.formula} | {s.n_params} | {pct(s.score)} | "
+                 f"{pct(s.median_abs_rel_error)} | {pct(s.max_abs_rel_error)} | {cov} |")
     margin = (" The ranking's margin is the runner-up's score minus the best's over the bootstrap (both laws "
               "refitted to the same resampled runs, scored on the same resample of held-out runs)."
               if board.margin else "")
@@ -63,7 +59,7 @@ def leaderboard_lines(fits: Fits) -> list[str]:
               "|---|---|---|---|---|---|---|---|"]
         L += [f"| {p.fold} | `{p.run_name}` | {sci(p.N)} | {sci(p.D)} | {p.predicted:.4f}"
               + (f" [{p.interval[0]:.4f}, {p.interval[1]:.4f}]" if p.interval else "")
-              + f" | {p.observed:.4f} | {_pct(p.rel_error, True)} | "
+              + f" | {p.observed:.4f} | {pct(p.rel_error, signed=True)} | "
               + ("—" if p.inside is None else ("yes" if p.inside else "**no**")) + " |" for p in shown]
         if len(best.predictions) > len(shown):
             L.append(f"| … {len(best.predictions) - len(shown)} more in fits.json | | | | | | | |")
@@ -92,9 +88,9 @@ def conventions_lines(fits: Fits) -> list[str]:
         name = f"**{r.params}** (this report)" if r.params == c.used else r.params
         a3 = "—" if r.approach3_a is None else f"{r.approach3_a:.3f}" + (" (degenerate)" if r.approach3_degenerate
                                                                           else "")
-        best = f"{r.best_law}: {_pct(r.best_score)}" if r.best_law else (r.error or "—")
+        best = f"{r.best_law}: {pct(r.best_score)}" if r.best_law else (r.error or "—")
         L.append(f"| {name} — {r.what} | {sci(r.N_min)} – {sci(r.N_max)} | {_a(r.approach2_a)} | "
-                 f"{_a(r.approach2_a_6ND)} | {a3} | {best} | {_pct(r.chinchilla_score)} |")
+                 f"{_a(r.approach2_a_6ND)} | {a3} | {best} | {pct(r.chinchilla_score)} |")
     missing = [f"{k} ({why})" for k, why in (c.unavailable or {}).items()]
     return L + ["", c.verdict + (f" Not compared: {'; '.join(missing)}." if missing else ""), ""]
 
