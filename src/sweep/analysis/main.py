@@ -91,9 +91,8 @@ def _analyze(sweep_dir, csv, out, params, n_boot, wandb_mode, seed, formats="png
         if progress:
             progress("leaderboard: every law fitted small and scored on the largest sizes")
         beyond["leaderboard"] = leaderboard(ds.runs, holdout, n_boot, seed, budgets=[r.C for r in laws.recipe])
-        margin = beyond["leaderboard"].margin
-        noise = (margin[1] - margin[0]) / 2 if margin else None
-        beyond["conventions"] = _conventions(sweep_dir, ds, params, include_repeated, n_boot, seed, noise, progress)
+        beyond["conventions"] = _conventions(sweep_dir, ds, params, include_repeated, n_boot, seed,
+                                             beyond["leaderboard"], progress)
     # abilities: a task suite's results, whatever the laws could fit (emergence.py)
     abilities = _emergence(Path(sweep_dir), params, out) if sweep_dir is not None else None
     fits = Fits.assemble(laws, repeated_data=repeated, **beyond, trust=trust_checks(loaded, fitted, laws),
@@ -105,7 +104,7 @@ def _analyze(sweep_dir, csv, out, params, n_boot, wandb_mode, seed, formats="png
     return write_outputs(ds, fits, out, wandb_mode=resolve_mode(ds, wandb_mode), formats=formats), fits
 
 
-def _conventions(sweep_dir, ds: Dataset, params, include_repeated, n_boot, seed, noise, progress):
+def _conventions(sweep_dir, ds: Dataset, params, include_repeated, n_boot, seed, board, progress):
     """The laws with N counted each way (predict/conventions.py): ds (the runs the laws see, N as --params counts it)
     beside the sweep loaded once more per other convention, its runs chosen alike; a CSV has one count per run."""
     if sweep_dir is None:
@@ -118,7 +117,8 @@ def _conventions(sweep_dir, ds: Dataset, params, include_repeated, n_boot, seed,
             by_params[p] = ds if p == params else runs_to_fit(sweep_dir, None, p, include_repeated)[3]
         except AnalysisError as err:  # runs that never recorded this count (older or hand-made summaries)
             unavailable[p] = str(err)
-    return compare_conventions(by_params, params, n_boot, seed, noise, unavailable)
+    noise = (board.margin[1] - board.margin[0]) / 2 if board.margin else None  # half the ranking's margin interval
+    return compare_conventions(by_params, params, n_boot, seed, noise, unavailable, board)
 
 
 def _emergence(sweep_dir: Path, params: str, out: Path):

@@ -17,7 +17,7 @@ from ..laws.bootstrap import bootstrap, percentile_ci
 from ..laws.estimate import Estimator
 from ..laws.lse import approach3_params, single_threaded_blas
 from ..inputs.load import Dataset
-from ..result.leaderboard import ConventionRow, Conventions
+from ..result.leaderboard import ConventionRow, Conventions, Leaderboard
 from ..result.record import Value
 from .leaderboard import leaderboard
 
@@ -37,7 +37,7 @@ def _approach2(est: Estimator, w=None) -> dict:
     return {"a": out["a"], "b": out["b"], "a_6ND": loglog_fit(c6, n)[0]}
 
 
-def _row(params: str, ds: Dataset, n_boot: int, seed: int) -> ConventionRow:
+def _row(params: str, ds: Dataset, n_boot: int, seed: int, board: Leaderboard | None = None) -> ConventionRow:
     runs = ds.runs
     row = ConventionRow(params=params, what=WHAT[params], N_min=float(runs["N"].min()), N_max=float(runs["N"].max()))
     est = Estimator(ds)
@@ -54,7 +54,7 @@ def _row(params: str, ds: Dataset, n_boot: int, seed: int) -> ConventionRow:
         p = approach3_params(fit.theta)
         row.approach3_a = float(p["beta"] / (p["alpha"] + p["beta"]))
         row.approach3_degenerate = bool(fit.at_bound or fit.negligible)
-    board = leaderboard(runs, n_boot=0)
+    board = board or leaderboard(runs, n_boot=0)  # scores are the point fits': the same with or without intervals
     row.scores = {s.key: s.score for s in board.laws}
     scored = [s for s in board.laws if s.score is not None]
     if board.skipped:
@@ -66,18 +66,20 @@ def _row(params: str, ds: Dataset, n_boot: int, seed: int) -> ConventionRow:
 
 
 def compare_conventions(by_params: dict[str, Dataset], used: str, n_boot: int = 200, seed: int = 0,
-                        noise: float | None = None, unavailable: dict[str, str] | None = None) -> Conventions:
+                        noise: float | None = None, unavailable: dict[str, str] | None = None,
+                        board: Leaderboard | None = None) -> Conventions:
     """The table over the conventions given ({convention: the Dataset the laws see, N counted that way}); `used`:
     the convention the rest of the report counts N by; noise: the held-out score difference within noise (half the
     leaderboard's margin interval), None if unknown; unavailable: the conventions the runs could not be counted
-    in, with why."""
+    in, with why; board: the report's own leaderboard, reused for `used` when it ran the rolling protocol."""
     missing = "; ".join(f"{k}: {v}" for k, v in (unavailable or {}).items())
     if len(by_params) < 2:
         why = f"the runs cannot be counted in another convention ({missing})" if missing else \
             "one parameter count per run (a CSV): nothing to compare"
         return Conventions(used=used, rows=[], best=None, resolved=None, verdict="", skipped=why)
     with single_threaded_blas():
-        rows = [_row(k, v, n_boot, seed) for k, v in by_params.items()]
+        own = board if board is not None and board.protocol == "rolling" else None
+        rows = [_row(k, v, n_boot, seed, own if k == used else None) for k, v in by_params.items()]
     ranked = sorted((r for r in rows if r.best_score is not None), key=lambda r: r.best_score)
     out = Conventions(used=used, rows=rows, best=ranked[0].params if ranked else None, resolved=None, verdict="",
                       unavailable=dict(unavailable) if unavailable else None)
