@@ -73,6 +73,8 @@ def loglog_fit(x, y, w=None) -> tuple[float, float]:
 
 # -------------------------------------------------------------------------------------------- Approach 2
 OFF_CENTRE = 0.5  # a minimum in the outer quarter of the log-size range, at either end, is off-centre
+
+
 def budget_groups(budget: np.ndarray) -> list[np.ndarray]:
     """The indices of each FLOP budget's runs (in index order), budgets ascending; NaN (no budget) left out."""
     idx = np.flatnonzero(np.isfinite(budget))
