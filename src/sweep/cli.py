@@ -15,9 +15,11 @@ USAGE = """usage: sweep COMMAND [ARGS]
 commands:
   train [-m] [OVERRIDES]    one training run, or a grid with -m (sweep=cpu|isoflop|ladder|lr|isoflop_cooldown|
                             emergence|emergence_gpu selects a preset)
-  demo [emergence] [OVERRIDES]
+  demo [law|emergence] [OVERRIDES]
                             the embedded default end to end on CPU: the `cpu` isoFLOP grid, then analyze;
-                            `demo emergence`: the size ladder with the task suite mixed in (sweep=emergence)
+                            `demo law`: sizes √2 apart and two seeds per cell, for a law with a narrow interval
+                            (sweep=cpu_law, ~25 min); `demo emergence`: the size ladder with the task suite mixed
+                            in (sweep=emergence)
   evaluate RUN_DIR|SWEEP_DIR [--items N] [--device auto|cpu|cuda]
                             re-score saved weights on the task suite (tasks.json), without training
   analyze SWEEP_DIR | --csv FILE [--out DIR] [--params non_embedding|total|matmul]
@@ -72,15 +74,18 @@ def cmd_train(argv: list[str]) -> int:
     return launch(argv)
 
 
+DEMOS = {"law": "cpu_law", "emergence": "emergence"}  # `sweep demo NAME` → its preset (plain `sweep demo`: cpu)
+
+
 def cmd_demo(argv: list[str]) -> int:
-    """The `cpu` isoFLOP grid (or, with `emergence`, the task-suite ladder) on the embedded corpus, cells in parallel,
-    then the analysis."""
+    """The `cpu` isoFLOP grid (with `law`: its √2-spaced, two-seed version; with `emergence`: the task-suite ladder)
+    on the embedded corpus, cells in parallel, then the analysis."""
     from .analysis.main import run as analyze
     from .grid import launch_grid
 
     preset = "cpu"
-    if argv and argv[0] == "emergence":
-        preset, argv = "emergence", argv[1:]
+    if argv and argv[0] in DEMOS:
+        preset, argv = DEMOS[argv[0]], argv[1:]
     code, sweep_dir = launch_grid(["-m", f"sweep={preset}", "hydra/launcher=joblib", *argv])
     if code != 0:
         return code

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from . import rundir
 from .config import ConfigError, RunConfig, compose_raw, load
+from .config.schema import check_seed_list
 from .config.compose import explain
 from .files import dumps, write_text_atomic
 from .launch import preflight
@@ -86,7 +87,8 @@ class Grid:
 
 def cell_overrides(argv: list[str]) -> tuple[list[list[str]], list[str]]:
     """Every cell's overrides, as Hydra's basic sweeper makes them (the preset's sweeper params, then the command
-    line, a later value for a key replacing an earlier one, then their product), and the swept keys."""
+    line, a later value for a key replacing an earlier one, then their product), and the swept keys. sweep.seeds
+    adds the `seed` axis last (seed_axis gives Hydra the same)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
@@ -105,10 +107,17 @@ def cell_overrides(argv: list[str]) -> tuple[list[list[str]], list[str]]:
                 axes[key] = [f"{key}={v}" for v in o.sweep_string_iterator()]
             else:
                 raise ConfigError(f"{key}: a grid takes lists and range() sweeps, not intervals")
+        seeds = list(compose_raw(fixed).sweep.seeds or [])
     except HydraException as err:
         raise ConfigError(explain(err, overrides)) from None
+    if seeds:  # replicates: the seed axis
+        check_seed_list(seeds)
+        if "seed" in axes:
+            raise ConfigError(f"sweep.seeds={seeds} and seed={axes['seed'][0].split('=', 1)[1]}"
+                              f"{' …' if len(axes['seed']) > 1 else ''} both set the seeds: give one of them")
+        axes["seed"] = [f"seed={s}" for s in seeds]
     keys = sorted(k.lstrip("+~") for k, values in axes.items() if len(values) > 1 or k in preset
-                  or any(o.is_sweep_override() and o.get_key_element() == k for o in parsed))
+                  or (k == "seed" and seeds) or any(o.is_sweep_override() and o.get_key_element() == k for o in parsed))
     return [list(combo) for combo in itertools.product(*axes.values())], keys
 
 
@@ -147,7 +156,8 @@ def plan_grid(argv: list[str]) -> Grid:
         raise ConfigError(f"cells of this grid share a directory ({', '.join(twins)}): their runs would refuse each "
                           f"other; sweep a key that defines the cell, or give each grid its own sweep.name")
     first = planned[0].run
-    grid = Grid([*argv, grid_key], keys, Path(first.out_dir) / first.sweep.name, tuple(planned))
+    seeds = [f"seed={','.join(map(str, first.sweep.seeds))}"] if first.sweep.seeds else []  # Hydra sweeps them too
+    grid = Grid([*argv, *seeds, grid_key], keys, Path(first.out_dir) / first.sweep.name, tuple(planned))
     if grid.processes == 0:
         raise ConfigError(f"every cell of this grid is outside sweep.tokens_per_param_range "
                           f"{list(first.sweep.tokens_per_param_range)}; widen it or change the grid")

@@ -208,6 +208,9 @@ def write_config(run_dir: Path, record: dict) -> None:
     write_text_atomic(Path(run_dir) / CONFIG, OmegaConf.to_yaml(record))
 
 
+_SEEDS = (("train", "seed"), ("data", "seed"))  # compared as the seeds they resolve to: auto is `seed`
+
+
 def check_same_cell(run: RunConfig, run_dir: Path, saved: dict | None) -> None:
     """A relaunch must mean the same cell: refuse to resume or skip a directory trained with other settings."""
     from omegaconf import OmegaConf
@@ -220,14 +223,19 @@ def check_same_cell(run: RunConfig, run_dir: Path, saved: dict | None) -> None:
     for section in DEFINING_SECTIONS:
         there = saved.get(section) or {}
         for key, value in current[section].items():
-            if is_auto(value) or is_non_defining(section, key):
-                continue  # auto: derived (per-size defaults are checked by check_same_defaults)
+            if is_auto(value) or is_non_defining(section, key) or (section, key) in _SEEDS:
+                continue  # auto: derived (per-size defaults are checked by check_same_defaults); seeds: below
             # a key (or a whole section, as tasks) the directory predates holds its default
             was = there.get(key, defaults[section].get(key))
             if was != value:
                 differ.append(f"{section}.{key}: {was!r} there, {value!r} now")
     if saved.get("seed") != run.seed:
         differ.append(f"seed: {saved.get('seed')!r} there, {run.seed!r} now")
+    for (section, key), now in zip(_SEEDS, (run.init_seed, run.order_seed)):
+        was = (saved.get(section) or {}).get(key)
+        was = saved.get("seed") if is_auto(was) else was  # auto (or predating the key): `seed`
+        if was != now and saved.get("seed") == run.seed:  # else `seed` above already says it
+            differ.append(f"{section}.{key}: {was!r} there, {now!r} now")
     if differ:
         raise OtherSettings(f"{run_dir} holds a run with other settings ({'; '.join(differ)}); use another "
                           f"out_dir or sweep.name, or delete that directory to retrain it")

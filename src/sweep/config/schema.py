@@ -52,6 +52,7 @@ class DataConfig:
     text_field: str = "text"
     vocab_size: int = 4096
     max_tokens: Optional[int] = None  # cap on training tokens taken from the corpus
+    seed: Any = AUTO  # the order of the training windows (and of the task rows); auto: `seed`
     val_tokens: int = 262_144  # held-out tokens, the same for every run of a sweep
     tokenizer_train_bytes: int = 64_000_000  # text the BPE is trained on (a prefix of the stream)
     cache_dir: str = "cache"
@@ -86,6 +87,7 @@ class TrainConfig:
     lr: Any = AUTO  # auto: the lr rule's value for this size
     lr_rule: str = AUTO  # auto: the packaged rule (configs/lr_rule/); a packaged rule's name, or an lr_rule.json path
     warmup_tokens: Any = AUTO  # auto: per-size rule
+    seed: Any = AUTO  # the weights' initialisation; auto: `seed` (data.seed orders the data)
     weight_decay: float = 0.1
     beta1: float = 0.9
     beta2: Any = AUTO  # auto: 0.99 below 128×2048-token batches, else 0.95 (Porian et al. 2024)
@@ -122,6 +124,9 @@ class SweepConfig:
     # [min, max] tokens per non-embedding parameter a cell of a grid may have; cells outside are skipped, so an
     # isoFLOP grid trains, per budget, the sizes around its optimum (as Chinchilla did). null: every cell.
     tokens_per_param_range: Optional[list] = None
+    # Replicates: a grid trains each cell once per seed in this list (the `seed` key swept; README, "Seeds").
+    # []: the one `seed`. The analysis fits each cell's mean over its seeds and resamples the seeds.
+    seeds: list = field(default_factory=list)
 
 
 @dataclass
@@ -152,6 +157,16 @@ class RunConfig:
     @property
     def cache_root(self) -> Path:
         return cache_root(self.out_dir, self.data)
+
+    @property
+    def init_seed(self) -> int:
+        """The seed of the weights' initialisation: train.seed, else `seed`."""
+        return self.seed if is_auto(self.train.seed) else self.train.seed
+
+    @property
+    def order_seed(self) -> int:
+        """The seed of the training windows' order (and the task rows'): data.seed, else `seed`."""
+        return self.seed if is_auto(self.data.seed) else self.data.seed
 
 
 def cache_root(out_dir, data: DataConfig) -> Path:
@@ -268,6 +283,7 @@ def validate(run: RunConfig) -> None:
                              or span[0] >= span[1]):
         raise ConfigError(f"sweep.tokens_per_param_range={list(span)} must be [min, max] with 0 < min < max "
                           f"(tokens per non-embedding parameter), or null")
+    _validate_seeds(run)
     _validate_tasks(run.tasks)
     _choice("device", run.device, ("auto", "cpu", "cuda"))
     _choice("train.dtype", t.dtype, ("auto", "float32", "bfloat16"))
@@ -289,6 +305,32 @@ def validate(run: RunConfig) -> None:
         elif not 0 <= value <= 1:
             raise ConfigError(f"schedule.{key} must be in [0, 1], got {value}")
     _validate_cooldowns(run)
+
+
+def _is_seed(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _validate_seeds(run: RunConfig) -> None:
+    """seed, train.seed and data.seed: non-negative integers (the last two or auto); sweep.seeds: distinct ones."""
+    if not _is_seed(run.seed):
+        raise ConfigError(f"seed={run.seed!r} must be a non-negative integer")
+    for key, cfg in (("train.seed", run.train), ("data.seed", run.data)):
+        if is_auto(cfg.seed):
+            cfg.seed = AUTO
+        elif not _is_seed(cfg.seed):
+            raise ConfigError(f"{key}={cfg.seed!r} must be a non-negative integer, or auto (auto: `seed`)")
+    check_seed_list(list(run.sweep.seeds))
+
+
+def check_seed_list(seeds: list) -> None:
+    """sweep.seeds: distinct non-negative integers."""
+    if not all(_is_seed(s) for s in seeds):
+        raise ConfigError(f"sweep.seeds={seeds} must be a list of non-negative integers, e.g. sweep.seeds=[0,1,2]")
+    twice = sorted({s for s in seeds if seeds.count(s) > 1})
+    if twice:
+        raise ConfigError(f"sweep.seeds={seeds} lists seed {', '.join(map(str, twice))} more than once: a replicate "
+                          f"is a cell of its own seed; list each seed once")
 
 
 def _validate_cooldowns(run: RunConfig) -> None:

@@ -62,7 +62,7 @@ def tasks_of(run, data) -> RunTasks | None:
     if run.tasks.mix == 0 and not tasks_enabled(run.tasks):
         return None
     return RunTasks(run.tasks, load_tokenizer(data.tokenizer_path), run.cache_root,
-                    run.model.seq_len, run.seed)
+                    run.model.seq_len, run.order_seed)
 
 
 def first_per_variant(items: list, count: int) -> list:

@@ -89,8 +89,8 @@ def measure(run, vocab_size: int, runtime, plan, steps: int, warmup: int, profil
     device = runtime.device
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    stepper = Stepper(run.model, run.train, run.seed, vocab_size, plan, runtime)
-    gen = torch.Generator().manual_seed(run.seed)
+    stepper = Stepper(run.model, run.train, run.init_seed, vocab_size, plan, runtime)
+    gen = torch.Generator().manual_seed(run.order_seed)
     sequences = plan.batch_tokens // run.model.seq_len
     windows = torch.randint(vocab_size, (N_BATCHES, sequences, run.model.seq_len + 1), generator=gen)
     xs = windows[:, :, :-1].contiguous().to(device)
@@ -118,7 +118,7 @@ def measure(run, vocab_size: int, runtime, plan, steps: int, warmup: int, profil
 
         if stepper.runtime.compile and device.type == "cpu":  # a second compile whose kernels show by name
             with inductor_config.patch({"cpp.enable_kernel_profile": True}):
-                stepper = Stepper(run.model, run.train, run.seed, vocab_size, plan, runtime)
+                stepper = Stepper(run.model, run.train, run.init_seed, vocab_size, plan, runtime)
                 stepper.step(xs[0], ys[0])
 
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])

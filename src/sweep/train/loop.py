@@ -154,7 +154,7 @@ def _set_up(run: RunConfig, run_dir: Path, runtime: Runtime, saved: dict | None,
         log.warning("%s: %.2f passes over data=%s's %s unique train tokens: later passes repeat data", run.run_name,
                     epochs, run.data.name, f"{data.train_tokens:,}")
     tasks = tasks_of(run, data)  # before any training: a tokenizer or context the suite cannot use is an input error
-    model, optimizer = build(run.model, t, vocab_size, run.seed, plan.lr, plan.beta2, runtime)
+    model, optimizer = build(run.model, t, vocab_size, run.init_seed, plan.lr, plan.beta2, runtime)
     run_dir.mkdir(parents=True, exist_ok=True)
 
     # A checkpoint newer than metrics.jsonl (its events lost, e.g. written before the metrics were fsynced) gives
@@ -185,7 +185,7 @@ def _set_up(run: RunConfig, run_dir: Path, runtime: Runtime, saved: dict | None,
     return _Run(
         run=run, run_dir=run_dir, plan=plan, runtime=runtime, data=data, epochs=epochs, model=model,
         optimizer=optimizer, train_model=step_module(model, runtime),
-        batches=TokenBatches(open_tokens(data.train_path), run.model.seq_len, plan.micro_batch, run.seed,
+        batches=TokenBatches(open_tokens(data.train_path), run.model.seq_len, plan.micro_batch, run.order_seed,
                              task_rows=tasks and tasks.rows),
         held_out=held_out, final_set=eval_set(spread(held_out, plan.final_windows), data),  # the same for every run
         mid_set=eval_set(spread(held_out, plan.eval_windows), data), tasks=tasks, tracker=tracker,
