@@ -90,7 +90,8 @@ def true_optimum(C):
     return n[np.argmin(true_loss(n, C / (6 * (n + HEAD))))]
 
 
-def write_run(root: Path, name: str, N: float, budget: float, rng, status="completed", wandb=False, evals=8):
+def write_run(root: Path, name: str, N: float, budget: float, rng, status="completed", wandb=False, evals=8, seed=0,
+              noise=0.003):
     d = root / name
     d.mkdir(parents=True)
     logger = "name: wandb\n  mode: offline\n  project: sweep-test" if wandb else "name: none\n  mode: disabled"
@@ -103,12 +104,12 @@ def write_run(root: Path, name: str, N: float, budget: float, rng, status="compl
             t = frac * tokens
             f.write(json.dumps({"step": i * 10, "tokens": t, "flops": t * fpt, "train_loss": 5.0, "lr": 1e-3,
                                 "tok_per_s": 1e4}) + "\n")
-            loss = true_loss(N, t) * np.exp(rng.normal(0, 0.003))
+            loss = true_loss(N, t) * np.exp(rng.normal(0, noise))
             f.write(json.dumps({"step": i * 10, "tokens": t, "flops": t * fpt, "val_loss": loss,
                                 "val_bpb": loss / 2}) + "\n")
     if status is None:
         return d
-    summary = {"run_name": name, "status": status, "sweep": "synth", "model": name, "data": "pystdlib", "seed": 0}
+    summary = {"run_name": name, "status": status, "sweep": "synth", "model": name, "data": "pystdlib", "seed": seed}
     if status == "completed":
         summary.update(n_params={"total": N + EMBED + HEAD, "non_embedding": N, "embedding": EMBED,
                                  "matmul": N + HEAD}, flops_per_token=fpt, flops_budget=budget,

@@ -11,7 +11,7 @@ byte. A cell whose directory holds a run with other settings refuses the grid be
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import rundir
@@ -36,6 +36,8 @@ class Cell:
     skipped: str | None = None  # why the grid skips it (sweep.tokens_per_param_range); None: it trains
     trunk: str | None = None  # a cooldown branch's trunk
     branch_step: int | None = None  # a kept branch's point on its trunk
+    pack: tuple = ()  # a pack's first cell: the other cells its process trains with it (train/pack.py)
+    packed_in: str | None = None  # a cell another cell's process trains, in its pack
 
     def record(self) -> dict:
         """Its manifest line: only what is decided by the config, so that a relaunch writes the same bytes (the
@@ -45,6 +47,10 @@ class Cell:
                "reason": self.skipped, "overrides": list(self.overrides)}
         if self.trunk:
             out.update(trunk=self.trunk, branch_step=self.branch_step)
+        if self.pack:
+            out["pack"] = list(self.pack)
+        if self.packed_in:
+            out["packed_in"] = self.packed_in
         out["plan"] = {"n_params": dict(p.n_params), "vocab_size": model_vocab(run.model, run.data.vocab_size),
                        "horizon": p.horizon, "tokens": p.tokens, "flops": p.flops,
                        "flops_per_token": p.flops_per_token, "steps": p.steps, "batch_tokens": p.batch_tokens,
@@ -81,8 +87,8 @@ class Grid:
 
     @property
     def processes(self) -> int:
-        """Cells that train in a process of their own: skipped cells take none."""
-        return sum(c.trunk is None and not c.skipped for c in self.planned)
+        """Cells that train in a process of their own: skipped cells take none, a pack one for all its cells."""
+        return sum(c.trunk is None and not c.skipped and c.packed_in is None for c in self.planned)
 
 
 def cell_overrides(argv: list[str]) -> tuple[list[list[str]], list[str]]:
@@ -155,6 +161,7 @@ def plan_grid(argv: list[str]) -> Grid:
     if twins:
         raise ConfigError(f"cells of this grid share a directory ({', '.join(twins)}): their runs would refuse each "
                           f"other; sweep a key that defines the cell, or give each grid its own sweep.name")
+    planned = assign_packs(planned)
     first = planned[0].run
     seeds = [f"seed={','.join(map(str, first.sweep.seeds))}"] if first.sweep.seeds else []  # Hydra sweeps them too
     grid = Grid([*argv, *seeds, grid_key], keys, Path(first.out_dir) / first.sweep.name, tuple(planned))
@@ -163,6 +170,31 @@ def plan_grid(argv: list[str]) -> Grid:
                           f"{list(first.sweep.tokens_per_param_range)}; widen it or change the grid")
     check_directories(grid)
     return grid
+
+
+def assign_packs(planned: list[Cell]) -> list[Cell]:
+    """Same-shape cells grouped into packs of launcher.pack (train/pack.py: pack_size, pack_key), in launch order:
+    a pack's first cell lists the others, which name it. Skipped cells, cooldown trunks and their branches train
+    alone. A pack that would not fit in memory is refused here, before any work."""
+    from .train.pack import check_pack_memory, pack_key, pack_size
+
+    groups: dict[tuple, list[int]] = {}
+    for i, c in enumerate(planned):
+        if not c.skipped and c.trunk is None and not c.run.train.cooldowns and pack_size(c.run, c.plan) > 1:
+            groups.setdefault(pack_key(c.run, c.plan), []).append(i)
+    out = list(planned)
+    for members in groups.values():
+        size = pack_size(planned[members[0]].run, planned[members[0]].plan)
+        for start in range(0, len(members), size):
+            chunk = members[start:start + size]
+            if len(chunk) < 2:
+                continue
+            check_pack_memory([(planned[i].run, planned[i].plan) for i in chunk])
+            lead = planned[chunk[0]]
+            out[chunk[0]] = replace(lead, pack=tuple(planned[i].name for i in chunk[1:]))
+            for i in chunk[1:]:
+                out[i] = replace(planned[i], packed_in=lead.name)
+    return out
 
 
 def check_directories(grid: Grid) -> None:

@@ -63,12 +63,29 @@ def describe_failure(err: BaseException) -> str:
     return str(err)
 
 
-def grid_skips(run_dir: Path) -> bool:
-    """Whether the grid that launched this cell skips it, as its manifest says (written before any cell starts).
-    The grid decided once, from the plan it made; the cell reads that decision rather than planning itself again:
-    the manifest lies in the sweep directory every cell writes to, so it reaches cells on any launcher and host."""
+def grid_entry(run_dir: Path) -> dict:
+    """What the grid that launched this cell decided for it, as its manifest says (written before any cell starts):
+    whether it is skipped, and its pack. The grid decided once, from the plan it made; the cell reads that decision
+    rather than planning itself again: the manifest lies in the sweep directory every cell writes to, so it reaches
+    cells on any launcher and host. {} when the manifest does not list it."""
     cells = rundir.read_manifest(run_dir.parent) or []
-    return any(c["name"] == run_dir.name and c["status"] == rundir.SKIPPED for c in cells)
+    return next((c for c in cells if c["name"] == run_dir.name), {})
+
+
+def _pack_mates(run_dir: Path, names: list[str]) -> tuple[list, list[Path]]:
+    """The other cells of a pack, composed from their manifest overrides (after which Hydra's own config for this
+    job is put back), and their directories."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from .config import compose_raw
+
+    entries = {c["name"]: c for c in rundir.read_manifest(run_dir.parent) or []}
+    mine = HydraConfig.instance().cfg
+    try:
+        runs = [load(compose_raw(list(entries[name]["overrides"]))) for name in names]
+    finally:
+        HydraConfig.instance().set_config(mine)
+    return runs, [run_dir.parent / name for name in names]
 
 
 def train_cell(cfg) -> float | None:
@@ -84,15 +101,28 @@ def train_cell(cfg) -> float | None:
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     single = _is_single_run()
+    entry = {} if single else grid_entry(run_dir)
+    mates: list[Path] = []
     try:
-        if not single and grid_skips(run_dir):  # the grid lists it skipped; Hydra's product launches it anyway
+        if entry.get("status") == rundir.SKIPPED:  # the grid lists it skipped; Hydra's product launches it anyway
             rundir.discard_unstarted(run_dir)
+            return None
+        if entry.get("packed_in"):  # its pack's first cell trains it, in that cell's process
             return None
         run = load(cfg)
         cells = parallel_cells()
-        trainer = train_with_branches if run.train.cooldowns else train  # a trunk trains its branches after it
         rt = runtime.resolve(run.device, run.train, cells)
-        summary = trainer(run, run_dir, rt, progress=cells == 1)
+        if entry.get("pack"):
+            from .train.pack import train_pack
+
+            mate_runs, mates = _pack_mates(run_dir, entry["pack"])
+            results = train_pack([run, *mate_runs], [run_dir, *mates], rt)
+            if isinstance(results[0], BaseException):
+                raise results[0]
+            summary = results[0]
+        else:
+            trainer = train_with_branches if run.train.cooldowns else train  # a trunk trains its branches after it
+            summary = trainer(run, run_dir, rt, progress=cells == 1)
         runtime.leave_together(rt)
     except (rundir.RunDirBusy, rundir.OtherSettings) as err:  # the directory is another launch's: leave it be
         if single:
@@ -107,15 +137,22 @@ def train_cell(cfg) -> float | None:
             raise SystemExit(f"error: {err}") from None
         raise
     except (rundir.RunDirError, CheckpointError, NonFiniteLoss, OSError) as err:
-        rundir.record_failure(run_dir, err)
+        _record_failures([run_dir, *mates], err)
         if single:
             print(f"error: {describe_failure(err)}", file=sys.stderr)
             raise SystemExit(EXIT_FAILED) from None
         raise
     except Exception as err:
-        rundir.record_failure(run_dir, err)
+        _record_failures([run_dir, *mates], err)
         raise
     return summary.get("val_loss")
+
+
+def _record_failures(run_dirs: list[Path], err: BaseException) -> None:
+    """A cell's failure in its directory; a pack's, in each of its cells' that had not completed or failed alone."""
+    for d in run_dirs:
+        if d == run_dirs[0] or not rundir.read_summary(d):
+            rundir.record_failure(d, err)
 
 
 def hydra_run(argv: list[str]) -> int:

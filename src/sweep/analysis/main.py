@@ -23,6 +23,7 @@ from .laws.beyond import check_options, laws_beyond
 from .laws.estimate import estimate
 from .result.fits import Fits, WandbRecord
 from .inputs.load import CONVENTIONS, AnalysisError, Dataset, drop_runs, load_csv, load_sweep
+from .inputs.replicates import seed_means
 from .lr.study import analyze_lr, best_lr_runs
 from .predict.conventions import compare_conventions
 from .predict.leaderboard import leaderboard
@@ -60,7 +61,7 @@ def runs_to_fit(sweep_dir: Path | None, csv: Path | None, params: str, include_r
     if lr_study is not None:  # an lr sweep: the laws see each size's best lr only
         keep = fitted.runs.index.isin(best_lr_runs(fitted.runs))
         fitted = drop_runs(fitted, ~keep, "not its size's best lr (an lr study: see \"Learning rate\")")
-    return loaded, fitted, lr_study, aggregate(fitted)
+    return loaded, fitted, lr_study, aggregate(seed_means(fitted))  # seeds of a cell: its mean (replicates.py)
 
 
 def _analyze(sweep_dir, csv, out, params, n_boot, wandb_mode, seed, formats="png",

@@ -10,6 +10,8 @@ that sweeps them names, since they tell its cells apart.
 
 from __future__ import annotations
 
+import re
+
 # May change between launches of one cell without changing what it computes (how often it logs, evaluates and
 # checkpoints, how it runs, what it does about a bad step).
 NON_DEFINING = frozenset({
@@ -25,6 +27,7 @@ IN_NAME_OR_PATH = frozenset({
 # Where and how a run executes or is mirrored: never part of a cell's identity.
 EXECUTION = frozenset({
     "device", "logger", "logger.name", "logger.mode", "logger.project", "logger.entity", "hydra/launcher",
+    "launcher.pack",
 })
 # Define the cell (the same-cell check compares them) but their values are paths or hub ids, not names: left out of
 # a single run's name; a grid that sweeps one names it.
@@ -73,6 +76,13 @@ def run_suffix(grid) -> str:
     from hydra.core.hydra_config import HydraConfig
 
     return override_suffix(list(HydraConfig.get().overrides.task), grid)
+
+
+def cell_name(run_name: str, seed) -> str:
+    """The cell a run replicates: its name without its seed (`_s<seed>`, and a train.seed or data.seed part), so that
+    the seeds of one cell share it (gpt-3k_f1e11_s1 → gpt-3k_f1e11)."""
+    name = re.sub(rf"_s{int(seed)}(?=_|$)", "", run_name, count=1) if seed is not None else run_name
+    return re.sub(r"_(?:train|data)\.seed-\d+(?=_|$)", "", name)
 
 
 def is_non_defining(section: str, key: str) -> bool:

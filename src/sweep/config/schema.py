@@ -107,6 +107,18 @@ class TrainConfig:
 
 
 @dataclass
+class LauncherConfig:
+    """How a grid's cells are spread over processes (whatever Hydra launcher runs them)."""
+    # Same-shape cells trained together in one process (train/pack.py): a number (1: each cell alone), or auto:
+    # 1 on a CPU (packing measured slower there than cells side by side; README, "Many small models at once"),
+    # on a GPU the most cells up to MAX_AUTO_PACK whose memory fits.
+    pack: Any = AUTO
+
+
+MAX_AUTO_PACK = 16
+
+
+@dataclass
 class LoggerConfig:
     name: str = "none"  # none | wandb
     mode: str = "offline"  # offline | online | disabled
@@ -147,6 +159,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
+    launcher: LauncherConfig = field(default_factory=LauncherConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
     tasks: TasksConfig = field(default_factory=TasksConfig)
     seed: int = 0
@@ -284,6 +297,11 @@ def validate(run: RunConfig) -> None:
         raise ConfigError(f"sweep.tokens_per_param_range={list(span)} must be [min, max] with 0 < min < max "
                           f"(tokens per non-embedding parameter), or null")
     _validate_seeds(run)
+    pack = run.launcher.pack
+    if is_auto(pack):
+        run.launcher.pack = AUTO
+    elif isinstance(pack, bool) or not isinstance(pack, int) or pack < 1:
+        raise ConfigError(f"launcher.pack={pack!r} must be a positive integer (1: each cell alone) or auto")
     _validate_tasks(run.tasks)
     _choice("device", run.device, ("auto", "cpu", "cuda"))
     _choice("train.dtype", t.dtype, ("auto", "float32", "bfloat16"))

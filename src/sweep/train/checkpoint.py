@@ -55,6 +55,13 @@ class _Writes:
         self.f.flush()
 
 
+def own_storage(tensors: dict) -> dict:
+    """A state dict whose tensors view a larger storage (a packed cell's weights, views of its pack's stacks) copied
+    to storage of their own: torch.save writes a view's whole storage, so the file would hold every cell's weights."""
+    return {k: v.clone() if isinstance(v, torch.Tensor) and v.untyped_storage().nbytes() > v.nbytes else v
+            for k, v in tensors.items()}
+
+
 def save(run_dir: Path, state: dict) -> Path:
     """tmp → fsync → latest becomes previous → tmp becomes latest. A crash at any point leaves a loadable file; a
     failed write (full disk) raises OSError naming the file and leaves the earlier generations as they were."""

@@ -133,9 +133,9 @@ class _Run:
 
 
 def _set_up(run: RunConfig, run_dir: Path, runtime: Runtime, saved: dict | None, data: PreparedData | None,
-            progress: bool, handoff: frozenset) -> _Run:
+            progress: bool, handoff: frozenset, stop: StopRequest | None = None) -> _Run:
     """Data, plan (every `auto` decided there), model and optimizer, resumed from the checkpoint if there is one;
-    config.yaml, the tracker, the batches and the held-out sets."""
+    config.yaml, the tracker, the batches and the held-out sets. stop: a pack's one StopRequest (else the run's)."""
     t = run.train
     attempt_start = time.time()
     data = data or prepare(run.data, run.cache_root)
@@ -192,7 +192,7 @@ def _set_up(run: RunConfig, run_dir: Path, runtime: Runtime, saved: dict | None,
         view=Progress(run.run_name, plan.steps, state.step, enabled=runtime.is_main, bar=None if progress else False,
                       flops_per_token=plan.flops_per_token,
                       peak=partial(matmul_peak, runtime.device, runtime.dtype, PEAK_SECONDS)),
-        stop=StopRequest().install(), state=state,
+        stop=stop or StopRequest().install(), state=state,
         bad_steps=torch.zeros(plan.steps, dtype=torch.bool, device=runtime.device),
         loss_sum=torch.full((), state.interval_loss, device=runtime.device), attempt_start=attempt_start,
         handoff=handoff)
@@ -212,11 +212,22 @@ def _log_plan(run: RunConfig, plan: Plan, record: dict) -> None:
 
 
 def _train_one_step(r: _Run) -> None:
-    t, state, step = r.run.train, r.state, r.state.step
-    r.lr = lr_at(step, r.plan, r.run.schedule)
-    set_lr(r.optimizer, r.lr)
+    t, step = r.run.train, r.state.step
+    set_step_lr(r)
     finite = train_step(r.train_model, r.model, r.optimizer, partial(device_batch, r.batches, step, runtime=r.runtime),
                         r.plan.accum, r.runtime, t.grad_clip, r.loss_sum, skip_nonfinite=t.nonfinite == "skip")
+    count_step(r, finite)
+
+
+def set_step_lr(r: _Run) -> None:
+    """The schedule's lr for the step about to be taken, into the optimizer."""
+    r.lr = lr_at(r.state.step, r.plan, r.run.schedule)
+    set_lr(r.optimizer, r.lr)
+
+
+def count_step(r: _Run, finite) -> None:
+    """A step taken (finite: train_step's flag): the skipped-step bound, the lazy non-finite record, the counters."""
+    t, state, step = r.run.train, r.state, r.state.step
     if finite is False:
         state.skipped += 1
         log.warning("%s: skipped step %d (non-finite gradient), %d/%d", r.run.run_name, step + 1, state.skipped,
@@ -268,7 +279,7 @@ def _checkpoint(r: _Run) -> None:
     state.interval_loss = mean_over_ranks(r.loss_sum, r.runtime)  # every rank restores it, then adds its own
     if not r.runtime.is_main:
         return
-    saved_state = {"model": r.model.state_dict(), "optimizer": r.optimizer.state_dict(),
+    saved_state = {"model": checkpoint.own_storage(r.model.state_dict()), "optimizer": r.optimizer.state_dict(),
                    "rng": checkpoint.rng_state(), "wandb_id": r.tracker.wandb_id, "metrics_offset": r.tracker.offset(),
                    **state.to_checkpoint(r.plan.batch_tokens, state.wall_s + time.time() - r.attempt_start)}
     if state.step in r.handoff:  # before the checkpoint: a resume past it would never write it

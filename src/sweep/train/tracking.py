@@ -65,6 +65,7 @@ class Tracker:
             self.wandb_run = wandb.init(
                 project=cfg.project, entity=cfg.entity, group=group, job_type="train", name=run_name,
                 id=self.wandb_id, resume="allow", dir=str(run_dir), mode=cfg.mode, config=config,
+                reinit="create_new",  # the cells of a pack (train/pack.py) are runs side by side in one process
                 tags=[*tags, *cfg.tags], settings=wandb.Settings(console="off", x_disable_stats=not cfg.system_metrics),
             )
             self.wandb_run.define_metric("tokens")

@@ -53,6 +53,7 @@ class Dataset:
     repeated: list[dict] = field(default_factory=list)  # runs above 1 epoch: run_name, epochs, included (repeat.py)
     data: str | None = None  # the corpus the runs trained on (data.name), when known
     trunks: dict = field(default_factory=dict)  # cooldown trunks (excluded): run name → FLOPs (cooldown.py)
+    replicates: object | None = None  # runs are cell means over seeds: the seeds behind them (replicates.py)
 
 
 def drop_runs(ds: Dataset, drop: np.ndarray, reason: str) -> Dataset:
@@ -271,7 +272,7 @@ def load_csv(path: Path) -> Dataset:
     for col in ("n_params", "tokens", "loss"):
         if col not in df.columns:
             raise AnalysisError(f"CSV {path} has no column {col!r} (it has {', '.join(df.columns) or 'none'}); "
-                                f"expected columns n_params,tokens,loss and optionally flops,group,epochs")
+                                f"expected columns n_params,tokens,loss and optionally flops,group,epochs,seed")
     for col in ("n_params", "tokens", "loss", "flops", "epochs"):
         if col not in df.columns:
             continue
@@ -298,7 +299,7 @@ def load_csv(path: Path) -> Dataset:
         raise AnalysisError(f"CSV {path}, row {i + 1} (line {i + 2}): 6·n_params·tokens = 6 × "
                             f"{_plain(df['n_params'].iloc[i])} × {_plain(df['tokens'].iloc[i])} is {size} "
                             f"to compute (FLOPs must be > 0 and < {HUGE:.0e}); fix the row, or give a flops column")
-    key = [c for c in ("n_params", "tokens", "loss", "flops", "group", "epochs") if c in df.columns]
+    key = [c for c in ("n_params", "tokens", "loss", "flops", "group", "epochs", "seed") if c in df.columns]
     repeated = df.duplicated(subset=key)
     if repeated.any():
         first = int(np.flatnonzero(repeated.to_numpy())[0])
@@ -316,6 +317,8 @@ def load_csv(path: Path) -> Dataset:
                          "D": df["tokens"].to_numpy(), "C": C, "loss": df["loss"].to_numpy()})
     for k, v in NO_FACTS.items():
         runs[k] = df["epochs"].to_numpy() if k == "epochs" and "epochs" in df.columns else v
+    if "seed" in df.columns:  # rows of one run's settings and several seeds: replicates (replicates.py)
+        runs["seed"] = pd.to_numeric(df["seed"], errors="coerce").to_numpy()
     if "group" in df.columns:  # a group is a budget's label, of any type: the budget is its runs' FLOPs' mean
         runs["budget"] = _budgets_of_groups(df["group"].astype(str).to_numpy(), C, runs["N"].to_numpy())
         basis = "group column"

@@ -24,12 +24,14 @@ from .approaches import allocation, budget_groups, fit_envelope, fit_isoflop, ho
 from ..inputs.load import Dataset, shortfall
 from .lse import LseFitter, approach3_params, power_params, single_threaded_blas
 from .diagnostics import diagnostics
+from .seeds import seed_spread
 from ..result.record import Value, numbers, walk_values
 from ..result.laws import Allocation, Approach1, Approach2, Approach3, EnvelopePoint, Holdout, HoldoutCheck, \
     IsoflopMinimum, Kaplan, LawFit, ParamDraws, PowerFit, RecipeRow, Starts, TokensFit
 from ..result.fits import Aggregation, BinSizes, Bootstrap, ExcludedRun, FlopsPerToken, Laws, RunsUsed
 from ..result.beyond import LawParams
 
+LAW3 = ("E", "A", "alpha", "B", "beta")  # Approach 3's parameters
 MAX_LD_FITS = 40  # L(D) per size is descriptive: past this many sizes, a spread of 40 of them
 
 
@@ -281,6 +283,8 @@ def estimate(ds: Dataset, n_boot: int = 200, seed: int = 0, progress=None, keep_
               + (", each with its runs (a cluster bootstrap)" if agg else "")
               + (", cooldown trunks each with its branches (a cluster bootstrap)" if units is not None else "")
               + "; a resample leaving a budget of 4+ sizes with fewer than 3 is redrawn")
+    if ds.replicates is not None:  # the top level only: the seeds' noise is in each cell's mean already
+        method += "; a cell is its seeds' mean, resampled with all its seeds (a cluster bootstrap)"
     return Laws(**{f.name: getattr(res, f.name) for f in fields(LawFit)}, holdout=holdout,
                 loss_vs_tokens=loss_vs_tokens, params=ds.params, source=ds.source, sweep=ds.sweep_name,
                 budget_basis=ds.budget_basis,
@@ -292,6 +296,8 @@ def estimate(ds: Dataset, n_boot: int = 200, seed: int = 0, progress=None, keep_
                 flops_per_token_fit=FlopsPerToken(exponent=est.fpt[0], coefficient=est.fpt[1],
                                                   is_6N=not est.own_flops),
                 warnings=warnings, cooldown=compute_saved(ds.runs, ds.trunks),
+                seeds=seed_spread(ds, {k: getattr(res.approach3, k).value for k in LAW3} if res.approach3.fitted
+                                  else None),
                 bootstrap_samples=samples if keep_samples else None)
 
 

@@ -19,7 +19,7 @@ from .emergence import is_emergence_plot, section_lines
 from .laws import report_lines as laws_beyond_lines
 from .leaderboard import conventions_lines, headline, leaderboard_lines
 from .plots import CAPTIONS
-from .runs import cooldown_lines, missing, repeated
+from .runs import cooldown_lines, missing, repeated, seed_lines
 from .trust import checklist
 
 
@@ -141,7 +141,7 @@ def write_report(ds, fits: Fits, plots: dict, out: Path) -> Path:
          f"({'6·N·D' if fits.flops_per_token_fit.is_6N else 'as each run counted them'}). " +
          (f"Intervals are 95% bootstrap percentiles over {bs.n} resamples of {unit} ({bs.method})."
           if bs.n else "No bootstrap was run (--bootstrap 0), so no intervals."), "", *_aggregation_text(agg),
-         *cooldown_lines(fits.cooldown)]
+         *cooldown_lines(fits.cooldown), *seed_lines(fits.seeds)]
     fitted = a3.fitted
     if fitted:
         L += _laws(fits) + _recipe(fits) + _holdout(fits, unit)

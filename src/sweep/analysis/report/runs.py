@@ -8,6 +8,7 @@ from __future__ import annotations
 from .fmt import sci, value_text, why_none
 from ..inputs.load import HOLDOUT_MIN_SIZES, n_sizes
 from ..result.fits import Cooldown, Fits
+from ..result.seeds import Seeds
 
 
 def missing(ds, fits: Fits) -> list[str]:
@@ -70,3 +71,28 @@ def cooldown_lines(cooldown: Cooldown | None) -> list[str]:
             + (f" (without the trunks {', '.join(missing)}, whose summary.json is missing)" if missing else "")
             + ". Each branch is fitted as the independent run it equals; the bootstrap resamples a trunk with its "
               "branches.", ""]
+
+
+def seed_lines(seeds: Seeds | None) -> list[str]:
+    """The seed spread per size beside the differences between neighbouring sizes (nothing with one seed per cell)."""
+    if seeds is None or seeds.sd is None:
+        return []
+    L = ["## Seeds", "", f"{seeds.runs} runs are {seeds.cells} cells of {seeds.seeds_min}–{seeds.seeds_max} seeds "
+         f"(`seed`: initialisation and data order). Each law is fitted to the cells' mean losses; the bootstrap "
+         f"resamples the cells and, within each, its seeds. The spread of a cell's seeds, beside the loss gap to "
+         f"the next size up at the same budget (nats):", "",
+         "| N | cells | seeds | seed sd | sd of a cell mean | gap to the next size (median) |", "|---|---|---|---|---|---|"]
+    for r in seeds.sizes:
+        L.append(f"| {sci(r.N)} | {r.cells} | {r.seeds} | {_nats(r.sd)} | {_nats(r.sd_mean)} | {_nats(r.gap)} |")
+    L += ["", f"Pooled: seed sd {_nats(seeds.sd)}, a cell mean {_nats(seeds.sd_mean)}; the median gap "
+          f"{_nats(seeds.gap)} is " + (f"{seeds.gap_over_noise:.1f}×" if seeds.gap_over_noise is not None else "—")
+          + " the noise of a difference of two cell means (√2 × sd of a mean)."
+          + (f" Approach 3's residuals (RMS {_nats(seeds.residual_rms)}) are {seeds.residual_over_noise:.1f}× the "
+             f"noise of a cell mean" + (": the law misses structure the seeds do not explain."
+                                        if seeds.residual_over_noise > 2 else ": the law fits down to the seed noise.")
+             if seeds.residual_over_noise is not None else ""), ""]
+    return L
+
+
+def _nats(x: float | None) -> str:
+    return "—" if x is None else f"{x:.4f}"

@@ -268,11 +268,40 @@ def allocation_interval(fits: Laws) -> TrustCheck:
                  f"Chinchilla's is not checked")
 
 
+A_WIDE = 0.3  # Approach 2's a with a 95% interval wider than this cannot tell Kaplan's 0.73 from Chinchilla's 0.50
+
+
+def seeds(fits: Laws) -> TrustCheck:
+    """Whether the seed noise was measured, and whether the differences between sizes stand out of it."""
+    sd, a = fits.seeds, fits.approach2.a
+    ci = a.ci if a is not None and a.ci else None
+    if sd is None:
+        wide = ci is not None and ci[1] - ci[0] > A_WIDE
+        detail = ("one seed per cell, so the seed noise is not measured: each isoFLOP minimum rests on single runs "
+                  "whose losses carry it, and resampling a budget's few runs measures it only crudely")
+        if wide:
+            return _item("seeds", False, f"{detail}; Approach 2's a has a 95% interval {ci[1] - ci[0]:.2f} wide "
+                         f"(over {A_WIDE}): train seeds (sweep.seeds=[0,1]) and sizes √2 apart (on the demo: "
+                         f"`sweep demo law`)")
+        return _item("seeds", None, f"{detail} (sweep.seeds=[0,1] measures it)")
+    if sd.sd is None:
+        return _item("seeds", None, f"{sd.runs} runs as {sd.cells} cells, but no cell has two seeds: no seed spread")
+    text = (f"{sd.runs} runs as {sd.cells} cells of {sd.seeds_min}–{sd.seeds_max} seeds, fitted as cell means: the "
+            f"seeds of a cell differ by {sd.sd:.4f} nats (sd), a cell mean by {sd.sd_mean:.4f}")
+    if sd.gap is None or sd.gap_over_noise is None:
+        return _item("seeds", None, text)
+    text += f"; neighbouring sizes at a budget differ by {sd.gap:.4f} (median), {sd.gap_over_noise:.1f}× that noise"
+    if sd.gap_over_noise < 2:
+        return _item("seeds", False, f"{text}: the isoFLOP curves are drawn in seed noise; add seeds")
+    return _item("seeds", True, text)
+
+
 def trust_checks(loaded: Dataset, fitted: Dataset, fits: Laws) -> list[TrustCheck]:
     """Every check, in the order a reader should fix them. loaded: every usable run (repeated ones too); fitted:
     the runs the laws were fitted to (before any aggregation)."""
     return [enough_data(fitted, fits), repeated_data(loaded, fitted), lr_rule(loaded), lr_vs_rule(loaded),
-            val_tokens(loaded), isoflop_edges(fitted, fits), exponent_bounds(fits), allocation_interval(fits)]
+            val_tokens(loaded), isoflop_edges(fitted, fits), exponent_bounds(fits), allocation_interval(fits),
+            seeds(fits)]
 
 
 def checklist(items: list[TrustCheck]) -> list[str]:

@@ -26,6 +26,7 @@ from .beyond import HoldoutProtocol, InferenceOptimal, KaplanForms, LawParams, O
 from .emergence import Emergence
 from .leaderboard import Conventions, Leaderboard
 from .lr import LrStudy
+from .seeds import Seeds
 
 SCHEMA_VERSION = 1
 
@@ -132,6 +133,7 @@ class Laws(LawFit):
     flops_per_token_fit: FlopsPerToken
     warnings: list[str]
     cooldown: Cooldown | None = absent()
+    seeds: Seeds | None = absent()  # cells trained with several seeds: their spread (laws/seeds.py)
     bootstrap_samples: dict | None = memory()  # per quantity (by flat path) its resample values: compare's draws
 
 
