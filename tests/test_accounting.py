@@ -22,11 +22,13 @@ def _named_count(name: str) -> float:
     return float(number[:-1]) * {"k": 1e3, "m": 1e6}[number[-1]]
 
 
-def test_ladder_spans_25k_to_100m():
-    assert "gpt-25k" in LADDER and "gpt-100m" in LADDER
+def test_ladder_spans_3k_to_100m():
+    """Rungs 2-3× apart, and √2 apart below 100k (the demo law's grid)."""
+    assert "gpt-3k" in LADDER and "gpt-100m" in LADDER
     counts = sorted(_named_count(n) for n in LADDER)
     ratios = [b / a for a, b in zip(counts, counts[1:])]
-    assert all(1.9 <= r <= 3.0 for r in ratios), ratios
+    assert all(1.3 <= r <= 3.0 for r in ratios), ratios
+    assert all(r < 1.6 for a, r in zip(counts, ratios) if a < 7e4), ratios
 
 
 @pytest.mark.parametrize("name", LADDER)

@@ -13,7 +13,7 @@ import torch
 
 from helpers import local_overrides, read_metrics, run_cell
 
-FP32 = ("train.dtype=float32", "train.tokens=12288", "train.eval_every=4", "train.checkpoint_every=4",
+FP32 = ("model=gpt-25k", "train.dtype=float32", "train.tokens=12288", "train.eval_every=4", "train.checkpoint_every=4",
         "train.log_every=2")
 
 
@@ -127,7 +127,7 @@ def test_a_cell_that_goes_non_finite_fails_alone(tmp_path, corpus, monkeypatch):
 def test_a_stopped_pack_resumes_bit_identically(tmp_path, corpus, monkeypatch):
     """A stop signal mid-pack checkpoints every cell; relaunching resumes them all to the same bits as a pack that
     never stopped. A pack whose first cell completed before trains only the others."""
-    from sweep.train import pack
+    from sweep.train import checkpoint, pack
 
     whole = _runs(tmp_path / "whole", corpus, CELLS)
     _train_pack(whole)
@@ -148,8 +148,8 @@ def test_a_stopped_pack_resumes_bit_identically(tmp_path, corpus, monkeypatch):
     _train_pack(stopped)
     for a, b in zip(whole, stopped):
         assert _evals(_dir(a)) == _evals(_dir(b))
-        wa = torch.load(_dir(a) / "checkpoint.pt", weights_only=True)["model"]
-        wb = torch.load(_dir(b) / "checkpoint.pt", weights_only=True)["model"]
+        wa = checkpoint.read(_dir(a) / "checkpoint.pt")["model"]
+        wb = checkpoint.read(_dir(b) / "checkpoint.pt")["model"]
         assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
     partly = _runs(tmp_path / "partly", corpus, CELLS)

@@ -72,8 +72,8 @@ def summary_of(run: RunConfig, plan: Plan, state: TrainState, val: tuple, data: 
                epochs: float, val_tokens: int) -> dict:
     return {
         "run_name": run.run_name, "status": "completed", "sweep": run.sweep.name, "model": run.model.name,
-        "data": run.data.name, "seed": run.seed,
-        "init_seed": run.init_seed, "order_seed": run.order_seed, "n_params": plan.n_params, "flops_per_token": plan.flops_per_token,
+        "data": run.data.name, "seed": run.seed, "init_seed": run.init_seed, "order_seed": run.order_seed,
+        "n_params": plan.n_params, "flops_per_token": plan.flops_per_token,
         "flops_budget": plan.flops_budget, "tokens_per_param": plan.tokens / plan.n_params["non_embedding"],
         "tokens": plan.tokens, "flops": plan.flops, "val_loss": val[0], "val_bpb": val[1], "lr": plan.lr,
         "batch_tokens": plan.batch_tokens, "steps": plan.steps, "skipped_steps": state.skipped,

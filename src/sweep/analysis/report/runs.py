@@ -79,11 +79,13 @@ def seed_lines(seeds: Seeds | None) -> list[str]:
         return []
     L = ["## Seeds", "", f"{seeds.runs} runs are {seeds.cells} cells of {seeds.seeds_min}–{seeds.seeds_max} seeds "
          f"(`seed`: initialisation and data order). Each law is fitted to the cells' mean losses; the bootstrap "
-         f"resamples the cells and, within each, its seeds. The spread of a cell's seeds, beside the loss gap to "
-         f"the next size up at the same budget (nats):", "",
-         "| N | cells | seeds | seed sd | sd of a cell mean | gap to the next size (median) |", "|---|---|---|---|---|---|"]
+         f"resamples the cells, each with all its seeds. The spread of a cell's seeds, beside the loss gap to the "
+         f"next size up at the same budget (nats):", "",
+         "| N | cells | seeds | seed sd | sd of a cell mean | gap to the next size (median) |",
+         "|---|---|---|---|---|---|"]
     for r in seeds.sizes:
-        L.append(f"| {sci(r.N)} | {r.cells} | {r.seeds} | {_nats(r.sd)} | {_nats(r.sd_mean)} | {_nats(r.gap)} |")
+        L.append(f"| {sci(r.N)} | {r.cells} | {r.seeds} | {_nats(r.sd)} | {_nats(r.sd_mean)} | "
+                 f"{_nats(r.gap)} |")
     L += ["", f"Pooled: seed sd {_nats(seeds.sd)}, a cell mean {_nats(seeds.sd_mean)}; the median gap "
           f"{_nats(seeds.gap)} is " + (f"{seeds.gap_over_noise:.1f}×" if seeds.gap_over_noise is not None else "—")
           + " the noise of a difference of two cell means (√2 × sd of a mean)."
