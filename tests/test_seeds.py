@@ -69,6 +69,7 @@ def _evals(run_dir):
     return [e["val_loss"] for e in helpers.read_metrics(run_dir) if "val_loss" in e]
 
 
+@pytest.mark.slow
 def test_data_seed_changes_the_order_not_the_initialisation(tmp_path, corpus):
     """At an lr too small to move the weights, the evals show the initialisation: the same under another data.seed,
     another under another train.seed. At the usual lr, another data.seed is another run."""
@@ -182,6 +183,7 @@ def test_the_laws_fit_cell_means_one_cell_counting_once(tmp_path):
     assert s.residual_over_noise < 0.1  # the means are on the law: its residuals are far below the seed noise
 
 
+@pytest.mark.slow
 def test_the_report_shows_the_seed_spread_beside_the_gaps(tmp_path):
     from sweep.analysis.main import run as analyze
     from sweep.analysis.result.fits import read_fits
