@@ -102,7 +102,7 @@ def main() -> None:
         for k in (int(k) for k in args.packs.split(",")):
             if k > 1:
                 row["packed"][k] = measure(model, k, 1, args.steps, args.warmup)
-                if k % cores == 0 and cores > 1:
+                if k % cores == 0 and k // cores > 1:
                     row["packed_side_by_side"][k] = measure(model, k // cores, cores, args.steps, args.warmup)
         rows.append(row)
         best = max([alone, *row["packed"].values(), *row["packed_side_by_side"].values()])

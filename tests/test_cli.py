@@ -17,7 +17,7 @@ def test_sizes_json_lists_the_ladder_with_every_convention(capsys):
     assert main(["sizes", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     names = [r["name"] for r in rows]
-    assert names[0] == "gpt-3k" and names[-1] == "gpt-100m" and "gpt-25k" in names
+    assert names[0] == "gpt-1.8k" and names[-1] == "gpt-100m" and "gpt-25k" in names
     assert all({"n_layer", "d_model", "n_head", "total", "non_embedding", "embedding", "matmul",
                 "flops_per_token"} <= set(r) for r in rows)
     assert [r["non_embedding"] for r in rows] == sorted(r["non_embedding"] for r in rows)

@@ -32,9 +32,12 @@ def test_neighbours_differ_in_size_not_kind():
     shapes = [(m.n_layer, m.d_model) for _, m in rungs()]
     assert len(shapes) >= 10
     for (l0, d0), (l1, d1) in zip(shapes, shapes[1:]):
-        assert l1 >= l0 and d1 >= d0, f"a rung shrinks in depth or width: {l0}x{d0} then {l1}x{d1}"
-    ratios = [d / n for n, d in shapes]
+        # where a rung gains a layer its width may step back (gpt-8k 1×26 → gpt-12k 2×22), by at most a fifth
+        assert l1 >= l0 and (d1 >= d0 or (l1 > l0 and d1 >= 0.8 * d0)), \
+            f"a rung shrinks in depth or width: {l0}x{d0} then {l1}x{d1}"
+    ratios = [d / n for n, d in shapes if n > 1]  # one layer: the count alone sets the width (12-26 below 10k)
     assert all(abs(math.log(r / ladder.ASPECT)) < math.log(1.5) for r in ratios), ratios
+    assert all(d <= 26 for n, d in shapes if n == 1)
 
 
 def test_nominal_params_reads_the_name():

@@ -4,7 +4,8 @@ FLOPs per token as the runs of a given config would have them (a preset's contex
 The shape rule (README, "The ladder"): a rung named gpt-<N> is the shape whose non-embedding count is within 10% of N
 and whose width/depth ratio is closest to ASPECT (the score adds both log errors); widths are even, multiples of 32
 from 128 on; heads are HEAD_DIM wide where the width is a multiple of HEAD_DIM (from 64 on), else two. Neighbouring
-rungs then differ in size, not in kind: depth and width never shrink up the ladder and d/L stays within 11-22.
+rungs then differ in size, not in kind: depth never shrinks up the ladder, width only once (gpt-8k 1×26 → gpt-12k
+2×22, where √2 spacing leaves no shape between), and d/L stays within 11-22 from two layers on.
 """
 
 from __future__ import annotations

@@ -57,8 +57,10 @@ class PackedGPT(torch.nn.Module):
         return F.layer_norm(x, (self.d_model,)) * self.w(name)[:, None, None, :]
 
     def _linear(self, x: torch.Tensor, name: str) -> torch.Tensor:
-        """x (K, B, T, in) through each cell's nn.Linear weight (K, out, in)."""
-        return x @ self.w(name).transpose(1, 2)[:, None]
+        """x (K, B, T, in) through each cell's nn.Linear weight (K, out, in): one bmm over the K cells (a broadcast
+        matmul over (K, B) would copy each weight B times)."""
+        K, B, T, _ = x.shape
+        return torch.bmm(x.reshape(K, B * T, -1), self.w(name).transpose(1, 2)).view(K, B, T, -1)
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         K, B, T = idx.shape
