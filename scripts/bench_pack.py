@@ -21,32 +21,33 @@ import os
 import time
 
 
-def _plan(model: str):
+def _plan(model: str, device: str = "cpu"):
     from sweep.config import compose
     from sweep.train.plan import make_plan, model_vocab
     from sweep.train.runtime import resolve
 
-    run = compose(["sweep=cpu", f"model={model}", "train.flops=1e12", "device=cpu", "train.dtype=float32",
+    run = compose(["sweep=cpu", f"model={model}", "train.flops=1e12", f"device={device}", "train.dtype=float32",
                    "train.threads=1"])
     vocab = model_vocab(run.model, run.data.vocab_size)
-    runtime = resolve("cpu", run.train)
+    runtime = resolve(device, run.train)
     return run, vocab, make_plan(run.model, run.train, vocab, runtime, run.data.val_tokens)
 
 
-def _steps_per_s(model: str, cells: int, threads: int, steps: int, warmup: int, start, out) -> None:
+def _steps_per_s(model: str, cells: int, threads: int, steps: int, warmup: int, start, out, device: str) -> None:
     """One process: a pack of `cells` (1: the trainer's own single-model step) stepping `steps` times."""
     import torch
 
     from sweep.train.bench import Stepper
     from sweep.train.pack import packed_step
     from sweep.train.packed import PackedGPT
+    from sweep.train.runtime import _sync
 
     torch.set_num_threads(threads)
-    run, vocab, plan = _plan(model)
+    run, vocab, plan = _plan(model, device)
     rt = plan.runtime
     gen = torch.Generator().manual_seed(0)
     seqs = plan.batch_tokens // run.model.seq_len
-    data = torch.randint(vocab, (4, cells, seqs, run.model.seq_len + 1), generator=gen)
+    data = torch.randint(vocab, (4, cells, seqs, run.model.seq_len + 1), generator=gen).to(rt.device)
     mb = plan.micro_batch
     if cells == 1:
         stepper = Stepper(run.model, run.train, 0, vocab, plan)
@@ -65,19 +66,21 @@ def _steps_per_s(model: str, cells: int, threads: int, steps: int, warmup: int, 
                         [run.train.grad_clip] * cells, [False] * cells)
     for i in range(warmup):
         step(i)
+    _sync(rt.device)
     start.wait()  # every process of a configuration steps at the same time
     began = time.perf_counter()
     for i in range(steps):
         step(i)
+    _sync(rt.device)
     out.put(cells * steps * plan.batch_tokens / (time.perf_counter() - began))
 
 
-def measure(model: str, cells: int, processes: int, steps: int, warmup: int) -> float:
+def measure(model: str, cells: int, processes: int, steps: int, warmup: int, device: str = "cpu") -> float:
     """cells × tokens/s of `processes` processes, each with a pack of `cells` and cores / processes threads."""
     ctx = mp.get_context("spawn")
     start, out = ctx.Barrier(processes), ctx.Queue()
     threads = max(1, (os.cpu_count() or 1) // processes)
-    procs = [ctx.Process(target=_steps_per_s, args=(model, cells, threads, steps, warmup, start, out))
+    procs = [ctx.Process(target=_steps_per_s, args=(model, cells, threads, steps, warmup, start, out, device))
              for _ in range(processes)]
     for p in procs:
         p.start()
@@ -93,17 +96,19 @@ def main() -> None:
     parser.add_argument("--packs", default="1,2,4,8,16")
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda: one process per row there (the GPU's)")
     args = parser.parse_args()
-    cores = os.cpu_count() or 1
+    cores = (os.cpu_count() or 1) if args.device == "cpu" else 1
     rows = []
     for model in args.models.split(","):
-        alone = measure(model, 1, cores, args.steps, args.warmup)
+        alone = measure(model, 1, cores, args.steps, args.warmup, args.device)
         row = {"model": model, "alone": alone, "packed": {}, "packed_side_by_side": {}}
         for k in (int(k) for k in args.packs.split(",")):
             if k > 1:
-                row["packed"][k] = measure(model, k, 1, args.steps, args.warmup)
+                row["packed"][k] = measure(model, k, 1, args.steps, args.warmup, args.device)
                 if k % cores == 0 and k // cores > 1:
-                    row["packed_side_by_side"][k] = measure(model, k // cores, cores, args.steps, args.warmup)
+                    row["packed_side_by_side"][k] = measure(model, k // cores, cores, args.steps, args.warmup,
+                                                            args.device)
         rows.append(row)
         best = max([alone, *row["packed"].values(), *row["packed_side_by_side"].values()])
         print(f"{model}: alone ({cores} processes × 1 cell) {alone:,.0f} cell-tokens/s; " + "; ".join(

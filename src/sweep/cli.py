@@ -18,7 +18,7 @@ commands:
   demo [law|emergence] [OVERRIDES]
                             the embedded default end to end on CPU: the `cpu` isoFLOP grid, then analyze;
                             `demo law`: sizes √2 apart and two seeds per cell, for a law with a narrow interval
-                            (sweep=cpu_law, ~25 min); `demo emergence`: the size ladder with the task suite mixed
+                            (sweep=cpu_law, ~27 min); `demo emergence`: the size ladder with the task suite mixed
                             in (sweep=emergence)
   evaluate RUN_DIR|SWEEP_DIR [--items N] [--device auto|cpu|cuda]
                             re-score saved weights on the task suite (tasks.json), without training

@@ -127,11 +127,13 @@ def _train(cells: dict, results: dict, stop: StopRequest) -> None:
         results[i] = loop._finish(cells[i], {})
     packed = PackedGPT([r.model for r in active.values()]) if active else None
     while active:
-        _packed_step(packed, list(active.values()))
+        failed = _packed_step(packed, list(active.values()))
         stopping = stop.requested(next(iter(active.values())).runtime)
         leaving = []
         for i, r in active.items():
             try:
+                if id(r) in failed:
+                    raise failed[id(r)]
                 if _after_step(r, stopping):
                     results[i] = loop._finish(r, {})
                     leaving.append(i)
@@ -141,7 +143,9 @@ def _train(cells: dict, results: dict, stop: StopRequest) -> None:
                 results[i] = err
                 leaving.append(i)
         if stopping and len(leaving) < len(active):
-            loop._stop(next(r for i, r in active.items() if i not in leaving))  # raises Stopped (or forwards)
+            staying = [i for i in active if i not in leaving]
+            outcome = loop._stop(active[staying[0]])  # raises Stopped, unless the signal was handed on
+            results.update({i: outcome for i in staying})
             return
         for i in leaving:
             active.pop(i)
@@ -149,8 +153,9 @@ def _train(cells: dict, results: dict, stop: StopRequest) -> None:
             packed = PackedGPT([r.model for r in active.values()])
 
 
-def _packed_step(packed: PackedGPT, cells: list) -> None:
-    """One optimizer step of every cell (packed_step), then each cell's own bookkeeping, as loop.py's after a step."""
+def _packed_step(packed: PackedGPT, cells: list) -> dict:
+    """One optimizer step of every cell (packed_step), then each cell's own bookkeeping, as loop.py's after a step;
+    the cells that failed in it (too many skipped non-finite steps), by id, with their errors."""
     runtime = cells[0].runtime
     for r in cells:
         loop.set_step_lr(r)
@@ -162,10 +167,15 @@ def _packed_step(packed: PackedGPT, cells: list) -> None:
     losses, finite = packed_step(packed, [r.optimizer for r in cells], batch, cells[0].plan.accum, runtime,
                                  [r.run.train.grad_clip for r in cells],
                                  [r.run.train.nonfinite == "skip" for r in cells])
+    failed = {}
     for k, r in enumerate(cells):
         if finite[k] is not False:  # a skipped step adds nothing to the interval's loss
             r.loss_sum += losses[k]
-        loop.count_step(r, finite[k])
+        try:
+            loop.count_step(r, finite[k])
+        except NonFiniteLoss as err:  # past train.max_skipped_steps: this cell fails, the others go on
+            failed[id(r)] = err
+    return failed
 
 
 def packed_step(packed: PackedGPT, optimizers: list, get_batch, accum: int, runtime: Runtime, grad_clips: list,
