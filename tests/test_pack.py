@@ -148,23 +148,23 @@ def test_a_cell_that_goes_non_finite_fails_alone(tmp_path, corpus, monkeypatch):
 def test_a_stopped_pack_resumes_bit_identically(tmp_path, corpus, monkeypatch):
     """A stop signal mid-pack checkpoints every cell; relaunching resumes them all to the same bits as a pack that
     never stopped. A pack whose first cell completed before trains only the others."""
-    from sweep.train import checkpoint, pack
+    from sweep.train import checkpoint, loop
 
     whole = _runs(tmp_path / "whole", corpus, CELLS)
     _train_pack(whole)
 
     stopped = _runs(tmp_path / "stopped", corpus, CELLS)
-    after_step = pack._after_step
+    after_step = loop.after_step
 
     def signal_at_step_5(r, stopping):
         if r.state.step == 5 and r.run.seed == 0:
             os.kill(os.getpid(), signal.SIGTERM)
         return after_step(r, stopping)
 
-    monkeypatch.setattr(pack, "_after_step", signal_at_step_5)
+    monkeypatch.setattr(loop, "after_step", signal_at_step_5)
     with pytest.raises(SystemExit):
         _train_pack(stopped)
-    monkeypatch.setattr(pack, "_after_step", after_step)
+    monkeypatch.setattr(loop, "after_step", after_step)
     assert all(not (_dir(r) / "summary.json").exists() for r in stopped)
     _train_pack(stopped)
     for a, b in zip(whole, stopped):

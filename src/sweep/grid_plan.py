@@ -94,7 +94,7 @@ class Grid:
 def cell_overrides(argv: list[str]) -> tuple[list[list[str]], list[str]]:
     """Every cell's overrides, as Hydra's basic sweeper makes them (the preset's sweeper params, then the command
     line, a later value for a key replacing an earlier one, then their product), and the swept keys. sweep.seeds
-    adds the `seed` axis last (seed_axis gives Hydra the same)."""
+    adds the `seed` axis last (plan_grid passes Hydra the same seed list)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 

@@ -63,23 +63,21 @@ def describe_failure(err: BaseException) -> str:
     return str(err)
 
 
-def grid_entry(run_dir: Path) -> dict:
-    """What the grid that launched this cell decided for it, as its manifest says (written before any cell starts):
-    whether it is skipped, and its pack. The grid decided once, from the plan it made; the cell reads that decision
-    rather than planning itself again: the manifest lies in the sweep directory every cell writes to, so it reaches
-    cells on any launcher and host. {} when the manifest does not list it."""
-    cells = rundir.read_manifest(run_dir.parent) or []
-    return next((c for c in cells if c["name"] == run_dir.name), {})
+def grid_entries(run_dir: Path) -> dict[str, dict]:
+    """What the grid that launched this cell decided for its cells, by name, as its manifest says (written before
+    any cell starts): whether each is skipped, and its pack. The grid decided once, from the plan it made; the cell
+    reads that decision rather than planning itself again: the manifest lies in the sweep directory every cell
+    writes to, so it reaches cells on any launcher and host."""
+    return {c["name"]: c for c in rundir.read_manifest(run_dir.parent) or []}
 
 
-def _pack_mates(run_dir: Path, names: list[str]) -> tuple[list, list[Path]]:
+def _pack_mates(run_dir: Path, names: list[str], entries: dict[str, dict]) -> tuple[list, list[Path]]:
     """The other cells of a pack, composed from their manifest overrides (after which Hydra's own config for this
     job is put back), and their directories."""
     from hydra.core.hydra_config import HydraConfig
 
     from .config import compose_raw
 
-    entries = {c["name"]: c for c in rundir.read_manifest(run_dir.parent) or []}
     mine = HydraConfig.instance().cfg
     try:
         runs = [load(compose_raw(list(entries[name]["overrides"]))) for name in names]
@@ -101,7 +99,8 @@ def train_cell(cfg) -> float | None:
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     single = _is_single_run()
-    entry = {} if single else grid_entry(run_dir)
+    entries = {} if single else grid_entries(run_dir)
+    entry = entries.get(run_dir.name, {})
     mates: list[Path] = []
     try:
         if entry.get("status") == rundir.SKIPPED:  # the grid lists it skipped; Hydra's product launches it anyway
@@ -115,7 +114,7 @@ def train_cell(cfg) -> float | None:
         if entry.get("pack"):
             from .train.pack import train_pack
 
-            mate_runs, mates = _pack_mates(run_dir, entry["pack"])
+            mate_runs, mates = _pack_mates(run_dir, entry["pack"], entries)
             results = train_pack([run, *mate_runs], [run_dir, *mates], rt)
             if isinstance(results[0], BaseException):
                 raise results[0]

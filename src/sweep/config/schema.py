@@ -137,7 +137,7 @@ class SweepConfig:
     # isoFLOP grid trains, per budget, the sizes around its optimum (as Chinchilla did). null: every cell.
     tokens_per_param_range: Optional[list] = None
     # Replicates: a grid trains each cell once per seed in this list (the `seed` key swept; README, "Seeds").
-    # []: the one `seed`. The analysis fits each cell's mean over its seeds and resamples the seeds.
+    # []: the one `seed`. The analysis fits each cell's mean over its seeds and resamples cells with their seeds.
     seeds: list = field(default_factory=list)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
-from contextlib import nullcontext
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -49,17 +49,28 @@ def train(run: RunConfig, run_dir: Path, runtime: Runtime, data: PreparedData | 
     progress: a bar on a terminal (False when cells share one: their bars would interleave); otherwise periodic
     log lines (train/progress.py). handoff: the steps at which a cooldown trunk saves its state for its branches
     (rundir.branch_point); summary_extra: fields added to summary.json (a trunk's or a branch's)."""
+    with ExitStack() as held:
+        done, saved = claim(run, run_dir, runtime, held)
+        if done is not None:
+            return done
+        return _train_claimed(run, run_dir, runtime, saved, data, progress, handoff, summary_extra or {})
+
+
+def claim(run: RunConfig, run_dir: Path, runtime: Runtime, held: ExitStack) -> tuple[dict | None, dict | None]:
+    """The same-cell check, then (summary.json's content, None) for a completed cell, which is only read; else the
+    main rank's claim on the directory, held in `held`, and (None, its config.yaml as it is once claimed)."""
     rundir.check_same_cell(run, run_dir, rundir.read_config(run_dir))
     if rundir.is_completed(run_dir):
         log.info("%s is already completed; nothing to train", run_dir)
-        return rundir.read_summary(run_dir)
-    with rundir.claim(run_dir) if runtime.is_main else nullcontext():
-        saved = rundir.read_config(run_dir)  # again, now that no other process can be writing it
-        rundir.check_same_cell(run, run_dir, saved)
-        if rundir.is_completed(run_dir):
-            log.info("%s was completed by another process; nothing to train", run_dir)
-            return rundir.read_summary(run_dir)
-        return _train_claimed(run, run_dir, runtime, saved, data, progress, handoff, summary_extra or {})
+        return rundir.read_summary(run_dir), None
+    if runtime.is_main:
+        held.enter_context(rundir.claim(run_dir))
+    saved = rundir.read_config(run_dir)  # again, now that no other process can be writing it
+    rundir.check_same_cell(run, run_dir, saved)
+    if rundir.is_completed(run_dir):
+        log.info("%s was completed by another process; nothing to train", run_dir)
+        return rundir.read_summary(run_dir), None
+    return None, saved
 
 
 def _train_claimed(run: RunConfig, run_dir: Path, runtime: Runtime, saved: dict | None, data: PreparedData | None,
@@ -70,19 +81,10 @@ def _train_claimed(run: RunConfig, run_dir: Path, runtime: Runtime, saved: dict 
     try:
         while r.state.step < plan.steps:
             _train_one_step(r)
-            step, last = r.state.step, r.state.step == plan.steps
-            # A trunk logs on the log grid only, so the loss interval it hands its last branch is an independent run's.
-            if step % t.log_every == 0 or (last and not handoff):
-                _log_interval(r)
-            if step % plan.eval_every == 0 or last:
-                _evaluate(r, final=last)
             # Under DDP the ranks agree on stopping through an all-reduce and a host sync: only on log steps,
             # which sync anyway, so the steps between run ahead of the host.
-            stopping = not last and (r.runtime.world_size == 1 or step % t.log_every == 0) and \
-                r.stop.requested(r.runtime)
-            if step % t.checkpoint_every == 0 or last or stopping or step in handoff:
-                _checkpoint(r)
-            if stopping:
+            if after_step(r, lambda: (r.runtime.world_size == 1 or r.state.step % t.log_every == 0)
+                          and r.stop.requested(r.runtime))[1]:
                 return _stop(r)
         return _finish(r, summary_extra)
     finally:
@@ -209,6 +211,23 @@ def _log_plan(run: RunConfig, plan: Plan, record: dict) -> None:
              f"{plan.final_windows * plan.seq_len:,}", 100 * plan.eval_flops / plan.flops)
     if untuned := untuned_lr(t, plan):
         log.warning("%s: %s", run.run_name, untuned)
+
+
+def after_step(r: _Run, stopping) -> tuple[bool, bool]:
+    """After a step: log, evaluate and checkpoint as the step calls for, in that order; stopping() (asked between
+    the evaluation and the checkpoint, unless this was the last step) says whether a stop signal ends the run here,
+    which checkpoints it. Returns (the last step, stopping)."""
+    t, plan, handoff = r.run.train, r.plan, r.handoff
+    step, last = r.state.step, r.state.step == plan.steps
+    # A trunk logs on the log grid only, so the loss interval it hands its last branch is an independent run's.
+    if step % t.log_every == 0 or (last and not handoff):
+        _log_interval(r)
+    if step % plan.eval_every == 0 or last:
+        _evaluate(r, final=last)
+    stop = not last and stopping()
+    if step % t.checkpoint_every == 0 or last or stop or step in handoff:
+        _checkpoint(r)
+    return last, stop
 
 
 def _train_one_step(r: _Run) -> None:

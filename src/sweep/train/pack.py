@@ -29,7 +29,7 @@ from . import accounting, loop
 from .packed import PackedGPT
 from .plan import GPU_MEMORY_FRACTION, model_vocab
 from .runtime import Runtime, StopRequest
-from .step import NonFiniteLoss, device_batch
+from .step import NonFiniteLoss, clip_and_step, device_batch
 
 log = logging.getLogger("sweep.train")
 
@@ -91,15 +91,9 @@ def train_pack(runs: list[RunConfig], run_dirs: list[Path], runtime: Runtime, da
     with ExitStack() as held:
         todo = []
         for i, (run, run_dir) in enumerate(zip(runs, run_dirs)):
-            rundir.check_same_cell(run, run_dir, rundir.read_config(run_dir))
-            if rundir.is_completed(run_dir):
-                results[i] = rundir.read_summary(run_dir)
-                continue
-            held.enter_context(rundir.claim(run_dir))
-            saved = rundir.read_config(run_dir)
-            rundir.check_same_cell(run, run_dir, saved)
-            if rundir.is_completed(run_dir):
-                results[i] = rundir.read_summary(run_dir)
+            done, saved = loop.claim(run, run_dir, runtime, held)
+            if done is not None:
+                results[i] = done
             else:
                 todo.append((i, run, run_dir, saved))
         stop = StopRequest().install()
@@ -134,7 +128,7 @@ def _train(cells: dict, results: dict, stop: StopRequest) -> None:
             try:
                 if id(r) in failed:
                     raise failed[id(r)]
-                if _after_step(r, stopping):
+                if loop.after_step(r, lambda: stopping)[0]:
                     results[i] = loop._finish(r, {})
                     leaving.append(i)
             except NonFiniteLoss as err:  # this cell alone: recorded as its failure, its packmates go on
@@ -192,27 +186,8 @@ def packed_step(packed: PackedGPT, optimizers: list, get_batch, accum: int, runt
             (micro_losses.sum() / accum).backward()
         losses = micro_losses.detach() / accum if losses is None else losses + micro_losses.detach() / accum
     packed.hand_grads()
-    flags = []
-    for cell, optimizer, clip, skip in zip(packed.cells, optimizers, grad_clips, skip_nonfinite):
-        finite = torch.isfinite(torch.nn.utils.clip_grad_norm_(cell.parameters(), clip))
-        if not skip:
-            optimizer.step()  # a non-finite step is caught later from the flag, as alone
-        elif finite := bool(finite):
-            optimizer.step()
-        flags.append(finite)
+    flags = [clip_and_step(cell, optimizer, clip, skip)
+             for cell, optimizer, clip, skip in zip(packed.cells, optimizers, grad_clips, skip_nonfinite)]
     packed.zero_grad(set_to_none=True)
     return losses, flags
-
-
-def _after_step(r, stopping: bool) -> bool:
-    """The loop's log, evaluate and checkpoint for one cell after a packed step; True when it has completed."""
-    t, plan = r.run.train, r.plan
-    step, last = r.state.step, r.state.step == plan.steps
-    if step % t.log_every == 0 or last:
-        loop._log_interval(r)
-    if step % plan.eval_every == 0 or last:
-        loop._evaluate(r, final=last)
-    if step % t.checkpoint_every == 0 or last or stopping:
-        loop._checkpoint(r)
-    return last
 

@@ -85,14 +85,22 @@ def train_step(train_model, model: GPT, optimizer: torch.optim.Optimizer, get_ba
             _, loss = train_model(x, y)
             (loss / accum).backward()
         step_loss += loss.detach() / accum
-    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-    finite = torch.isfinite(grad_norm)
+    finite = clip_and_step(model, optimizer, grad_clip, skip_nonfinite)
+    if skip_nonfinite and finite:
+        loss_sum += step_loss
+    optimizer.zero_grad(set_to_none=True)
+    return finite
+
+
+def clip_and_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, grad_clip: float,
+                  skip_nonfinite: bool = False):
+    """Clip the gradients' norm and take the AdamW step (train_step's, and each cell's of a pack). Returns the finite
+    flag: a device tensor (no host sync), or with skip_nonfinite a bool, the step not taken when False."""
+    finite = torch.isfinite(torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip))
     if not skip_nonfinite:
         optimizer.step()  # a non-finite step is caught later from the returned flag
     elif finite := bool(finite):  # the host sync is the price of skipping
         optimizer.step()
-        loss_sum += step_loss
-    optimizer.zero_grad(set_to_none=True)
     return finite
 
 

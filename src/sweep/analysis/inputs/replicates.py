@@ -20,19 +20,19 @@ from .load import Dataset
 
 @dataclass(frozen=True)
 class Replicates:
-    """The seeds behind a Dataset of cell means: per cell (a row of its runs) its seeds' final losses and names."""
+    """The seeds behind a Dataset of cell means: per cell (a row of its runs) its seeds' final losses."""
     losses: tuple  # per cell, an array of its seeds' final losses
-    names: tuple  # per cell, its seeds' run names
 
     @property
     def counts(self) -> np.ndarray:
         return np.array([len(x) for x in self.losses])
 
-    @property
-    def pooled_sd(self) -> float | None:
-        """The seeds' standard deviation pooled over the cells with 2+ seeds: √(Σ (k−1)·s² / Σ (k−1))."""
-        dof = sum(len(x) - 1 for x in self.losses)
-        return float(np.sqrt(sum(((x - x.mean()) ** 2).sum() for x in self.losses) / dof)) if dof > 0 else None
+
+def pooled_sd(losses) -> float | None:
+    """The seeds' standard deviation pooled over the cells (arrays of their seeds' losses) with 2+ seeds:
+    √(Σ (k−1)·s² / Σ (k−1)); None when no cell has two."""
+    dof = sum(len(x) - 1 for x in losses)
+    return float(np.sqrt(sum(((x - x.mean()) ** 2).sum() for x in losses) / dof)) if dof > 0 else None
 
 
 def cell_keys(runs: pd.DataFrame, from_csv: bool = False) -> np.ndarray:
@@ -46,10 +46,9 @@ def cell_keys(runs: pd.DataFrame, from_csv: bool = False) -> np.ndarray:
 
 
 def seed_means(ds: Dataset) -> Dataset:
-    """ds with one row per cell when some cell has two or more seeds (else ds itself): the cell's mean final loss,
-    `n_seeds` and `loss_sd` (the seeds' sample standard deviation; NaN for one seed), the other columns its first
-    seed's, run_name its cell's name; eval curves averaged over its seeds where they share their points, else its
-    first seed's. `replicates` keeps the seeds."""
+    """ds with one row per cell when some cell has two or more seeds (else ds itself): the cell's mean final loss and
+    `n_seeds`, the other columns its first seed's, run_name its cell's name; eval curves averaged over its seeds
+    where they share their points, else its first seed's. `replicates` keeps the seeds."""
     if ds.runs.empty or ds.aggregation:
         return ds
     keys = cell_keys(ds.runs, from_csv=ds.source.lower().endswith(".csv"))
@@ -64,9 +63,7 @@ def seed_means(ds: Dataset) -> Dataset:
     cells["run_name"] = list(uniques)
     cells["loss"] = [x.mean() for x in losses]
     cells["n_seeds"] = [len(x) for x in losses]
-    cells["loss_sd"] = [x.std(ddof=1) if len(x) > 1 else np.nan for x in losses]
-    return replace(ds, runs=cells, points=_mean_curves(ds.points, members),
-                   replicates=Replicates(losses=losses, names=tuple(tuple(r["run_name"].iloc[m]) for m in members)))
+    return replace(ds, runs=cells, points=_mean_curves(ds.points, members), replicates=Replicates(losses=losses))
 
 
 def _mean_curves(points: pd.DataFrame, members: list[np.ndarray]) -> pd.DataFrame:

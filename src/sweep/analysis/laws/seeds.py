@@ -7,15 +7,11 @@ from __future__ import annotations
 import numpy as np
 
 from ..inputs.load import Dataset
-from ..inputs.replicates import Replicates
+from ..inputs.replicates import pooled_sd
 from ..inputs.sizes import size_clusters
 from ..result.seeds import SeedSize, Seeds
 from .approaches import budget_groups
 from .lse import law_loss
-
-
-def _pooled_sd(losses: list[np.ndarray]) -> float | None:
-    return Replicates(losses=tuple(losses), names=()).pooled_sd
 
 
 def _gaps(runs) -> dict[int, list[float]]:
@@ -37,14 +33,14 @@ def seed_spread(ds: Dataset, approach3: dict | None) -> Seeds | None:
         return None
     runs, counts = ds.runs, reps.counts
     sizes = size_clusters(runs["N"].to_numpy(float))
-    sd = _pooled_sd(list(reps.losses))
+    sd = pooled_sd(reps.losses)
     k = float(np.median(counts))
     sd_mean = sd / np.sqrt(k) if sd is not None else None
     gaps = _gaps(runs)
     rows = []
     for s in np.unique(sizes):
         m = np.flatnonzero(sizes == s)
-        s_sd = _pooled_sd([reps.losses[i] for i in m])
+        s_sd = pooled_sd([reps.losses[i] for i in m])
         rows.append(SeedSize(N=float(runs["N"].to_numpy(float)[m].mean()), cells=len(m), seeds=int(counts[m].max()),
                              sd=s_sd, sd_mean=s_sd / np.sqrt(np.median(counts[m])) if s_sd is not None else None,
                              gap=float(np.median(gaps[int(s)])) if int(s) in gaps else None))
