@@ -269,7 +269,8 @@ def test_chinchilla_csv_checklist(tmp_path, no_plots, monkeypatch):
     lines = section((out / "report.md").read_text(), "Can I trust this?")
     assert "- ✓ 41 model sizes, 240 runs: enough for Approach 3" in lines
     assert "- ✓ no parameter of Approach 3 is at a bound" in lines
-    assert len([x for x in lines.splitlines() if x.startswith("- ")]) == len(checks) == 8
+    assert len([x for x in lines.splitlines() if x.startswith("- ")]) == len(checks) == 9  # the 9th: seeds
+    assert checks["seeds"]["ok"] is None  # one row per run: no seeds, and no isoFLOP a whose interval is judged
 
 
 # ------------------------------------------------------------------------------------------------ intervals
@@ -326,7 +327,7 @@ def test_too_small_grid_reports_what_is_missing(tmp_path, capsys):
     assert fits["approach1"]["envelope"] is not None and "skipped" in fits["approach2"]
     text = (out / "report.md").read_text()
     missing = section(text, "What is missing")
-    assert "this sweep has 2 sizes, 3 runs; add 1 or more model sizes (e.g. model=gpt-25k,gpt-50k,gpt-100k" in missing
+    assert "this sweep has 2 sizes, 3 runs; add 1 or more model sizes (e.g. model=gpt-25k,gpt-50k,gpt-70k" in missing
     assert "train 3 or more further runs" in missing and "Approach 2 (isoFLOP curves) needs" in missing
     runs = section(text, "Runs")
     assert all(f"`{n}`" in runs for n in ("gpt-25k_f1e12", "gpt-50k_f1e12", "gpt-50k_f3e12"))

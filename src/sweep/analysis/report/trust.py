@@ -6,14 +6,13 @@ fits; fits nothing itself.
 
 from __future__ import annotations
 
-import importlib.resources
-import re
 
 import numpy as np
 
 from ..inputs.load import A3_MIN_RUNS, A3_MIN_SIZES, HOLDOUT_MIN_SIZES, Dataset, n_sizes
 from ..inputs.sizes import size_clusters
 from ..result.fits import Laws, TrustCheck
+from ...train.ladder import names, nominal_params
 
 KAPLAN_A, CHINCHILLA_A = 0.73, 0.50  # N_opt ∝ C^a: Kaplan et al. 2020, Hoffmann et al. 2022
 LR_OFF = 1.5  # an lr further than this factor from its tuned rule's is flagged
@@ -34,19 +33,9 @@ def _plural(n: int, word: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ the checks
-def ladder_names() -> list[str]:
-    """The packaged model ladder (configs/model/gpt-*.yaml), smallest first."""
-    try:
-        files = importlib.resources.files("sweep.configs").joinpath("model").iterdir()
-        names = [f.name[:-5] for f in files if re.fullmatch(r"gpt-\d+[km]\.yaml", f.name)]
-    except (ModuleNotFoundError, OSError):
-        return []
-    return sorted(names, key=lambda n: float(n[4:-1]) * (1e3 if n[-1] == "k" else 1e6))
-
-
 def _more_sizes(models: list[str], wanted: int) -> str | None:
     """`model=...` with the sweep's ladder sizes and `wanted` more next to them (larger first), if they are rungs."""
-    ladder = ladder_names()
+    ladder = sorted(names(), key=nominal_params)  # the packaged ladder, smallest first
     have = [ladder.index(m) for m in models if m in ladder]
     if not have or len(have) != len(models):
         return None
