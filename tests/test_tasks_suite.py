@@ -2,6 +2,7 @@
 training-mixture rows, and the tokenizer check."""
 
 import collections
+import dataclasses
 import concurrent.futures
 import json
 import re
@@ -14,9 +15,11 @@ from sweep.config import ConfigError, compose
 from sweep.data.tokenizer import train_tokenizer
 from sweep.tasks.build import check_tokenizer, entry_name, load_items, prepare
 from sweep.tasks.formats import Draws, add
-from sweep.tasks.items import ALPHABET, END, SEP, TaskError
+from sweep.tasks.items import ALPHABET, END, SEP, Item, TaskError
 from sweep.tasks.mix import TaskRows
-from sweep.tasks.suite import POOL, TRAINABLE, VARIANTS, Suite, build_eval, core
+from sweep.launch import preflight
+from sweep.tasks.formats import muladd
+from sweep.tasks.suite import (EVAL_VARIANTS, MIN_HELD_OUT, POOL, SEEN, TRAINABLE, Suite, build_eval, core, forms)
 
 
 @pytest.fixture(scope="module")
@@ -44,20 +47,22 @@ def test_build_eval_is_deterministic_and_depends_on_the_seed(items):
 
 def test_every_variant_has_distinct_items_and_small_spaces_give_all_they_have(items):
     counts = collections.Counter(i.key for i in items)
-    assert set(counts) == {f"{t}/{v}" for t, vs in VARIANTS.items() for v in vs}
+    assert set(counts) == {f"{t}/{v}" for t, vs in EVAL_VARIANTS.items() for v in vs}
     for key, n in counts.items():
         group = [(i.prompt, i.answer, i.choices) for i in items if i.key == key]
         assert len(set(group)) == n, key
-    # add d1 has 100 operand pairs, ~20% held out: every one of them, however many items were asked for
+    # add d1 has 100 operand pairs in 55 canonical forms, ~20% held out: every one of them, however many were asked
     held_out = [f"{a}+{b}" for a in range(10) for b in range(10) if Suite(0).held_out(add(a, b, 1, cot=False))]
     assert len(held_out) == counts["add/d1"] == counts["add_cot/d1"] < 40
-    assert sorted(core(i) for i in items if i.key == "add/d1") == sorted(held_out)
+    assert sorted(i.prompt[:-1] for i in items if i.key == "add/d1") == sorted(held_out)
+    assert all(f"{b}+{a}" in held_out for a, b in (s.split("+") for s in held_out))  # twins held out together
 
 
 def test_items_per_variant_caps_every_variant_and_all_facts_are_evaluated(items500):
     counts = collections.Counter(i.key for i in items500)
-    assert counts["fact/all"] == 256 and counts["add/d1"] < 40
-    assert all(n == 500 for key, n in counts.items() if key not in ("fact/all", "add/d1", "add_cot/d1"))
+    assert counts["fact/all"] == 256 and counts["add/d1"] < 40 and counts["add/d1_seen"] == 100 - counts["add/d1"]
+    assert all(n == 500 for key, n in counts.items()
+               if key not in ("fact/all", "add/d1", "add_cot/d1", "add/d1_seen"))
 
 
 def test_items_are_in_the_alphabet_and_answers_end_with_end(items500):
@@ -74,7 +79,7 @@ def test_arithmetic_answers_are_correct(items500):
         if i.task in ("add", "add_cot", "muladd", "muladd_cot", "redefine"):
             expr = i.prompt.removeprefix("(+=-)")[:-1]
             operands = [int(x) for x in re.split(r"[+*]", expr)]
-            d = int(i.variant[1:]) if i.task != "redefine" else None
+            d = i.axis["d"] if i.task != "redefine" else None
             if d is not None:
                 assert all(len(str(x)) == d for x in operands), i
             expected = {"add": lambda a, b: a + b, "add_cot": lambda a, b: a + b, "redefine": lambda a, b: a - b,
@@ -145,7 +150,7 @@ def test_training_items_never_meet_eval_items(task, items500):
     and by text. Facts are the exception: recall is measured on the trained facts."""
     suite, draws = Suite(0), Draws(np.random.default_rng(7))
     trained = [suite.train_item(draws, task) for _ in range(20_000)]
-    evals = [i for i in items500 if POOL[i.task] == POOL[task]]
+    evals = [i for i in items500 if POOL[i.task] == POOL[task] and not i.variant.endswith(SEEN)]
     shared = {core(i) for i in evals} & {core(i) for i in trained}
     if task == "fact":
         assert len(shared) == 256  # every fact is trained and evaluated
@@ -157,12 +162,108 @@ def test_training_items_never_meet_eval_items(task, items500):
 def test_train_items_come_from_the_train_partition_of_trainable_families():
     suite, draws = Suite(0), Draws(np.random.default_rng(3))
     drawn = [suite.train_item(draws) for _ in range(7000)]
-    assert not any(suite.held_out(i) for i in drawn)
+    assert all(suite.trainable(i) for i in drawn)
     counts = collections.Counter(i.task for i in drawn)
     assert set(counts) == set(TRAINABLE)  # never icl_random or redefine
     assert all(abs(c / len(drawn) - 1 / len(TRAINABLE)) < 0.03 for c in counts.values())
     text = suite.train_text(np.random.default_rng(0))
     assert text == suite.train_text(np.random.default_rng(0)) and text.endswith(END)
+
+
+def _twins(item):
+    """Every item a model could recall `item` by: the commuted and digit-reversed sums and products, in the direct
+    and the scratchpad format; for ICL, the same question behind other shots and as a shot of another text."""
+    expr = item.prompt[:-1]
+    d = item.axis.get("d")
+    if POOL[item.task] == "add":
+        a, b = expr.split("+")
+        pairs = [(a, b), (b, a), (a[::-1], b[::-1]), (b[::-1], a[::-1])]
+        return [add(int(x), int(y), d, cot) for x, y in pairs if x[0] != "0" or x == "0"
+                if y[0] != "0" or y == "0" for cot in (False, True)]
+    if POOL[item.task] == "muladd":
+        a, b, c, e = re.split(r"[*+]", expr)
+        out = []
+        for ops in ((a, b, c, e), (b, a, e, c), (c, e, a, b), (e, c, b, a), tuple(x[::-1] for x in (c, e, b, a))):
+            if all(x[0] != "0" or x == "0" for x in ops):
+                out += [muladd(*map(int, ops), d, cot) for cot in (False, True)]
+        return out
+    if item.task == "icl":
+        q, label = item.prompt[-2], item.answer[0]
+        other = "x" if q != "x" else "y"
+        return [dataclasses.replace(item, prompt=f"#{other}>Z,{q}>{label},{q}>"),
+                dataclasses.replace(item, prompt=f"#{q}>{label},{other}>Z,{other}>", answer="Z;")]
+    return [item]
+
+
+@pytest.mark.slow
+def test_no_eval_item_shares_a_canonical_form_with_any_training_item(items500):
+    """The leakage proof over the whole generated suite (every held-out variant, 500 items each): every twin a
+    model could recall an eval item by is refused by training draws, and 20,000 real training windows' items show
+    no eval item's form. The `_seen` controls are the opposite: in the train partition."""
+    suite = Suite(0)
+    held = [i for i in items500 if POOL[i.task] in {POOL[t] for t in TRAINABLE} and i.task != "fact"
+            and not i.variant.endswith(SEEN)]
+    assert len(held) > 10_000
+    twins_checked = collections.Counter()
+    for item in held:
+        assert suite.held_out(item), item
+        for twin in _twins(item):
+            assert core(item) in forms(twin) and not suite.trainable(twin), (item, twin)
+            twins_checked[item.task] += 1
+    assert {t for t, n in twins_checked.items() if n > len(held) // 100} >= {"add", "add_cot", "muladd", "icl"}
+    # commuting and reversing really are twins of the form (a form that ignored them would pass the loop above)
+    assert core(add(12, 34, 2, False)) == core(add(34, 12, 2, True)) == core(add(21, 43, 2, False))
+    assert core(muladd(1, 2, 3, 4, 1, False)) == core(muladd(4, 3, 2, 1, 1, True))
+    assert core(add(12, 34, 2, False)) != core(add(13, 24, 2, False))
+    eval_forms = {core(i) for i in held}
+    codec = check_tokenizer(train_tokenizer([ALPHABET * 4] * 20, 300))
+    rows = TaskRows(suite, 0, 0.5, codec, 128)
+    trained = [t for step in range(400) for row in range(50) for t in codec.decode(rows.window(step, row)).split(SEP)[:-1]]
+    assert len(trained) > 100_000
+    shown = set()
+    for text in trained:
+        item = _parse(text)
+        if item is not None:
+            shown.update(forms(item))
+    assert len(shown) > 10_000 and not shown & eval_forms
+    seen = [i for i in items500 if i.variant.endswith(SEEN)]
+    assert len(seen) > 1000 and all(suite.trainable(i) and not suite.held_out(i) for i in seen)
+    assert len({core(i) for i in seen if i.key == "add/d2_seen"} & shown) > 0.9 * len(
+        {core(i) for i in seen if i.key == "add/d2_seen"})  # the control's items are what the mix trains
+
+
+def _parse(text: str):
+    """A training text back into the Item whose forms it shows (None for a fact: recall by definition)."""
+    if text.startswith("#"):
+        prompt, answer = text[:-2], text[-2:]
+        return Item("icl", "k", prompt, answer)
+    if text.startswith("|"):
+        return Item("copy", "m", text[: text.index("|", 1) + 1], text[text.index("|", 1) + 1:])
+    if "?" in text:
+        return None
+    sep = "=" if "=" in text and ":" not in text else ":"
+    prompt, answer = text.split(sep, 1)
+    return Item("muladd" if "*" in prompt else "add", "d", prompt + sep, answer)
+
+
+def test_tasks_weights_share_the_task_rows_and_a_bad_suite_config_is_refused_before_any_work(tmp_path):
+    draws = Draws(np.random.default_rng(5))
+    weighted = Suite(0, weights={"add": 3, "copy": 1})
+    got = collections.Counter(weighted.train_item(draws).task for _ in range(4000))
+    assert set(got) == {"add", "copy"} and abs(got["add"] / 4000 - 0.75) < 0.03
+    base = ["model=gpt-25k", "train.tokens=1e5", "tasks.mix=0.5", f"out_dir={tmp_path}"]
+    with pytest.raises(TaskError, match=r"add/d1 has 100 items; tasks.eval_share=0.02 holds 2 out .* fewer than the "
+                                        rf"{MIN_HELD_OUT} .* raise tasks.eval_share"):
+        preflight(compose(base + ["tasks.eval_share=0.02"]))
+    with pytest.raises(TaskError, match="lower tasks.eval_share"):
+        preflight(compose(base + ["tasks.eval_share=0.97"]))
+    with pytest.raises(TaskError, match="'sub', not a trainable task family"):
+        preflight(compose(base + ["+tasks.weights.sub=1"]))
+    with pytest.raises(TaskError, match="every tasks.weights entry is 0"):
+        preflight(compose(base + [f"tasks.weights.{t}=0" for t in TRAINABLE]))
+    with pytest.raises(TaskError, match="a weight is a finite number"):
+        preflight(compose(base + ["tasks.weights.add=-1"]))
+    assert list(tmp_path.iterdir()) == []  # refused before anything was written
 
 
 def test_prepare_writes_the_same_bytes_twice_and_reuses_its_entry(tmp_path):
@@ -205,32 +306,32 @@ def test_a_damaged_entry_is_rebuilt_and_loading_it_is_refused(tmp_path):
 
 
 def test_task_windows_are_pure_packed_and_in_the_alphabet(codec):
-    rows = TaskRows(0, 1, 0.25, codec, 128)
+    rows = TaskRows(Suite(0), 1, 0.25, codec, 128)
     w = rows.window(10, 3)
     assert w.dtype == np.int64 and w.shape == (129,)
-    assert np.array_equal(w, TaskRows(0, 1, 0.25, codec, 128).window(10, 3))
+    assert np.array_equal(w, TaskRows(Suite(0), 1, 0.25, codec, 128).window(10, 3))
     assert not np.array_equal(w, rows.window(10, 4)) and not np.array_equal(w, rows.window(11, 3))
-    assert not np.array_equal(w, TaskRows(0, 2, 0.25, codec, 128).window(10, 3))
+    assert not np.array_equal(w, TaskRows(Suite(0), 2, 0.25, codec, 128).window(10, 3))
     text = codec.decode(w)
     suite, complete = Suite(0), text.split(SEP)[:-1]  # the last item is cut at the window's end
     assert len(complete) >= 3 and all(t.endswith(END) and t[0] != SEP for t in complete)
-    assert TaskRows(0, 1, 0.25, codec, 1024).window(10, 3).shape == (1025,)
+    assert TaskRows(Suite(0), 1, 0.25, codec, 1024).window(10, 3).shape == (1025,)
     # every window is whole, including those whose last item ends exactly at the window's end
     assert {rows.window(s, r).shape for s in range(30) for r in range(30)} == {(129,)}
     assert {core(i) for i in suite.eval_items(40) if i.task == "copy"}.isdisjoint(complete)
 
 
 def test_the_fraction_of_task_rows_is_mix_and_a_pure_function(codec):
-    rows = TaskRows(0, 9, 0.1, codec, 64)
+    rows = TaskRows(Suite(0), 9, 0.1, codec, 64)
     picked = np.concatenate([rows.is_task(step, np.arange(1000, dtype=np.uint64)) for step in range(100)])
     n = picked.size
     assert abs(picked.mean() - 0.1) < 4 * np.sqrt(0.1 * 0.9 / n)
     assert np.array_equal(rows.is_task(5, np.arange(64, dtype=np.uint64)),
-                          TaskRows(3, 9, 0.1, codec, 64).is_task(5, np.arange(64, dtype=np.uint64)))
+                          TaskRows(Suite(3), 9, 0.1, codec, 64).is_task(5, np.arange(64, dtype=np.uint64)))
     assert not np.array_equal(rows.is_task(5, np.arange(1000, dtype=np.uint64)),
-                              TaskRows(0, 10, 0.1, codec, 64).is_task(5, np.arange(1000, dtype=np.uint64)))
-    assert TaskRows(0, 9, 1.0, codec, 64).is_task(0, np.arange(1000, dtype=np.uint64)).all()
-    assert not TaskRows(0, 9, 0.0, codec, 64).is_task(0, np.arange(1000, dtype=np.uint64)).any()
+                              TaskRows(Suite(0), 10, 0.1, codec, 64).is_task(5, np.arange(1000, dtype=np.uint64)))
+    assert TaskRows(Suite(0), 9, 1.0, codec, 64).is_task(0, np.arange(1000, dtype=np.uint64)).all()
+    assert not TaskRows(Suite(0), 9, 0.0, codec, 64).is_task(0, np.arange(1000, dtype=np.uint64)).any()
     for bad in ("1.0", "1.5", "-0.1"):  # the config owns the bound: some natural text in every run
         with pytest.raises(ConfigError, match=r"tasks.mix=.*\[0, 1\)"):
             compose([f"tasks.mix={bad}"])

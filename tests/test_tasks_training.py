@@ -14,6 +14,7 @@ from helpers import SWEEP, local_overrides, read_metrics, run_dir_of
 from sweep import rundir
 from sweep.config import ConfigError, compose
 from sweep.config.naming import is_non_defining
+from sweep.tasks.suite import Suite
 
 
 def test_tasks_config_is_validated_before_any_work(tmp_path, corpus):
@@ -74,7 +75,7 @@ def test_task_rows_replace_a_share_of_the_batch_and_stay_a_pure_function(tmp_pat
     codec = SymbolCodec(tok)
     tokens = np.array(tok.encode(corpus.read_text()[:200_000]).ids, dtype=np.uint16)
     plain = TokenBatches(tokens, 64, 16, seed=3)
-    mixed = TokenBatches(tokens, 64, 16, seed=3, task_rows=TaskRows(0, 3, 0.3, codec, 64))
+    mixed = TokenBatches(tokens, 64, 16, seed=3, task_rows=TaskRows(Suite(0), 3, 0.3, codec, 64))
     task_rows = 0
     for step in range(20):
         x, y = mixed.get(step, 0)
@@ -89,7 +90,7 @@ def test_task_rows_replace_a_share_of_the_batch_and_stay_a_pure_function(tmp_pat
             assert torch.equal(x[row, 1:], y[row, :-1])  # inputs and targets are one window shifted
     assert 0.15 < task_rows / 320 < 0.45  # ~30% of the rows
     # split into micro batches of 4, the rows (and so the batch) are the same
-    small = TokenBatches(tokens, 64, 4, seed=3, task_rows=TaskRows(0, 3, 0.3, codec, 64))
+    small = TokenBatches(tokens, 64, 4, seed=3, task_rows=TaskRows(Suite(0), 3, 0.3, codec, 64))
     assert torch.equal(torch.cat([small.get(5, m)[0] for m in range(4)]), mixed.get(5, 0)[0])
 
 

@@ -178,7 +178,8 @@ def hydra_run(argv: list[str]) -> int:
 
 def preflight(run):
     """Everything checkable before Hydra creates a directory or any data work starts: the plan (horizon, batch
-    arithmetic, device) and the data config (vocabulary, token cap, where the corpus is). Returns the plan."""
+    arithmetic, device), the data config (vocabulary, token cap, where the corpus is) and the task suite's (weights,
+    held-out partitions). Returns the plan."""
     from .config.schema import no_effect
     from .train.plan import check_plan
 
@@ -186,6 +187,9 @@ def preflight(run):
     from .data import check as check_data
 
     check_data(run.data)
+    from .tasks.suite import check_suite
+
+    check_suite(run.tasks)
     for message in no_effect(run):
         log.warning(message)
     return plan

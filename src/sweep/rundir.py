@@ -263,7 +263,7 @@ def branch_point(trunk_dir: Path, step: int) -> Path:
 
 # ------------------------------------------------------------------------------------------------ tasks
 def read_tasks(run_dir: Path) -> dict | None:
-    """tasks.json's content (format sweep-tasks/1, sweep/tasks/items.py); None when absent or unreadable."""
+    """tasks.json's content (format sweep-tasks/2, sweep/tasks/items.py); None when absent or unreadable."""
     path = Path(run_dir) / TASKS
     try:
         out = json.loads(path.read_text())

@@ -147,6 +147,10 @@ class TasksConfig:
     mix: float = 0.0  # share of training sequences replaced by packed task examples (0: natural text only)
     eval: Any = AUTO  # score the suite at every eval and write tasks.json; auto: when mix > 0
     seed: int = 0  # the suite's seed: the same items for every run of a sweep
+    eval_share: float = 0.2  # of each pool's canonical forms, held out for eval (tasks/suite.py: twins share one)
+    # the trainable families' shares of the task rows (0: not trained; their eval items are still scored)
+    weights: dict[str, float] = field(default_factory=lambda: {
+        "add": 1.0, "add_cot": 1.0, "muladd": 1.0, "muladd_cot": 1.0, "icl": 1.0, "copy": 1.0, "fact": 1.0})
     items: int = 500  # eval items per task variant in the final scoring
     items_during: int = 100  # eval items per task variant at intermediate evals (the first of the final set)
     icl_windows: int = 256  # held-out windows (spread over the set) for the per-position loss and the ICL score

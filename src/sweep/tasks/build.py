@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ..files import atomic_write, lock_entry, write_json_atomic
 from .items import FORMAT, Item, SymbolCodec, TaskError
-from .suite import EVAL_SHARE, Suite, chance
+from .suite import Suite, chance
 
 log = logging.getLogger(__name__)
 
@@ -48,23 +48,27 @@ class SuiteFiles:
     def record(self) -> dict:
         """tasks.json's "suite" entry."""
         m = self.manifest
-        return {"seed": m["seed"], "hash": m["sha256"], "items_per_variant": m["items_per_variant"]}
+        return {"seed": m["seed"], "hash": m["sha256"], "items_per_variant": m["items_per_variant"],
+                "eval_share": m["eval_share"]}
 
 
-def entry_name(seed: int, items_per_variant: int) -> str:
+def entry_name(seed: int, items_per_variant: int, eval_share: float = 0.2) -> str:
     # The name hashes these exact bytes: changing how they are serialized orphans every existing entry.
-    blob = json.dumps({"format": FORMAT, "seed": seed, "items_per_variant": items_per_variant}, sort_keys=True)
+    inputs = {"format": FORMAT, "seed": seed, "items_per_variant": items_per_variant}
+    if eval_share != 0.2:  # the default's entries keep their name
+        inputs["eval_share"] = eval_share
+    blob = json.dumps(inputs, sort_keys=True)
     return f"tasks-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
 
 
-def prepare(cache_root: Path, seed: int, items_per_variant: int) -> SuiteFiles:
+def prepare(cache_root: Path, seed: int, items_per_variant: int, eval_share: float = 0.2) -> SuiteFiles:
     """Writes the suite's eval items into a cache entry, or finds the finished entry; safe across processes."""
     if not isinstance(items_per_variant, int) or items_per_variant < 1:
         raise TaskError(f"tasks.items_per_variant={items_per_variant!r} must be a positive integer")
     cache_root = Path(cache_root)
-    name = entry_name(seed, items_per_variant)
+    name = entry_name(seed, items_per_variant, eval_share)
     entry = cache_root / name
-    found = _verified(entry, seed, items_per_variant)
+    found = _verified(entry, seed, items_per_variant, eval_share)
     if found is not None:
         return found
     try:
@@ -72,7 +76,7 @@ def prepare(cache_root: Path, seed: int, items_per_variant: int) -> SuiteFiles:
     except OSError as err:
         raise _unwritable(cache_root, err) from None
     try:
-        found = _verified(entry, seed, items_per_variant)  # the process we waited for built it
+        found = _verified(entry, seed, items_per_variant, eval_share)  # the process we waited for built it
         if found is not None:
             return found
         if entry.exists():
@@ -82,7 +86,7 @@ def prepare(cache_root: Path, seed: int, items_per_variant: int) -> SuiteFiles:
         tmp = cache_root / f".tmp-{name}-{os.getpid()}"
         try:
             tmp.mkdir()
-            manifest = _write(tmp, seed, items_per_variant)
+            manifest = _write(tmp, seed, items_per_variant, eval_share)
             os.replace(tmp, entry)
         except OSError as err:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -96,30 +100,30 @@ def prepare(cache_root: Path, seed: int, items_per_variant: int) -> SuiteFiles:
     return SuiteFiles(entry, manifest, built_now=True)
 
 
-def _write(directory: Path, seed: int, items_per_variant: int) -> dict:
-    items = Suite(seed).eval_items(items_per_variant)
+def _write(directory: Path, seed: int, items_per_variant: int, eval_share: float) -> dict:
+    items = Suite(seed, eval_share).eval_items(items_per_variant)
     lines = "".join(json.dumps(_as_record(item), sort_keys=True) + "\n" for item in items).encode()
     with atomic_write(directory / EVAL_FILE, "wb") as f:
         f.write(lines)
     by_key: dict[str, list[Item]] = {}
     for item in items:
         by_key.setdefault(item.key, []).append(item)
-    manifest = {"format": FORMAT, "seed": seed, "items_per_variant": items_per_variant, "eval_share": EVAL_SHARE,
+    manifest = {"format": FORMAT, "seed": seed, "items_per_variant": items_per_variant, "eval_share": eval_share,
                 "sha256": hashlib.sha256(lines).hexdigest(),
-                # n < items_per_variant: the variant's eval partition holds fewer items (add d1; the 256 facts)
+                # n < items_per_variant: the variant's partition holds fewer items (add d1; the 256 facts)
                 "variants": {key: {"n": len(group), "chance": chance(group)} for key, group in by_key.items()}}
     write_json_atomic(directory / MANIFEST, manifest)  # last: an entry with a manifest is complete
     return manifest
 
 
-def _verified(entry: Path, seed: int, items_per_variant: int) -> SuiteFiles | None:
+def _verified(entry: Path, seed: int, items_per_variant: int, eval_share: float) -> SuiteFiles | None:
     """The finished entry, or None when it is missing or does not match its manifest or its inputs."""
     try:
         manifest = json.loads((entry / MANIFEST).read_text(encoding="utf-8"))
         data = (entry / EVAL_FILE).read_bytes()
     except (OSError, ValueError):  # missing (not built yet), unreadable, or not JSON
         return None
-    expected = {"format": FORMAT, "seed": seed, "items_per_variant": items_per_variant}
+    expected = {"format": FORMAT, "seed": seed, "items_per_variant": items_per_variant, "eval_share": eval_share}
     if not isinstance(manifest, dict) or any(manifest.get(k) != v for k, v in expected.items()):
         return None
     if manifest.get("sha256") != hashlib.sha256(data).hexdigest() or not isinstance(manifest.get("variants"), dict):

@@ -20,7 +20,7 @@ SEP = "\n"  # between packed items in a training sequence
 # Every symbol task text may use; each must be one token of the run's tokenizer.
 ALPHABET = string.digits + string.ascii_lowercase + string.ascii_uppercase + "+-*=;:>|,?()[]# \n"
 
-FORMAT = "sweep-tasks/1"  # tasks.json's format tag
+FORMAT = "sweep-tasks/2"  # tasks.json's format tag (2: held out by canonical form, per-item outcomes)
 
 
 class TaskError(ConfigError):

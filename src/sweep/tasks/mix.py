@@ -24,9 +24,9 @@ class TaskRows:
     """mix: the fraction of rows, exact for any value in [0, 1]; a run's tasks.mix is validated by the config
     (config/schema.py), which is the one owner of its bound."""
 
-    def __init__(self, suite_seed: int, run_seed: int, mix: float, codec: SymbolCodec, seq_len: int):
-        self.suite_seed, self.run_seed, self.mix, self.codec, self.seq_len = suite_seed, run_seed, mix, codec, seq_len
-        self.suite = Suite(suite_seed)
+    def __init__(self, suite: Suite, run_seed: int, mix: float, codec: SymbolCodec, seq_len: int):
+        self.suite, self.run_seed, self.mix, self.codec, self.seq_len = suite, run_seed, mix, codec, seq_len
+        self.suite_seed = suite.seed
         self._threshold = np.uint64(round(mix * 2 ** _BITS))
         # kept as 1-element arrays: numpy scalar arithmetic warns on the wraparound the hash relies on
         self._key = _mix64(np.array([run_seed % 2 ** 64], np.uint64) ^ _ROW_SALT)

@@ -18,6 +18,7 @@ from .build import load_items, prepare
 from .items import FORMAT, SymbolCodec, TaskError
 from .mix import TaskRows
 from .score import icl_curve, induction_ratio, score
+from .suite import suite_of
 
 EVENT_METRICS = ("n", "exact", "exact_final", "nll", "p_seq", "digit_acc", "edit_distance", "mc_acc", "brier",
                  "induction_ratio")
@@ -29,17 +30,17 @@ class RunTasks:
 
     def __init__(self, cfg: TasksConfig, tokenizer, cache_root: Path, seq_len: int, run_seed: int):
         self.codec = SymbolCodec(tokenizer)
-        files = prepare(Path(cache_root), cfg.seed, cfg.items)
+        files = prepare(Path(cache_root), cfg.seed, cfg.items, cfg.eval_share)
         self.items = load_items(files)
         longest = max(self.items, key=lambda it: len(it.prompt) + len(it.answer))
         if len(longest.prompt) + len(longest.answer) > seq_len:
             raise TaskError(f"the task item {longest.key!r} needs {len(longest.prompt) + len(longest.answer)} tokens "
                             f"of context, more than model.seq_len={seq_len}; raise model.seq_len")
         self.during = first_per_variant(self.items, cfg.items_during)
-        self.suite = {"seed": cfg.seed, "hash": files.hash, "items_per_variant": cfg.items}
+        self.suite = {**files.record, "weights": dict(cfg.weights)}
         self.scoring = tasks_enabled(cfg)
         self.icl_windows = cfg.icl_windows
-        self.rows = TaskRows(cfg.seed, run_seed, cfg.mix, self.codec, seq_len) if cfg.mix > 0 else None
+        self.rows = TaskRows(suite_of(cfg), run_seed, cfg.mix, self.codec, seq_len) if cfg.mix > 0 else None
 
     def score(self, model: torch.nn.Module, held_out: torch.Tensor, runtime, final: bool, at: dict,
               source: str = "training") -> dict:
