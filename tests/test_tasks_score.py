@@ -265,3 +265,34 @@ def test_sampled_exact_match_agrees_with_p_seq(trained, codec):
     standard_error = math.sqrt(np.mean(p_seq * (1 - p_seq)) / (len(items) * n_samples))
     assert abs(sampled.mean() - p_seq.mean()) <= 3 * standard_error
     assert np.corrcoef(sampled, p_seq)[0, 1] > 0.8  # item by item too, not only on average
+
+
+def test_per_item_outcomes_give_back_every_metric_and_the_icl_score_is_the_mean_over_windows(codec):
+    """tasks.json's per-item lists are what the analysis resamples: their sums must give the variant's metrics."""
+    torch.manual_seed(2)
+    model = tiny_gpt(codec, seq_len=24)
+    rng = random.Random(3)
+    items = [add_item(rng.randrange(100), rng.randrange(100)) for _ in range(30)]
+    items += [Item("icl", "k1", "#a>B,a>", "B;", choices=("B;", "C;")), Item("icl", "k1", "#c>C,c>", "C;",
+                                                                          choices=("B;", "C;"))]
+    items += [Item("copy", "m4", "|abcd|", "abcd;"), Item("copy", "m4", "|dcba|", "dcba;")]
+    variants = score(model, items, codec)
+    for key, v in variants.items():
+        got = v["items"]
+        assert len(got["exact"]) == v["n"]
+        assert np.mean(got["exact"]) == pytest.approx(v["exact"])
+        assert sum(got["nll_sum"]) / sum(got["tokens"]) == pytest.approx(v["nll"], rel=1e-5)
+        assert np.mean(got["p_seq"]) == pytest.approx(v["p_seq"], rel=1e-5)
+        assert np.mean(got["edit_distance"]) == pytest.approx(v["edit_distance"])
+        if "digit_acc" in v:
+            assert sum(got["digit_hits"]) / sum(got["digit_n"]) == pytest.approx(v["digit_acc"])
+        if "mc_acc" in v:
+            assert np.mean(got["mc_acc"]) == pytest.approx(v["mc_acc"])
+            assert np.mean(got["brier"]) == pytest.approx(v["brier"], rel=1e-5)
+    copy = variants["copy/m4"]["items"]
+    assert sum(copy["copy_second"]) / sum(copy["copy_first"]) == pytest.approx(variants["copy/m4"]["induction_ratio"],
+                                                                              rel=1e-5)
+    windows = torch.randint(0, max(codec.ids.values()) + 1, (10, 25))
+    curve = icl_curve(model, windows, batch=3)
+    assert len(curve["per_window_score"]) == 10
+    assert np.mean(curve["per_window_score"]) == pytest.approx(curve["icl_score"], rel=1e-4, abs=1e-6)

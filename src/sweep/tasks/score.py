@@ -150,6 +150,7 @@ def _variant(items: list[Item], outcomes: list[ItemOutcome], index: list[int]) -
         briers = [metrics.brier(o.choice_nll, it.choices.index(it.answer)) for it, o in multiple]
         block["brier"] = float(np.mean(briers))
         chance["brier"] = float(np.mean([1 - 1 / len(it.choices) for it, _ in multiple]))  # the uniform guess
+    block["items"] = _per_item(its, outs, positions, decoded, multiple)
     copies = [o.copy_nll for o in outs if o.copy_nll is not None]
     if copies:
         first, second, tokens = (sum(c[j] for c in copies) for j in range(3))
@@ -158,6 +159,31 @@ def _variant(items: list[Item], outcomes: list[ItemOutcome], index: list[int]) -
     block["chance"] = chance
     block["at_chance"] = {name: metrics.contains(ci, chance[name]) for name, ci in rates.items()}
     return block
+
+
+def _round(values) -> list:
+    return [float(f"{v:.6g}") for v in values]
+
+
+def _per_item(its: list[Item], outs: list[ItemOutcome], positions: list[list[bool]], decoded: bool,
+              multiple: list) -> dict[str, list]:
+    """The variant's outcomes item by item, in item order, from which every metric above is a (ratio of) sum(s):
+    what the analysis resamples (items within a seed) for its intervals. Answer NLL summed per item with its
+    tokens, p_seq, exact; with decoding, digit hits of the scored positions and their count, edit distance and
+    (scratchpad) exact_final; multiple choice's hit and Brier; copy's 1st- and 2nd-copy NLL sums."""
+    out = {"exact": [int(o.answer_hit.all()) for o in outs], "nll_sum": _round(o.answer_nll.sum() for o in outs),
+           "tokens": [len(o.answer_nll) for o in outs], "p_seq": _round(np.exp(-o.answer_nll.sum()) for o in outs)}
+    if decoded:
+        out["digit_hits"], out["digit_n"] = [sum(h) for h in positions], [len(h) for h in positions]
+        out["edit_distance"] = [metrics.edit_distance(o.completion, it.answer) for it, o in zip(its, outs)]
+        if its[0].final:
+            out["exact_final"] = [int(metrics.final_matches(o.completion, it)) for it, o in zip(its, outs)]
+    if multiple and len(multiple) == len(its):
+        out["mc_acc"] = [int(int(np.argmin(o.choice_nll)) == it.choices.index(it.answer)) for it, o in multiple]
+        out["brier"] = _round(metrics.brier(o.choice_nll, it.choices.index(it.answer)) for it, o in multiple)
+    if all(o.copy_nll is not None for o in outs):
+        out["copy_first"], out["copy_second"] = (_round(o.copy_nll[j] for o in outs) for j in (0, 1))
+    return out
 
 
 def induction_ratio(variants: dict[str, dict]) -> float | None:
@@ -193,18 +219,22 @@ def icl_curve(model, windows: torch.Tensor, device="cpu", batch: int = 64, autoc
     limit = _context_limit(model)
     if limit is not None and t > limit:
         raise TaskError(f"ICL windows of {t} + 1 tokens exceed the model's context of {limit}")
+    early, late = metrics.icl_bands(t)
     total = torch.zeros(t, dtype=torch.float64)
+    per_window = []
     with _scoring(model, autocast):
         for start in range(0, len(windows), batch):
             chunk = windows[start: start + batch].to(device)
             logits = model(chunk[:, :-1])[0].float()
-            nll = F.cross_entropy(logits.transpose(1, 2), chunk[:, 1:], reduction="none")
-            total += nll.sum(0).double().cpu()
+            nll = F.cross_entropy(logits.transpose(1, 2), chunk[:, 1:], reduction="none").double().cpu()
+            total += nll.sum(0)
+            per_window += (nll[:, late[0]: late[1] + 1].mean(1) - nll[:, early[0]: early[1] + 1].mean(1)).tolist()
     loss = (total / len(windows)).tolist()
-    early, late = metrics.icl_bands(t)
     band_loss = [float(np.mean(loss[lo: hi + 1])) for lo, hi in (early, late)]
+    # per window: its late band's mean loss minus its early band's; their mean is the ICL score (bands of equal
+    # width in every window), what the analysis resamples for its interval
     return {"icl_score": band_loss[1] - band_loss[0], "early": list(early), "late": list(late),
-            "per_position_loss": loss, "n_windows": len(windows)}
+            "per_position_loss": loss, "n_windows": len(windows), "per_window_score": _round(per_window)}
 
 
 # ------------------------------------------------------------------------------------------------ forward passes
