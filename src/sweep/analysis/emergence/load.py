@@ -1,12 +1,15 @@
 """The abilities analysis' input: from a sweep directory (read only through sweep.rundir), each completed run that
 has a tasks.json — its size N (the analysis' parameter convention, summary.json's n_params), training FLOPs,
 tokens, val_loss, lr and seed — its task variants' final scores as a tidy table (one row per run × variant ×
-metric), its ICL record, and the `task` events over training. `load_tasks` returns None when no run has a
+metric) with their per-item outcomes (what the bootstrap resamples), its ICL record with its per-window scores,
+and the `task` events over training. A run whose tasks.json has no per-item outcomes (an earlier format) is left
+out, named, with the command that re-scores it. `load_tasks` returns None when no run has a
 tasks.json: the report then has no abilities section. `write_table` saves the tidy table as tasks.csv.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +24,7 @@ from ..inputs.finite import is_finite, is_positive
 PROPORTIONS = ("exact", "exact_final", "mc_acc", "digit_acc")
 METRICS = ("exact", "exact_final", "mc_acc", "nll", "p_seq", "digit_acc", "edit_distance", "brier")
 TABLE = "tasks.csv"
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -32,6 +36,9 @@ class TaskData:
     icl_curves: dict[str, list[float]] = field(default_factory=dict)  # run_name → per-position loss
     events: pd.DataFrame = field(default_factory=pd.DataFrame)  # run_name, step, tokens, flops, key, metric, value
     skipped: list[dict] = field(default_factory=list)  # completed runs left out: run_name, reason
+    # (run_name, key) → the variant's per-item lists as arrays; (run_name, "icl") → per_window_score; (run_name,
+    # "copy") → the copy variants' items pooled (copy_first, copy_second: the induction ratio's)
+    items: dict[tuple[str, str], dict[str, np.ndarray]] = field(default_factory=dict)
 
 
 def _float(value) -> float:
@@ -95,9 +102,35 @@ def _events(d: Path, name: str) -> list[dict]:
     return rows
 
 
+def _per_item(tasks: dict) -> dict[str, dict[str, np.ndarray]] | str:
+    """Each variant's per-item lists as arrays (the lists of one variant all as long as its n), the ICL per-window
+    scores under "icl" and the copy variants' items pooled under "copy"; or why the run cannot be resampled."""
+    out, copies = {}, []
+    for key, v in tasks["variants"].items():
+        lists = v.get("items") if isinstance(v, dict) else None
+        if not isinstance(lists, dict) or not lists:
+            return ("tasks.json has no per-item outcomes (written before format sweep-tasks/2); re-score it with "
+                    "`sweep evaluate RUN_DIR`")
+        try:
+            arrays = {m: np.asarray(x, float) for m, x in lists.items()}
+        except (TypeError, ValueError):
+            return f"tasks.json's per-item outcomes of {key} are not lists of numbers"
+        if {len(a) for a in arrays.values()} != {v.get("n")} or not all(np.isfinite(a).all() for a in arrays.values()):
+            return f"tasks.json's per-item outcomes of {key} are not {v.get('n')} finite values each"
+        out[key] = arrays
+        if "copy_first" in arrays:
+            copies.append(arrays)
+    scores = (tasks.get("icl") or {}).get("per_window_score")
+    if isinstance(scores, list) and scores and all(is_finite(x) for x in scores):
+        out["icl"] = {"per_window_score": np.asarray(scores, float)}
+    if copies:
+        out["copy"] = {m: np.concatenate([c[m] for c in copies]) for m in ("copy_first", "copy_second")}
+    return out
+
+
 def load_tasks(sweep_dir: Path, params: str) -> TaskData | None:
     """Every completed run's task results in sweep_dir; None if no run has a tasks.json with variants."""
-    runs, scores, icl, curves, events, skipped, meta = [], [], [], {}, [], [], {}
+    runs, scores, icl, curves, events, skipped, meta, items = [], [], [], {}, [], [], {}, {}
     for d in rundir.run_dirs(Path(sweep_dir)):
         summary = rundir.read_summary(d)
         if not summary or summary.get("status") != "completed":
@@ -106,11 +139,14 @@ def load_tasks(sweep_dir: Path, params: str) -> TaskData | None:
         if tasks is None or not isinstance(tasks.get("variants"), dict) or not tasks["variants"]:
             continue  # trained without the suite: nothing to say about its abilities
         row = _run_row(d, summary, params)
-        if isinstance(row, str):
+        per_item = _per_item(tasks)
+        if isinstance(row, str) or isinstance(per_item, str):
+            row = row if isinstance(row, str) else per_item
             skipped.append({"run_name": d.name, "reason": row})
             continue
         name = row["run_name"]
         runs.append(row)
+        items.update({(name, key): arrays for key, arrays in per_item.items()})
         scores += _scores(name, tasks["variants"], meta)
         rec = tasks.get("icl") if isinstance(tasks.get("icl"), dict) else {}
         icl.append({"run_name": name, "icl_score": _float(rec.get("icl_score")),
@@ -120,11 +156,13 @@ def load_tasks(sweep_dir: Path, params: str) -> TaskData | None:
         if isinstance(curve, list) and curve:
             curves[name] = [_float(x) for x in curve]
         events += _events(d, name)
+    for s in skipped:
+        log.warning("abilities: %s left out: %s", s["run_name"], s["reason"])
     if not runs or not scores:
         return None
     event_cols = ["run_name", "step", "tokens", "flops", "key", "metric", "value", "n"]
     return TaskData(pd.DataFrame(runs), pd.DataFrame(scores), meta, pd.DataFrame(icl), curves,
-                    pd.DataFrame(events, columns=event_cols), skipped)
+                    pd.DataFrame(events, columns=event_cols), skipped, items)
 
 
 def write_table(data: TaskData, out: Path) -> Path:

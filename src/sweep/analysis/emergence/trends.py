@@ -1,13 +1,16 @@
 """Emergent, or a metric artefact? Pure numerics (no I/O) on the abilities data (emergence/load.py's TaskData) into
-fits.json's `emergence` section: per task variant and metric the values at the smallest and largest size, the rank
-correlation with log N, the jump share and a verdict in words (the rules: emergence/verdict.py); the Schaeffer overlay
-(exact match predicted from the per-token probability, p̄^L); CoT against direct answers per size (Newcombe
-intervals); accuracy against shots; the ICL score and induction ratio per size; and the two-step prediction of the
-largest size's accuracy (task NLL as a power law with offset in training compute, then accuracy as a sigmoid of that
-NLL: Bhagia et al. 2024's model ladder, after Gadre et al. 2024), fitted without the largest size and checked on it.
+fits.json's `emergence` section: per task variant and metric the seed mean, range and 95% interval per size, the
+rank correlation with log N, the jump share and a verdict in words (the rules: emergence/verdict.py); Schaeffer's
+relation as a result (exact match's deviation from p̄^L, the per-token probability to the answer's length, per
+size); CoT against direct answers per size; accuracy against shots; the ICL score and induction ratio per size; and
+the two-step prediction of the largest size's accuracy (task NLL as a power law with offset in training compute,
+then accuracy as a sigmoid of that NLL: Bhagia et al. 2024's model ladder, after Gadre et al. 2024), fitted without
+the largest size and checked on it. Every interval comes from one hierarchical bootstrap (emergence/resample.py:
+seeds, then items within a seed), whose replicates every derived quantity (jumps, differences, deviations, the
+two-step prediction) is recomputed on.
 
 One point per model size: a size's runs at its largest token count (at the best lr by val_loss, if several), the
-mean over their seeds; proportions get a Wilson interval over all their items.
+mean over their seeds.
 """
 
 from __future__ import annotations
@@ -19,10 +22,14 @@ import pandas as pd
 from scipy.optimize import least_squares
 from scipy.special import expit
 
+from . import resample
+from ...tasks.suite import SEEN
 from .load import PROPORTIONS, TaskData
-from .verdict import THRESHOLDS, newcombe, trend, verdict, wilson  # the rules: sharp, smooth, flat
+from .verdict import THRESHOLDS, trend, verdict, wilson  # the rules: sharp, smooth, uneven, flat
 from ..inputs.sizes import size_clusters
 from ..result.emergence import Emergence
+
+TWO_STEP_REPLICATES = 100  # refits of both steps per variant: the prediction's interval
 
 
 # --------------------------------------------------------------------------------------------- one point per size
@@ -37,70 +44,141 @@ def size_series(runs: pd.DataFrame) -> pd.DataFrame:
     return r.assign(lr_key=lr).merge(best, on=["size", "lr_key"]).drop(columns=["dgroup", "lr_key"])
 
 
-def size_table(data: TaskData, series: pd.DataFrame) -> pd.DataFrame:
-    """Per variant × metric × size: the mean over seeds, items n summed, Wilson interval (proportions) and whether
-    chance lies inside it."""
-    s = data.scores.merge(series[["run_name", "size"]], on="run_name")
-    g = s.groupby(["key", "metric", "size"])
-    t = g.agg(value=("value", "mean"), n=("n", "sum"), chance=("chance", "first"), n_runs=("run_name", "nunique"))
-    t = t.reset_index()
+class Boot:
+    """The bootstrap's replicates, [size, replicate] per (what, metric), what a variant key or "icl"/"copy"; sizes
+    in the order of `sizes` (those where what was scored)."""
+
+    def __init__(self, data: TaskData, series: pd.DataFrame, replicates: int = resample.REPLICATES, seed: int = 0):
+        self.rng, self.n = np.random.default_rng(seed), replicates
+        self.runs = {size: list(g["run_name"]) for size, g in series.groupby("size")}
+        self.data = data
+        self._cache: dict[str, tuple[list[int], dict[str, np.ndarray], dict[str, list[dict]]]] = {}
+
+    def of(self, what: str):
+        """(sizes, {metric: replicates [size, B]}, {metric: per-size seed stats}) for a variant key or icl/copy."""
+        if what not in self._cache:
+            sizes, reps, stats = [], {}, {}
+            for size, runs in sorted(self.runs.items()):
+                seeds = [self.data.items[(r, what)] for r in runs if (r, what) in self.data.items]
+                if not seeds:
+                    continue
+                metrics = resample.metrics_of(seeds[0])
+                sizes.append(size)
+                for m, r in resample.replicates(seeds, metrics, self.rng, self.n).items():
+                    reps.setdefault(m, []).append(r)
+                for m in metrics:
+                    stats.setdefault(m, []).append(resample.seed_stats(seeds, m))
+            self._cache[what] = (sizes, {m: np.stack(r) for m, r in reps.items()}, stats)
+        return self._cache[what]
+
+
+def size_table(data: TaskData, series: pd.DataFrame, boot: Boot) -> pd.DataFrame:
+    """Per variant × metric × size: the mean over seeds, their min and max, seeds and items, the bootstrap's 95%
+    interval (for a proportion widened to hold Wilson's over all its items, so a size whose items all miss has
+    one), and whether chance lies inside it."""
+    rows = []
+    for key, meta in data.variants.items():
+        sizes, reps, stats = boot.of(key)
+        for m in (m for m in reps if m != "induction_ratio"):
+            for i, size in enumerate(sizes):
+                lo, hi = resample.interval(reps[m][i])
+                st = stats[m][i]
+                n = len(next(iter(data.items[(boot.runs[size][0], key)].values()))) * st["n_seeds"] \
+                    if (boot.runs[size][0], key) in data.items else math.nan
+                if m in PROPORTIONS:
+                    w_lo, w_hi = wilson(st["value"], n)
+                    lo, hi = min(lo, float(w_lo)), max(hi, float(w_hi))
+                rows.append({"key": key, "metric": m, "size": size, **st, "n": n, "lo": lo, "hi": hi,
+                             "chance": meta["chance"].get(m, math.nan)})
+    t = pd.DataFrame(rows)
     sizes = series.groupby("size").agg(N=("N", lambda x: float(np.exp(np.log(x).mean()))), C=("C", "mean"),
                                        D=("D", "mean"), val_loss=("val_loss", "mean")).reset_index()
     t = t.merge(sizes, on="size").sort_values(["key", "metric", "size"]).reset_index(drop=True)
     prop = t["metric"].isin(PROPORTIONS).to_numpy()
-    lo, hi = wilson(t["value"], t["n"])
-    t["lo"], t["hi"] = np.where(prop, lo, np.nan), np.where(prop, hi, np.nan)
     t["at_chance"] = prop & (t["chance"] >= t["lo"]) & (t["chance"] <= t["hi"])
     return t
 
 
 def _points(t: pd.DataFrame) -> list[dict]:
-    return t[["N", "C", "val_loss", "value", "n", "lo", "hi", "at_chance"]].to_dict("records")
+    return t[["N", "C", "val_loss", "value", "n", "lo", "hi", "at_chance", "seed_min", "seed_max",
+              "n_seeds"]].to_dict("records")
 
 
-def _variant(key: str, meta: dict, t: pd.DataFrame) -> dict:
+def schaeffer(reps: dict[str, np.ndarray], values: pd.DataFrame, answer_tokens: float) -> list[dict] | None:
+    """Per size: measured exact match, p̄^L (p̄ = exp(−nll), L the answer's tokens, END included), and the deviation
+    exact − p̄^L with its interval from the same replicates."""
+    if "exact" not in reps or "nll" not in reps or not np.isfinite(answer_tokens):
+        return None
+    predicted = np.exp(-reps["nll"] * answer_tokens)
+    out = []
+    for i, row in enumerate(values.itertuples()):
+        p_hat = math.exp(-row.nll * answer_tokens)
+        lo, hi = resample.interval(reps["exact"][i] - predicted[i])
+        out.append({"N": row.N, "measured": row.exact, "lo": row.lo, "hi": row.hi, "predicted": p_hat,
+                    "p_seq": row.p_seq, "deviation": row.exact - p_hat, "deviation_lo": lo, "deviation_hi": hi})
+    return out
+
+
+def explained_by_per_token(overlay: list[dict] | None) -> bool | None:
+    """Whether exact match is what p̄^L predicts at every size: each deviation's interval reaches within the
+    tolerance of 0 (None: no overlay to judge by)."""
+    if not overlay:
+        return None
+    tol = THRESHOLDS["schaeffer_tolerance"]
+    return all(p["deviation_lo"] is not None and p["deviation_lo"] <= tol and p["deviation_hi"] >= -tol
+               for p in overlay)
+
+
+def _variant(key: str, meta: dict, t: pd.DataFrame, boot: Boot) -> dict:
+    _, reps, _ = boot.of(key)
     per = {m: g.sort_values("N") for m, g in t.groupby("metric")}
-    trends = {m: trend(g["N"].to_numpy(), g["value"].to_numpy(), m, g["n"].to_numpy()) for m, g in per.items()}
+    trends = {m: trend(g["N"].to_numpy(), g["value"].to_numpy(), m, reps[m]) for m, g in per.items()}
     primary = next((m for m in ("mc_acc", "exact_final", "exact") if m in per), None)
     n_sizes = max(len(g) for g in per.values())
     chance = per[primary]["at_chance"].to_numpy(bool) if primary else np.zeros(1, bool)
-    v_key, v_text = verdict(trends, bool(chance.all()), n_sizes, largest_at_chance=bool(chance[-1]))
+    min_seeds = int(min(g["n_seeds"].min() for g in per.values()))
     out = {**{k: meta[k] for k in ("task", "variant", "axis", "chance", "answer_tokens")}, "primary": primary,
-           "n_sizes": n_sizes, "per_size": {m: _points(g) for m, g in per.items()}, "trend": trends,
-           "verdict": v_key, "verdict_text": v_text}
-    if "exact" in per and "nll" in per and np.isfinite(meta["answer_tokens"]):
-        both = per["exact"].merge(per["nll"][["size", "value"]], on="size", suffixes=("", "_nll"))
-        if "p_seq" in per:
-            both = both.merge(per["p_seq"][["size", "value"]].rename(columns={"value": "p_seq"}), on="size",
-                              how="left")
-        both["predicted"] = np.exp(-both["value_nll"] * meta["answer_tokens"])  # p̄^L with p̄ = exp(−nll)
-        cols = ["N", "value", "lo", "hi", "predicted"] + (["p_seq"] if "p_seq" in both else [])
-        out["overlay"] = both[cols].rename(columns={"value": "measured"}).to_dict("records")
+           "n_sizes": n_sizes, "min_seeds": min_seeds, "per_size": {m: _points(g) for m, g in per.items()},
+           "trend": trends}
+    if {"exact", "nll", "p_seq"} <= set(per):
+        wide = per["exact"][["N", "value", "lo", "hi"]].rename(columns={"value": "exact"}).reset_index(drop=True)
+        wide["nll"], wide["p_seq"] = per["nll"]["value"].to_numpy(), per["p_seq"]["value"].to_numpy()
+        overlay = schaeffer(reps, wide, meta["answer_tokens"])
+        if overlay:
+            out["overlay"] = overlay
+    explained = explained_by_per_token(out.get("overlay")) if primary == "exact" else None
+    out["explained_by_per_token"] = explained
+    out["verdict"], out["verdict_text"] = verdict(trends, bool(chance.all()), n_sizes,
+                                                  largest_at_chance=bool(chance[-1]), min_seeds=min_seeds,
+                                                  explained_by_per_token=explained)
     return out
 
 
 # ------------------------------------------------------------------------------------ CoT, shots, ICL
-def cot_vs_direct(variants: dict) -> list[dict]:
+def cot_vs_direct(variants: dict, boot: Boot) -> list[dict]:
     """Per scratchpad variant (add_cot/dK, muladd_cot/dK) and size: its result's exact match (exact_final) minus the
-    direct format's exact match, with Newcombe's interval; the smallest size where the scratchpad helps."""
+    direct format's exact match, with the bootstrap's interval; the smallest size where the scratchpad helps."""
     out = []
     for key, v in variants.items():
         direct = f"{v['task'].removesuffix('_cot')}/{v['variant']}"
         if not v["task"].endswith("_cot") or direct not in variants:
             continue
         m = "exact_final" if "exact_final" in v["per_size"] else "exact"
-        a = {round(np.log(p["N"]), 2): p for p in variants[direct]["per_size"].get("exact", [])}
+        (c_sizes, c_reps, _), (d_sizes, d_reps, _) = boot.of(key), boot.of(direct)
+        a = {round(np.log(p["N"]), 2): (i, p) for i, p in enumerate(variants[direct]["per_size"].get("exact", []))}
         rows = []
-        for p in v["per_size"].get(m, []):
-            q = a.get(round(np.log(p["N"]), 2))
-            if q is not None:
-                d, lo, hi = newcombe(q["value"], q["n"], p["value"], p["n"])
-                rows.append({"N": p["N"], "direct": q["value"], "cot": p["value"], "diff": d, "lo": lo, "hi": hi})
+        for j, p in enumerate(v["per_size"].get(m, [])):
+            found = a.get(round(np.log(p["N"]), 2))
+            if found is not None:
+                i, q = found
+                lo, hi = resample.interval(c_reps[m][j] - d_reps["exact"][i])
+                rows.append({"N": p["N"], "direct": q["value"], "cot": p["value"], "diff": p["value"] - q["value"],
+                             "lo": lo, "hi": hi})
         if rows:
-            helps = [r["N"] for r in rows if r["lo"] > 0]
+            helps = [r["N"] for r in rows if r["lo"] is not None and r["lo"] > 0]
             out.append({"cot": key, "direct": direct, "metric": m, "per_size": rows,
                         "smallest_helping_N": min(helps) if helps else None,
-                        "hurts_at_N": [r["N"] for r in rows if r["hi"] < 0]})
+                        "hurts_at_N": [r["N"] for r in rows if r["hi"] is not None and r["hi"] < 0]})
     return out
 
 
@@ -126,16 +204,26 @@ def shots(variants: dict) -> dict | None:
     return {"metric": metric, "chance": chance, "per_size": [per[n] for n in sorted(per)]}
 
 
-def icl_table(data: TaskData, series: pd.DataFrame, max_positions: int = 128) -> list[dict]:
-    """Per size: the mean ICL score and induction ratio over its runs, and their mean per-position loss (at most
-    max_positions positions, log-spaced, for the plot)."""
+def icl_table(data: TaskData, series: pd.DataFrame, boot: Boot, max_positions: int = 128) -> list[dict]:
+    """Per size: the ICL score (over held-out windows) and the induction ratio (over the copy items) as seed means
+    with their ranges and bootstrap intervals, the context positions of the score's bands, and the runs' mean
+    per-position loss (at most max_positions positions, log-spaced, for the plot)."""
     rows = []
     icl = data.icl.merge(series[["run_name", "size", "N"]], on="run_name")
+    found = {what: dict(zip(boot.of(what)[0], range(len(boot.of(what)[0])))) for what in ("icl", "copy")}
     for size, g in icl.groupby("size"):
         curves = [data.icl_curves[n] for n in g["run_name"] if n in data.icl_curves]
         row = {"N": float(np.exp(np.log(g["N"]).mean())), "n_runs": len(g),
                "icl_score": float(g["icl_score"].mean()), "induction_ratio": float(g["induction_ratio"].mean()),
                "early": g["early"].iloc[0], "late": g["late"].iloc[0]}
+        for what, metric in (("icl", "icl_score"), ("copy", "induction_ratio")):
+            i = found[what].get(size)
+            if i is not None:
+                _, reps, stats = boot.of(what)
+                lo, hi = resample.interval(reps[metric][i])
+                st = stats[metric][i]
+                row.update({metric: st["value"], f"{metric}_ci": [lo, hi],
+                            f"{metric}_seeds": [st["seed_min"], st["seed_max"]]})
         if curves:
             length = min(map(len, curves))
             mean = np.nanmean([c[:length] for c in curves], axis=0)
@@ -145,10 +233,29 @@ def icl_table(data: TaskData, series: pd.DataFrame, max_positions: int = 128) ->
     return rows
 
 
+def recall(variants: dict) -> list[dict]:
+    """Per memorisation control (X/dK_seen) and size: exact match on items the mix trained on beside the held-out
+    items of X/dK (generalisation), and the difference with its interval (the two sides' replicates)."""
+    out = []
+    for key, v in variants.items():
+        if not v["variant"].endswith(SEEN) or "exact" not in v["per_size"]:
+            continue
+        held = variants.get(key.removesuffix(SEEN))
+        if held is None or "exact" not in held["per_size"]:
+            continue
+        rows = []
+        for p, q in zip(v["per_size"]["exact"], held["per_size"]["exact"]):
+            rows.append({"N": p["N"], "seen": p["value"], "seen_ci": [p["lo"], p["hi"]], "held_out": q["value"],
+                         "held_out_ci": [q["lo"], q["hi"]], "difference": p["value"] - q["value"]})
+        out.append({"seen": key, "held_out": key.removesuffix(SEEN), "per_size": rows})
+    return out
+
+
 # ---------------------------------------------------------------------------------------------- two-step
-def fit_power_law(C, nll) -> dict:
+def fit_power_law(C, nll, start: dict | None = None) -> dict:
     """Task NLL against training compute: nll = E + A·(C/C_ref)^−α, least squares in log space (E = 0, a pure
-    power law, with fewer than 4 points: three parameters need more)."""
+    power law, with fewer than 4 points: three parameters need more). start: a fit to begin from (a bootstrap
+    replicate's refit starts at the point fit)."""
     C, nll = np.asarray(C, float), np.asarray(nll, float)
     c_ref = float(np.exp(np.log(C).mean()))
     x = np.log(C / c_ref)
@@ -156,8 +263,13 @@ def fit_power_law(C, nll) -> dict:
     law = {"E": 0.0, "A": float(np.exp(intercept)), "alpha": float(-slope), "C_ref": c_ref}
     if len(C) >= 4:
         top = nll.min() * (1 - 1e-6)
-        res = least_squares(lambda p: np.log(p[0] + np.exp(p[1] - p[2] * x)) - np.log(nll),
-                            [0.5 * top, np.log(max(nll.mean() - 0.5 * top, 1e-9)), max(law["alpha"], 0.05)],
+        x0 = [0.5 * top, np.log(max(nll.mean() - 0.5 * top, 1e-9)), max(law["alpha"], 0.05)] if start is None \
+            else [min(start["E"], 0.999 * top), np.log(start["A"]), min(max(start["alpha"], 0.0), 5.0)]
+        def jacobian(p):
+            u = np.exp(p[1] - p[2] * x)
+            return np.stack([1.0 / (p[0] + u), u / (p[0] + u), -x * u / (p[0] + u)], axis=1)
+
+        res = least_squares(lambda p: np.log(p[0] + np.exp(p[1] - p[2] * x)) - np.log(nll), x0, jac=jacobian,
                             bounds=([0, -np.inf, 0], [top, np.inf, 5]))
         law.update(E=float(res.x[0]), A=float(np.exp(res.x[1])), alpha=float(res.x[2]))
     return law
@@ -173,20 +285,41 @@ def sigmoid_acc(nll, k: float, nll0: float, chance: float):
     return chance + (1 - chance) * expit(-k * (np.asarray(nll, float) - nll0))
 
 
-def fit_sigmoid(nll, acc, chance: float) -> dict:
+def fit_sigmoid(nll, acc, chance: float, start: dict | None = None) -> dict:
     nll, acc = np.asarray(nll, float), np.asarray(acc, float)
     best = None
-    for start in np.quantile(nll, [0.25, 0.5, 0.75]):  # a few starts: the midpoint may lie anywhere in the range
-        res = least_squares(lambda p: sigmoid_acc(nll, p[0], p[1], chance) - acc,
-                            [4 / max(np.ptp(nll), 1e-3), start], bounds=([1e-6, -np.inf], [np.inf, np.inf]))
+    # a few starts (the midpoint may lie anywhere in the range), or the one given
+    starts = [[4 / max(np.ptp(nll), 1e-3), m] for m in np.quantile(nll, [0.25, 0.5, 0.75])] if start is None \
+        else [[max(start["k"], 1e-6), start["nll0"]]]
+    def jacobian(p):
+        sig = expit(-p[0] * (nll - p[1]))
+        slope = (1 - chance) * sig * (1 - sig)
+        return np.stack([-slope * (nll - p[1]), slope * p[0]], axis=1)
+
+    for x0 in starts:
+        res = least_squares(lambda p: sigmoid_acc(nll, p[0], p[1], chance) - acc, x0, jac=jacobian,
+                            bounds=([1e-6, -np.inf], [np.inf, np.inf]))
         best = res if best is None or res.cost < best.cost else best
     return {"k": float(best.x[0]), "nll0": float(best.x[1]), "chance": chance}
 
 
-def two_step(data: TaskData, series: pd.DataFrame, table: pd.DataFrame, variants: dict) -> list[dict]:
+def _predict(C_fit, nll_fit, acc_fit, ev_nll, ev_acc, C_test, chance: float,
+             start: tuple[dict, dict] | None = None) -> tuple[dict, dict, float, float]:
+    """Both steps fitted (from start's fits, if given), then the held-out size's NLL and accuracy predicted from its
+    compute alone."""
+    law = fit_power_law(C_fit, nll_fit, start and start[0])
+    sig = fit_sigmoid(np.r_[nll_fit, ev_nll], np.r_[acc_fit, ev_acc], chance, start and start[1])
+    nll_pred = float(power_law_nll(law, C_test))
+    return law, sig, nll_pred, float(sigmoid_acc(nll_pred, sig["k"], sig["nll0"], chance))
+
+
+def two_step(data: TaskData, series: pd.DataFrame, table: pd.DataFrame, variants: dict, boot: Boot,
+             replicates: int = TWO_STEP_REPLICATES) -> list[dict]:
     """Per variant: step 1 fits its NLL against C over all sizes but the largest, step 2 its accuracy against NLL
     (those sizes' final scores and their runs' intermediate task events); the largest size's accuracy predicted
-    from its C alone, against what it measured."""
+    from its C alone, against what it measured. The prediction's interval refits both steps on
+    `replicates` of the bootstrap's replicates of the fitted sizes' NLL and accuracy (the intermediate
+    events, a curve per run, kept as measured)."""
     out = []
     for key, v in variants.items():
         m = v["primary"]
@@ -209,13 +342,17 @@ def two_step(data: TaskData, series: pd.DataFrame, table: pd.DataFrame, variants
         ev = ev.pivot_table(index=["run_name", "step"], columns="metric", values="value")
         ev = ev.dropna(subset=[m, "nll"]) if {m, "nll"} <= set(ev.columns) else pd.DataFrame(columns=[m, "nll"])
         chance = v["chance"].get(m, 0.0)
-        law = fit_power_law(fit["C"], fit["nll"])
-        sig = fit_sigmoid(np.r_[fit["nll"], ev["nll"]], np.r_[fit[m], ev[m]], chance)
+        c_test = test["C"].iloc[0]
+        law, sig, nll_pred, predicted = _predict(fit["C"], fit["nll"], fit[m], ev["nll"], ev[m], c_test, chance)
+        sizes, reps, _ = boot.of(key)
+        at = [sizes.index(s_) for s_ in fit["size"]]
+        replicated = [_predict(fit["C"], reps["nll"][at, b], reps[m][at, b], ev["nll"], ev[m], c_test, chance,
+                               (law, sig))[3]
+                      for b in range(min(replicates, reps[m].shape[1]))]
         held = t[(t["metric"] == m) & (t["size"] == test["size"].iloc[0])].iloc[0]
-        nll_pred = float(power_law_nll(law, test["C"].iloc[0]))
-        predicted = float(sigmoid_acc(nll_pred, sig["k"], sig["nll0"], chance))
         out.append({**row, "held_out_N": held["N"], "held_out_C": held["C"], "observed": held["value"],
                     "observed_ci": [held["lo"], held["hi"]], "predicted": predicted,
+                    "predicted_ci": list(resample.interval(replicated)),
                     "error": predicted - held["value"], "nll_observed": float(test["nll"].iloc[0]),
                     "nll_predicted": nll_pred, "predicted_from_observed_nll": float(
                         sigmoid_acc(test["nll"].iloc[0], sig["k"], sig["nll0"], chance)),
@@ -226,18 +363,23 @@ def two_step(data: TaskData, series: pd.DataFrame, table: pd.DataFrame, variants
 
 
 # ----------------------------------------------------------------------------------------------------- all
-def analyze_emergence(data: TaskData) -> Emergence:
+def analyze_emergence(data: TaskData, replicates: int = resample.REPLICATES,
+                      two_step_replicates: int = TWO_STEP_REPLICATES) -> Emergence:
     """fits.json's `emergence` section (JSON-safe: finite numbers or None). Its numerics build it as the record
-    fits.json holds; it is returned read into Emergence by fits.json's own reader, so the two cannot differ."""
+    fits.json holds; it is returned read into Emergence by fits.json's own reader, so the two cannot differ.
+    replicates: the hierarchical bootstrap's; two_step_replicates: of those, the ones both steps are refitted on."""
     series = size_series(data.runs)
-    table = size_table(data, series)
-    variants = {key: _variant(key, data.variants[key], g) for key, g in table.groupby("key", sort=True)}
+    boot = Boot(data, series, replicates)
+    table = size_table(data, series, boot)
+    variants = {key: _variant(key, data.variants[key], g, boot) for key, g in table.groupby("key", sort=True)}
     sizes = series.groupby("size").agg(N=("N", "mean"), C=("C", "mean"), D=("D", "mean"),
                                        val_loss=("val_loss", "mean"), runs=("run_name", list)).reset_index()
-    out = {"thresholds": THRESHOLDS, "runs": len(data.runs), "runs_used": len(series),
+    out = {"thresholds": THRESHOLDS, "replicates": replicates, "runs": len(data.runs),
+           "runs_used": len(series), "seeds_per_size": series.groupby("size")["run_name"].nunique().tolist(),
            "sizes": sizes.drop(columns="size").to_dict("records"), "skipped": data.skipped,
-           "variants": variants, "cot": cot_vs_direct(variants), "shots": shots(variants),
-           "icl": icl_table(data, series), "two_step": two_step(data, series, table, variants)}
+           "variants": variants, "cot": cot_vs_direct(variants, boot), "shots": shots(variants),
+           "icl": icl_table(data, series, boot), "two_step": two_step(data, series, table, variants, boot, two_step_replicates),
+           "recall": recall(variants)}
     return Emergence.from_json(json_safe(out), "emergence")
 
 

@@ -1,19 +1,24 @@
 """The verdict rules of the abilities analysis (emergent, or a metric artefact?): how one metric moves across sizes
-(trend: sharp, smooth or flat) and what a variant's metrics say together (verdict). A change counts only when it
-stands out of the noise: for a proportion, Newcombe's 95% interval of the difference excludes 0; for a mean without
-per-size intervals, it exceeds NOISE_MULTIPLE × the metric's noise, estimated as the residual standard deviation of
-a straight line in log N through the sizes' values (conservative: genuine curvature counts as noise too).
+(trend: sharp, smooth, uneven or flat) and what a variant's metrics say together (verdict). A change counts only
+when it stands out of the noise: its 95% interval from the hierarchical bootstrap (emergence/resample.py: seeds,
+then items within a seed) excludes 0, so a jump between sizes must stand beyond the seed-to-seed spread.
+
+The stated test of smoothness: a metric is *smooth* when its net improvement counts, its Spearman ρ with log N is
+≥ smooth_rank_correlation and no step between adjacent sizes carries sharp_jump_share of the net or more; *sharp*
+when that largest step is significant and carries ≥ sharp_jump_share of a net improvement that counts; *uneven*
+when it improved out of the noise but is neither; *flat* otherwise. Schaeffer et al. 2023's argument needs a
+continuous metric that is smooth while exact match jumps, and exact match that per-token probability explains:
+its deviation from p̄^L within schaeffer_tolerance at every size (the interval reaching that band).
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 from scipy.stats import spearmanr
 
 from ...stats import wilson
 from .load import PROPORTIONS
+from .resample import interval
 
 DISCONTINUOUS = ("exact", "exact_final", "mc_acc")
 CONTINUOUS = ("nll", "p_seq", "digit_acc", "edit_distance", "brier")
@@ -21,15 +26,18 @@ CONTINUOUS = ("nll", "p_seq", "digit_acc", "edit_distance", "brier")
 # continuous side is the per-token metrics only.
 PER_TOKEN = ("nll", "digit_acc", "edit_distance", "brier")
 LOWER_BETTER = ("nll", "edit_distance", "brier")
-THRESHOLDS = {"sharp_jump_share": 0.6, "min_sizes": 4, "smooth_rank_correlation": 0.7, "noise_multiple": 2.0,
+THRESHOLDS = {"sharp_jump_share": 0.6, "min_sizes": 4, "smooth_rank_correlation": 0.7, "min_seeds": 2,
+              "schaeffer_tolerance": 0.1,
               "min_change": {"exact": 0.02, "exact_final": 0.02, "mc_acc": 0.02, "digit_acc": 0.02, "p_seq": 0.02,
                              "nll": 0.02, "edit_distance": 0.05, "brier": 0.01}}
 VERDICTS = {
-    "artefact": "smooth under continuous metrics and sharp under {d} → consistent with a metric artefact",
-    "emergent": "sharp under both {d} and the continuous metrics → emergent under this suite",
+    "artefact": "smooth under a continuous metric, sharp under {d}, and {d} within the tolerance of p̄^L at every "
+                "size → consistent with a metric artefact",
+    "beyond_per_token": "smooth under a continuous metric but {d} jumps further than p̄^L (the per-token "
+                        "probability) predicts → sharp beyond what the per-token metric explains",
+    "emergent": "sharp under both {d} and a continuous metric → a candidate emergent ability under this suite",
     "smooth": "improves smoothly under both",
-    "no_signal": "no signal: {d} is within the Wilson interval of chance at every size and no continuous metric "
-                 "improves",
+    "no_signal": "no signal: {d} is at chance at every size and no continuous metric improves",
     "below_threshold": "the continuous metrics improve while {d} stays at chance → below exact match's threshold "
                        "at these sizes (the flat part of a metric artefact)",
     "continuous_only": "the continuous metrics improve; {d} shows no trend",
@@ -38,33 +46,21 @@ VERDICTS = {
     "discontinuous_only": "improves under {d} only",
     "no_trend": "no trend with size",
     "too_few_sizes": "too few sizes to judge (fewer than {min_sizes})",
+    "one_seed": "one seed: no significance across seeds (fewer than {min_seeds} seeds at some size; with item "
+                "noise alone: {alone})",
 }
 
 
-def newcombe(p1, n1, p2, n2) -> tuple[float, float, float]:
-    """p2 − p1 with Newcombe's 95% interval for a difference of independent proportions (hybrid Wilson score)."""
-    (l1, u1), (l2, u2) = wilson(p1, n1), wilson(p2, n2)
-    d = p2 - p1
-    return float(d), float(d - math.hypot(p2 - l2, u1 - p1)), float(d + math.hypot(u2 - p2, p1 - l1))
+def _sign(metric: str) -> float:
+    return -1.0 if metric in LOWER_BETTER else 1.0
 
 
-def residual_noise(N, values) -> float:
-    """A size's noise for a metric without per-size intervals: the residual standard deviation (k − 2 degrees of
-    freedom) of a least-squares line in log N through the k sizes' values; NaN with fewer than 3 sizes."""
-    x, v = np.log(np.asarray(N, float)), np.asarray(values, float)
-    if len(v) < 3:
-        return math.nan
-    residuals = v - np.polyval(np.polyfit(x, v, 1), x)
-    return float(math.sqrt(residuals @ residuals / (len(v) - 2)))
-
-
-def trend(N, values, metric: str, n=None) -> dict:
+def trend(N, values, metric: str, boot: np.ndarray) -> dict:
     """How a metric moves across sizes: its ends, Spearman ρ with log N (sign-aware: + is better), the jump share
-    (largest improvement between adjacent sizes ÷ net improvement, at most 1), whether the net improvement and the
-    largest jump stand out of the noise (Newcombe intervals for a proportion with its items n per size, else the
-    residual noise), and its state: sharp, smooth or flat (`within_noise` when it moved, but not out of the noise)."""
+    (largest improvement between adjacent sizes ÷ net improvement, at most 1), the net difference and every
+    adjacent jump with their bootstrap intervals (boot: replicates per size, [size, replicate]), and its state."""
     N, v = np.asarray(N, float), np.asarray(values, float)
-    sign = -1.0 if metric in LOWER_BETTER else 1.0
+    sign = _sign(metric)
     k = len(v)
     rho = float(spearmanr(np.log(N), v)[0]) * sign if k >= 3 and np.ptp(v) > 0 else None
     net = float(sign * (v[-1] - v[0])) if k >= 2 else 0.0
@@ -72,58 +68,66 @@ def trend(N, values, metric: str, n=None) -> dict:
     share = float(min(steps.max() / net, 1.0)) if k >= 2 and net > 0 else None
     at = int(np.argmax(steps)) if k >= 2 else None
     out = {"smallest": float(v[0]), "largest": float(v[-1]), "spearman": rho, "jump_share": share, "net": net,
-           "noise": None, "difference": None, "jump": None, "significant_jumps": []}
+           "difference": None, "jump": None, "significant_jumps": []}
     if k < 2:
         return {**out, "state": "flat", "within_noise": False}
-    jumps = [{"from_N": float(N[i]), "to_N": float(N[i + 1]), "change": float(v[i + 1] - v[i])} for i in range(k - 1)]
-    if metric in PROPORTIONS and n is not None:  # proportions are all higher-better: no sign to undo
-        n = np.asarray(n, float)
-        for i, j in enumerate(jumps):
-            j["lo"], j["hi"] = newcombe(v[i], n[i], v[i + 1], n[i + 1])[1:]
-        out["difference"] = list(newcombe(v[0], n[0], v[-1], n[-1]))
-        net_stands_out = out["difference"][1] > 0
-        significant = [j["lo"] > 0 for j in jumps]
-    else:
-        noise = residual_noise(N, v)
-        bar = THRESHOLDS["noise_multiple"] * noise  # NaN (never passed) with too few sizes to estimate the noise
-        out["noise"] = noise
-        net_stands_out = bool(net > bar)
-        significant = [bool(s > bar) for s in steps]
-    jump_stands_out = significant[at]
+    jumps = []
+    for i in range(k - 1):
+        lo, hi = interval(boot[i + 1] - boot[i])
+        jumps.append({"from_N": float(N[i]), "to_N": float(N[i + 1]), "change": float(v[i + 1] - v[i]),
+                      "lo": lo, "hi": hi})
+    lo, hi = interval(boot[-1] - boot[0])
+    out["difference"] = [float(v[-1] - v[0]), lo, hi]
+    better = (lambda j: j["lo"] is not None and j["lo"] > 0) if sign > 0 else \
+        (lambda j: j["hi"] is not None and j["hi"] < 0)
+    net_stands_out = better({"lo": lo, "hi": hi})
+    significant = [better(j) for j in jumps]
     out["jump"] = jumps[at]
     out["significant_jumps"] = [j for j, s in zip(jumps, significant) if s]
-    moved = net >= THRESHOLDS["min_change"][metric]  # the floor: a change too small to matter, however clean
-    enough = moved and net_stands_out
-    sharp = enough and jump_stands_out and k >= THRESHOLDS["min_sizes"] and share >= THRESHOLDS["sharp_jump_share"]
-    smooth = enough and rho is not None and rho >= THRESHOLDS["smooth_rank_correlation"]
-    return {**out, "state": "sharp" if sharp else "smooth" if smooth else "flat",
-            "within_noise": bool(net > 0 and not net_stands_out)}
+    enough = net >= THRESHOLDS["min_change"][metric] and net_stands_out  # the floor: a change too small to matter
+    concentrated = share is not None and share >= THRESHOLDS["sharp_jump_share"]
+    if enough and concentrated and significant[at] and k >= THRESHOLDS["min_sizes"]:
+        state = "sharp"
+    elif enough and not concentrated and rho is not None and rho >= THRESHOLDS["smooth_rank_correlation"]:
+        state = "smooth"
+    else:
+        state = "uneven" if enough else "flat"
+    return {**out, "state": state, "within_noise": bool(net > 0 and not net_stands_out)}
 
 
 def _single_jump(j: dict) -> str:
     """The words for an improvement that rests on one significant jump between adjacent sizes."""
-    ci = f" [{j['lo']:+.3g}, {j['hi']:+.3g}]" if "lo" in j else ""
+    ci = f" [{j['lo']:+.3g}, {j['hi']:+.3g}]" if j.get("lo") is not None else ""
     return f"; it rests on a single significant jump, N={j['from_N']:.3g} → {j['to_N']:.3g} ({j['change']:+.3g}{ci})"
 
 
-def verdict(trends: dict, all_at_chance: bool, n_sizes: int, largest_at_chance: bool = False) -> tuple[str, str]:
+def verdict(trends: dict, all_at_chance: bool, n_sizes: int, largest_at_chance: bool = False,
+            min_seeds: int = 2, explained_by_per_token: bool | None = None) -> tuple[str, str]:
     """(key, words) for a variant from its metrics' trends. A discontinuous metric still at chance at the largest
-    size shows no ability there, whatever it did below: it counts as flat (so never emergent)."""
+    size shows no ability there, whatever it did below: it counts as flat (so never emergent). Fewer than min_seeds
+    seeds at some size: no verdict across seeds (the item-only verdict is named in its words)."""
     d = next((m for m in ("mc_acc", "exact_final", "exact") if m in trends), None)
-    words = lambda key: VERDICTS[key].format(d=d or "exact match", **THRESHOLDS)  # noqa: E731
+    words = lambda key, **kw: VERDICTS[key].format(d=d or "exact match", **THRESHOLDS, **kw)  # noqa: E731
     if n_sizes < THRESHOLDS["min_sizes"]:
         return "too_few_sizes", words("too_few_sizes")
     cont = [trends[m]["state"] for m in PER_TOKEN if m in trends]
-    c = "flat" if not cont or all(s == "flat" for s in cont) else \
-        "sharp" if sum(s == "sharp" for s in cont) * 2 >= len(cont) else "smooth"
+    c_sharp, c_smooth = "sharp" in cont, "smooth" in cont
+    c_moved = any(s != "flat" for s in cont)
     ds = trends[d]["state"] if d and not largest_at_chance else "flat"
     if ds != "sharp" and all_at_chance:
-        key = "no_signal" if c == "flat" else "below_threshold"
+        key = "below_threshold" if c_moved else "no_signal"
     elif ds == "sharp":
-        key = {"smooth": "artefact", "sharp": "emergent", "flat": "sharp_discontinuous_only"}[c]
+        key = "emergent" if c_sharp else ("artefact" if explained_by_per_token is not False else "beyond_per_token")             if c_smooth else "sharp_discontinuous_only"
     elif ds == "smooth":
-        key = {"smooth": "smooth", "sharp": "sharp_continuous_only", "flat": "discontinuous_only"}[c]
+        key = "smooth" if c_smooth else "sharp_continuous_only" if c_sharp else "discontinuous_only"
     else:
-        key = "no_trend" if c == "flat" else "continuous_only"
+        key = "continuous_only" if c_moved else "no_trend"
     jumps = trends[d]["significant_jumps"] if ds != "flat" else []
-    return key, words(key) + (_single_jump(jumps[0]) if len(jumps) == 1 else "")
+    text = words(key) + (_single_jump(jumps[0]) if len(jumps) == 1 else "")
+    if min_seeds < THRESHOLDS["min_seeds"]:
+        return "one_seed", words("one_seed", alone=text)
+    return key, text
+
+
+__all__ = ["CONTINUOUS", "DISCONTINUOUS", "LOWER_BETTER", "PER_TOKEN", "PROPORTIONS", "THRESHOLDS", "VERDICTS",
+           "trend", "verdict", "wilson"]

@@ -1,7 +1,8 @@
 """report.md's section "Abilities and emergence", from the result's `emergence` (result/emergence.py): per
 task in words, emergent or a metric artefact (with intervals); a table per task of each variant's metrics (smallest
-and largest size, rank correlation, jump share, verdict); the Schaeffer overlay, CoT and shots findings; the ICL
-table; the two-step prediction's error; and the figures. Formatting only: no numerics, no plots.
+and largest size, rank correlation, jump share, verdict); the seeds' mean and range per task, size and metric;
+Schaeffer's relation (exact match's deviation from p̄^L), recall against generalisation, CoT and shots findings; the
+ICL table; the two-step prediction with its interval; and the figures. Formatting only: no numerics, no plots.
 """
 
 from __future__ import annotations
@@ -22,17 +23,18 @@ def _num(x, fmt="{:.3g}") -> str:
 
 
 def _with_ci(point) -> str:
-    """A size's value (a SizePoint or ShotPoint) with its Wilson interval, flagged when at chance."""
+    """A size's value (a SizePoint or ShotPoint) with its 95% interval, flagged when at chance."""
     lo, hi = point.lo, point.hi
     text = ci_text(point.value, [lo, hi] if lo is not None and hi is not None else None, "{:.3g}")
     return text + (" (at chance)" if point.at_chance else "")
 
 
 def _ends(v: Variant, metric: str) -> str:
-    """smallest → largest size, with intervals and, for a proportion, the difference with Newcombe's interval."""
+    """smallest → largest size, with intervals, and the difference with its bootstrap interval."""
     pts, diff = v.per_size[metric], v.trend[metric].difference
     text = f"{metric} {_with_ci(pts[0])} at N={sci(pts[0].N)} → {_with_ci(pts[-1])} at N={sci(pts[-1].N)}"
-    return text + (f" (difference {diff[0]:+.3g} [{diff[1]:+.3g}, {diff[2]:+.3g}])" if diff else "")
+    return text + (f" (difference {diff[0]:+.3g} [{diff[1]:+.3g}, {diff[2]:+.3g}])"
+                   if diff and diff[1] is not None else "")
 
 
 def _state(t: Trend) -> str:
@@ -67,19 +69,57 @@ def _task_table(task: str, variants: dict) -> list[str]:
     return L + [""]
 
 
-def _overlay(variants: dict) -> list[str]:
-    rows = [(k, v) for k, v in sorted(variants.items()) if v.overlay]
+def _seed_table(variants: dict) -> list[str]:
+    """Per variant and size, each metric's seed mean with the seeds' range (min–max); variants at chance at every
+    size under their discontinuous metric and without a continuous trend are left to fits.json."""
+    shown = [(k, v) for k, v in sorted(variants.items()) if v.verdict not in ("no_signal", "no_trend")]
+    if not shown:
+        return []
+    metrics = [m for m in DISPLAY if any(m in v.per_size for _, v in shown)]
+    L = ["**Seeds per size** (each metric's mean over the size's seeds, then the seeds' range min–max; variants "
+         "with no signal and no trend are in fits.json):", "",
+         "| variant | N | seeds | " + " | ".join(metrics) + " |", "|---|---|---|" + "---|" * len(metrics)]
+    for key, v in shown:
+        first = next(iter(v.per_size.values()))
+        for i, p in enumerate(first):
+            cells = []
+            for m in metrics:
+                q = v.per_size[m][i] if m in v.per_size and i < len(v.per_size[m]) else None
+                cells.append("—" if q is None or q.value is None else
+                             f"{q.value:.3g} ({q.seed_min:.3g}–{q.seed_max:.3g})" if q.n_seeds > 1 else
+                             f"{q.value:.3g}")
+            L.append(f"| {key} | {sci(p.N)} | {p.n_seeds} | " + " | ".join(cells) + " |")
+    return L + [""]
+
+
+def _overlay(variants: dict, tolerance: float) -> list[str]:
+    rows = [(k, v) for k, v in sorted(variants.items()) if v.overlay and v.primary == "exact"
+            and v.verdict not in ("no_signal", "no_trend")]
     if not rows:
         return []
-    L = ["**Schaeffer overlay** (exact match predicted from the per-token probability, p̄^L with p̄ = exp(−nll) and "
-         "L the answer's tokens including END, beside the measured exact match):", ""]
+    L = ["**Schaeffer's relation** (exact match against p̄^L, the per-token probability p̄ = exp(−nll) to the "
+         "answer's L tokens including END: the deviation measured − p̄^L per size with its bootstrap interval; exact "
+         f"match counts as explained by the per-token metric when every size's interval reaches within ±{tolerance:g} "
+         "of 0):", "", "| variant (L) | N | measured | p̄^L | p_seq | deviation | explained |", "|---|---|---|---|---|---|---|"]
     for key, v in rows:
-        gaps = [abs(p.predicted - p.measured) for p in v.overlay if p.predicted is not None]
-        top = v.overlay[-1]
-        L.append(f"- {key} (L = {v.answer_tokens:.3g}): at N={sci(top.N)} measured {top.measured:.3g} "
-                 f"[{_num(top.lo)}, {_num(top.hi)}], p̄^L {_num(top.predicted)}"
-                 + (f", mean p_seq {_num(top.p_seq)}" if top.p_seq is not None else "")
-                 + (f"; largest |p̄^L − measured| over sizes {max(gaps):.3g}" if gaps else "") + ".")
+        for i, p in enumerate(v.overlay):
+            dev = "—" if p.deviation is None else ci_text(p.deviation, [p.deviation_lo, p.deviation_hi], "{:+.3g}")
+            L.append(f"| {key} ({v.answer_tokens:.3g}) | {sci(p.N)} | {_num(p.measured)} | {_num(p.predicted)} | "
+                     f"{_num(p.p_seq)} | {dev} | "
+                     f"{('yes' if v.explained_by_per_token else 'no') if i == len(v.overlay) - 1 else ''} |")
+    return L + [""]
+
+
+def _recall(recall: list) -> list[str]:
+    if not recall:
+        return []
+    L = ["**Recall against generalisation** (exact match on items the training mix contained, `_seen`, beside the "
+         "held-out items, which share no canonical form with any trained item):", "",
+         "| control | N | seen (recall) | held out (generalisation) | seen − held out |", "|---|---|---|---|---|"]
+    for r in recall:
+        for p in r.per_size:
+            L.append(f"| {r.seen} vs {r.held_out} | {sci(p.N)} | {ci_text(p.seen, p.seen_ci, '{:.3g}')} | "
+                     f"{ci_text(p.held_out, p.held_out_ci, '{:.3g}')} | {_num(p.difference, '{:+.3g}')} |")
     return L + [""]
 
 
@@ -91,7 +131,7 @@ def _cot(cot: list[CotPair]) -> list[str]:
     for pair in cot:
         for r in pair.per_size:
             L.append(f"| {pair.cot} vs {pair.direct} | {sci(r.N)} | {r.direct:.3g} | {r.cot:.3g} | "
-                     f"{r.diff:+.3g} [{r.lo:+.3g}, {r.hi:+.3g}] |")
+                     f"{ci_text(r.diff, [r.lo, r.hi], '{:+.3g}')} |")
     L.append("")
     for pair in cot:
         helps = pair.smallest_helping_N
@@ -121,12 +161,16 @@ def _shots(shots: Shots | None) -> list[str]:
 def _icl(icl: list[IclSize]) -> list[str]:
     if not icl:
         return []
-    L = ["**In-context learning per size** (ICL score: mean loss late in the context minus early, negative when the "
-         "context helps; induction ratio: NLL on a sequence's second copy ÷ its first; both means over the size's "
-         "runs, without intervals):", "",
-         "| N | runs | ICL score | induction ratio |", "|---|---|---|---|"]
-    L += [f"| {sci(r.N)} | {r.n_runs} | {_num(r.icl_score, '{:.4g}')} | {_num(r.induction_ratio, '{:.3g}')} |"
-          for r in icl]
+    first = icl[0]
+    L = ["**In-context learning per size** (ICL score: a window's mean loss over the late band of context positions "
+         f"{first.late} minus over the early band {first.early} (Olsson et al.'s 500th and 50th token of 512, scaled "
+         "to the context), negative when the context helps; induction ratio: NLL on a sequence's second copy ÷ its "
+         "first; seed means with their 95% interval (seeds, then windows or copy items) and the seeds' range):", "",
+         "| N | runs | ICL score | seeds | induction ratio | seeds |", "|---|---|---|---|---|---|"]
+    for r in icl:
+        seeds = [(f"{s[0]:.3g}–{s[1]:.3g}" if s else "—") for s in (r.icl_score_seeds, r.induction_ratio_seeds)]
+        L.append(f"| {sci(r.N)} | {r.n_runs} | {ci_text(r.icl_score, r.icl_score_ci, '{:.4g}')} | {seeds[0]} | "
+                 f"{ci_text(r.induction_ratio, r.induction_ratio_ci, '{:.3g}')} | {seeds[1]} |")
     return L + [""]
 
 
@@ -136,17 +180,18 @@ def _two_step(rows: list[TwoStep]) -> list[str]:
     done = [r for r in rows if r.skipped is None]
     L = ["**Two-step prediction** (largest size held out): task NLL = E + A·(C/C_ref)^−α fitted on the other sizes' "
          "final scores, then accuracy = chance + (1 − chance)·σ(−k·(NLL − NLL₀)) on those sizes and their runs' "
-         "intermediate checkpoints; the held-out size's accuracy predicted from its FLOPs alone (a point prediction, "
-         "without an interval; the observed accuracy carries its Wilson interval).", ""]
+         "intermediate checkpoints; the held-out size's accuracy predicted from its FLOPs alone, its interval from "
+         "both steps refitted on bootstrap replicates of the fitted sizes (the observed accuracy carries its own).", ""]
     if done:
         L += ["| variant | held-out N | observed | predicted | error | from its observed NLL | NLL observed / "
               "predicted |", "|---|---|---|---|---|---|---|"]
         L += [f"| {r.key} ({r.metric}) | {sci(r.held_out_N)} | "
-              f"{ci_text(r.observed, r.observed_ci, '{:.3g}')} | {r.predicted:.3g} | {r.error:+.3g} | "
+              f"{ci_text(r.observed, r.observed_ci, '{:.3g}')} | {ci_text(r.predicted, r.predicted_ci, '{:.3g}')} | "
+              f"{r.error:+.3g} | "
               f"{r.predicted_from_observed_nll:.3g} | {r.nll_observed:.3g} / {r.nll_predicted:.3g} |" for r in done]
         inside = sum(r.observed_ci[0] <= r.predicted <= r.observed_ci[1] for r in done)
         L += ["", f"Mean |error| {sum(abs(r.error) for r in done) / len(done):.3g} over {len(done)} variant(s); "
-                  f"{inside} prediction(s) inside the observed Wilson interval."]
+                  f"{inside} prediction(s) inside the observed interval."]
     skipped = [r for r in rows if r.skipped is not None]
     if skipped:
         listed = "; ".join(f"{r.key} ({r.skipped})" for r in skipped[:8])
@@ -161,35 +206,42 @@ def section_lines(em: Emergence | None, plots: dict) -> list[str]:
         return []
     th, variants = em.thresholds, em.variants
     tasks = sorted({v.task for v in variants.values()})
+    seeds = sorted(set(em.seeds_per_size))
     L = ["## Abilities and emergence", "",
-         f"{em.runs} run(s) scored on the task suite; {em.runs_used} stand for {len(em.sizes)} size(s): each "
-         f"size's runs at its largest token count (at its best lr by val_loss, if several), averaged over seeds. "
-         f"Proportions carry 95% Wilson intervals over all their items; a value is *at chance* when chance lies "
-         f"inside its interval (flagged, not signal).", "",
-         f"Rules: a change counts only when it stands out of the noise: for a proportion (exact, exact_final, "
-         f"mc_acc, digit_acc) when Newcombe's 95% interval of the difference excludes 0; for a mean without "
-         f"per-size intervals (nll, p_seq, edit_distance, brier) when it exceeds {th.noise_multiple:g}× the "
-         f"metric's noise, the residual standard deviation of a least-squares line in log N through its sizes' "
-         f"values (k − 2 degrees of freedom; conservative, as genuine curvature counts as noise too). A metric is "
-         f"**sharp** when its net improvement from the smallest to the largest size counts, so does its largest "
-         f"improvement between adjacent sizes, and that jump is ≥ {th.sharp_jump_share} of the net (its jump "
-         f"share; lower is better for nll, edit_distance and brier), over ≥ {th.min_sizes} sizes; **smooth** "
-         f"when not sharp, its net improvement counts and its Spearman ρ with log N is ≥ "
-         f"{th.smooth_rank_correlation}; **flat** otherwise (*flat (within noise)* when it improved, but not out "
-         f"of the noise), or when its net improvement is below "
+         f"{em.runs} run(s) scored on the task suite; {em.runs_used} stand for {len(em.sizes)} size(s) with "
+         f"{'–'.join(str(s) for s in (seeds[0], seeds[-1]) if True) if len(seeds) > 1 else seeds[0]} seed(s) each: "
+         f"each size's runs at its largest token count (at its best lr by val_loss, if several), averaged over "
+         f"seeds. Every interval is a 95% interval from a hierarchical bootstrap ({em.replicates} replicates): the "
+         f"size's seeds drawn with replacement, then each drawn seed's items (held-out windows for the ICL score), "
+         f"so an interval holds the seed-to-seed spread as well as the items' noise; a proportion's is widened to "
+         f"hold Wilson's over all its items. A value is *at chance* when chance lies inside its interval (flagged, "
+         f"not signal). Eval items are held out by canonical form: none shares its operand multiset, its "
+         f"digit-reversed twin or (ICL) its question with any trained item.", "",
+         f"Rules: a change counts only when its bootstrap interval excludes 0 (lower is better for nll, "
+         f"edit_distance and brier). A metric is **sharp** when its net improvement from the smallest to the "
+         f"largest size counts, so does its largest improvement between adjacent sizes, and that jump is ≥ "
+         f"{th.sharp_jump_share} of the net (its jump share), over ≥ {th.min_sizes} sizes; **smooth** (the stated "
+         f"test of smoothness) when its net improvement counts, its Spearman ρ with log N is ≥ "
+         f"{th.smooth_rank_correlation} and no step carries {th.sharp_jump_share} of the net or more; **uneven** "
+         f"when it improved out of the noise but is neither; **flat** otherwise (*flat (within noise)* when it "
+         f"improved, but not out of the noise), or when its net improvement is below "
          + ", ".join(f"{v:g} ({k})" for k, v in th.min_change.items()) + ". "
          "A variant's verdict compares its discontinuous metric (mc_acc, else exact_final, else exact) with its "
-         "per-token continuous metrics (nll, digit_acc, edit_distance, brier; sharp when at least half of them "
-         "are); p_seq, a product over the answer's tokens, scales like exact match and is shown in the overlay. "
-         "**Emergent** needs the discontinuous metric sharp (its jump significant) and not at chance at the largest "
-         "size: one still at chance there counts as flat. A verdict whose discontinuous metric improves through a "
-         "single significant jump between two sizes names that jump. "
-         "**No signal**: the discontinuous metric is at chance at every size and no continuous metric improves.",
+         "per-token continuous metrics (nll, digit_acc, edit_distance, brier): *consistent with a metric artefact* "
+         "needs one of them smooth while the discontinuous metric is sharp, none of them sharp, and exact match "
+         f"within ±{th.schaeffer_tolerance:g} of p̄^L at every size (Schaeffer's relation, below); *sharp under both* "
+         "(a candidate emergent ability) when a continuous metric is sharp too. A discontinuous metric still at "
+         "chance at the largest size counts as flat. A verdict whose discontinuous metric improves through a single "
+         "significant jump between two sizes names that jump. **No signal**: the discontinuous metric is at chance "
+         "at every size and no continuous metric moves. With fewer than "
+         f"{th.min_seeds} seeds at a size there is no verdict across seeds: it says *one seed*, and what items "
+         "alone would say.",
          "", "### Emergent, or a metric artefact?", "", *(_task_words(t, variants) for t in tasks), ""]
     L += ["### Per task and variant", ""]
     for t in tasks:
         L += _task_table(t, variants)
-    L += _overlay(variants) + _cot(em.cot or []) + _shots(em.shots) + _icl(em.icl or [])
+    L += _seed_table(variants) + _overlay(variants, th.schaeffer_tolerance) + _recall(em.recall or [])
+    L += _cot(em.cot or []) + _shots(em.shots) + _icl(em.icl or [])
     L += _two_step(em.two_step or [])
     if em.skipped:
         L += ["Runs with task results left out: " + "; ".join(f"`{s.run_name}` ({s.reason})" for s in em.skipped)

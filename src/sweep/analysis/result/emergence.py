@@ -18,7 +18,8 @@ class Thresholds(Record):
     sharp_jump_share: float
     min_sizes: int
     smooth_rank_correlation: float
-    noise_multiple: float
+    min_seeds: int  # seeds per size a verdict across seeds needs
+    schaeffer_tolerance: float  # |exact − p̄^L| within which per-token probability explains exact match
     min_change: dict[str, float]  # per metric: the smallest net change that counts
 
 
@@ -39,7 +40,8 @@ class SkippedRun(Record):
 
 @dataclass(kw_only=True)
 class SizePoint(Record):
-    """A metric at one size: the mean over seeds, items n, Wilson interval (proportions) and whether chance is in it."""
+    """A metric at one size: the mean over seeds, their min and max, items n (over all seeds), the hierarchical
+    bootstrap's 95% interval (for a proportion widened to hold Wilson's) and whether chance is in it."""
     N: float
     C: float
     val_loss: float
@@ -48,28 +50,30 @@ class SizePoint(Record):
     lo: float | None
     hi: float | None
     at_chance: bool
+    seed_min: float | None
+    seed_max: float | None
+    n_seeds: int
 
 
 @dataclass(kw_only=True)
 class Jump(Record):
-    """The change between two adjacent sizes (lo, hi: Newcombe's interval, for a proportion)."""
+    """The change between two adjacent sizes with its bootstrap interval."""
     from_N: float
     to_N: float
     change: float
-    lo: float | None = absent()
-    hi: float | None = absent()
+    lo: float | None
+    hi: float | None
 
 
 @dataclass(kw_only=True)
 class Trend(Record):
-    """How a metric moves across sizes: sharp, smooth or flat (emergence/verdict.py's trend)."""
+    """How a metric moves across sizes: sharp, smooth, uneven or flat (emergence/verdict.py's trend)."""
     smallest: float | None
     largest: float | None
     spearman: float | None
     jump_share: float | None
     net: float | None
-    noise: float | None
-    difference: list[float | None] | None  # largest − smallest with Newcombe's interval: [d, lo, hi]
+    difference: list[float | None] | None  # largest − smallest with its bootstrap interval: [d, lo, hi]
     jump: Jump | None
     significant_jumps: list[Jump]
     state: str
@@ -83,7 +87,10 @@ class OverlayPoint(Record):
     lo: float | None
     hi: float | None
     predicted: float | None  # p̄^L
-    p_seq: float | None = absent()
+    p_seq: float | None
+    deviation: float | None  # measured − p̄^L, with its bootstrap interval
+    deviation_lo: float | None
+    deviation_hi: float | None
 
 
 @dataclass(kw_only=True)
@@ -95,10 +102,12 @@ class Variant(Record):
     answer_tokens: float | None
     primary: str | None  # the discontinuous metric the verdict reads
     n_sizes: int
+    min_seeds: int  # the fewest seeds at any size
     per_size: dict[str, list[SizePoint]]  # per metric
     trend: dict[str, Trend]  # per metric
     verdict: str
     verdict_text: str
+    explained_by_per_token: bool | None  # exact match within the tolerance of p̄^L at every size (None: not judged)
     overlay: list[OverlayPoint] | None = absent()
 
 
@@ -151,8 +160,12 @@ class IclSize(Record):
     n_runs: int
     icl_score: float | None
     induction_ratio: float | None
-    early: Any  # the windows tasks.json names (as it wrote them)
+    early: Any  # the context positions of the ICL score's bands, as tasks.json names them
     late: Any
+    icl_score_ci: list[float | None] | None = absent()  # the bootstrap's (seeds, then windows)
+    icl_score_seeds: list[float | None] | None = absent()  # the seeds' min and max
+    induction_ratio_ci: list[float | None] | None = absent()  # the bootstrap's (seeds, then copy items)
+    induction_ratio_seeds: list[float | None] | None = absent()
     positions: list[int] | None = absent()
     per_position_loss: list[float | None] | None = absent()
 
@@ -198,6 +211,7 @@ class TwoStep(Record):
     observed: float | None = absent()
     observed_ci: list[float | None] | None = absent()
     predicted: float | None = absent()
+    predicted_ci: list[float | None] | None = absent()  # both steps refitted on the bootstrap's replicates
     error: float | None = absent()
     nll_observed: float | None = absent()
     nll_predicted: float | None = absent()
@@ -211,10 +225,30 @@ class TwoStep(Record):
 
 
 @dataclass(kw_only=True)
+class RecallSize(Record):
+    N: float
+    seen: float | None
+    seen_ci: list[float | None]
+    held_out: float | None
+    held_out_ci: list[float | None]
+    difference: float | None
+
+
+@dataclass(kw_only=True)
+class Recall(Record):
+    """A memorisation control (items the mix trained on) beside the held-out variant: recall and generalisation."""
+    seen: str
+    held_out: str
+    per_size: list[RecallSize]
+
+
+@dataclass(kw_only=True)
 class Emergence(Record):
     thresholds: Thresholds
+    replicates: int  # of the hierarchical bootstrap
     runs: int
     runs_used: int
+    seeds_per_size: list[int]
     sizes: list[SizeRow]
     skipped: list[SkippedRun]
     variants: dict[str, Variant]  # by key, task/variant
@@ -222,4 +256,5 @@ class Emergence(Record):
     shots: Shots | None
     icl: list[IclSize]
     two_step: list[TwoStep]
+    recall: list[Recall]
     table: str | None = absent()  # the per-run table's file beside fits.json (tasks.csv)

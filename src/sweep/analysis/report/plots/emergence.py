@@ -1,6 +1,6 @@
 """The abilities figures, drawn from the result's `emergence` alone (result/emergence.py): per task each
-metric against N, training FLOPs and val_loss (one line per variant, chance dashed, Wilson intervals as bars, values
-at chance hollow); the Schaeffer overlay (measured exact match beside p̄^L and mean p_seq); CoT against direct
+metric against N, training FLOPs and val_loss (one line per variant, chance dashed, 95% intervals (seeds, then
+items) as bars, values at chance hollow); the Schaeffer overlay (measured exact match beside p̄^L and mean p_seq); CoT against direct
 answers; accuracy against shots with the random-label control; the per-position loss and ICL score per size; the
 two-step prediction.
 `emergence_figures` yields (name, figure) for plots.make_plots, which saves them; names start with "emergence".
@@ -22,13 +22,13 @@ AXES = (("N", "parameters N", True), ("C", "training FLOPs C", True), ("val_loss
 MAX_TWO_STEP = 4
 PREFIX = "emergence"
 EMERGENCE_CAPTIONS = {
-    "emergence_overlay": "Schaeffer overlay: measured exact match (bars: Wilson 95%) beside exact match predicted "
-                         "from the per-token probability, p̄^L with p̄ = exp(−nll) and L the answer's tokens (dashed), "
+    "emergence_overlay": "Schaeffer overlay: measured exact match (bars: 95% interval, seeds then items) beside "
+                         "exact match predicted from the per-token probability, p̄^L with p̄ = exp(−nll) and L the answer's tokens (dashed), "
                          "and the mean sequence probability p_seq (dotted)",
     "emergence_cot": "Scratchpad (CoT) against direct answers per size: the result's exact match of each; ★ where "
-                     "the scratchpad helps significantly (Newcombe 95% interval of the difference above 0)",
+                     "the scratchpad helps significantly (the 95% interval of the difference above 0)",
     "emergence_shots": "In-context learning: accuracy against shots per size (solid), the random-label control "
-                       "icl_random (dashed), chance (grey dashed); hollow: within the Wilson interval of chance",
+                       "icl_random (dashed), chance (grey dashed); hollow: chance within the 95% interval",
     "emergence_icl": "Per-position loss on held-out text per size (lower later in the context: in-context "
                      "learning), and the ICL score and induction ratio against N",
     "emergence_two_step": "Two-step prediction, largest size held out: task NLL against FLOPs (power law with "
@@ -41,7 +41,7 @@ def caption(name: str) -> str:
     if name in EMERGENCE_CAPTIONS:
         return EMERGENCE_CAPTIONS[name]
     task = name.removeprefix(f"{PREFIX}_task_")
-    return (f"Task {task}: each metric against N, training FLOPs and val_loss (one line per variant, Wilson 95% "
+    return (f"Task {task}: each metric against N, training FLOPs and val_loss (one line per variant, 95% "
             f"bars, chance dashed, hollow at chance)")
 
 
