@@ -1,5 +1,6 @@
 """The abilities' intervals: a hierarchical bootstrap, seeds first, then items within a seed. Pure numerics on
-tasks.json's per-item outcomes (emergence/load.py's TaskData.items); no I/O.
+tasks.json's per-item outcomes (emergence/load.py's TaskData.items); no I/O. `Boot` holds a sweep's replicates, made
+once per variant and reused by every quantity derived from them.
 
 A size's value of a metric is the mean over its seeds (runs of one cell) of each seed's value over the variant's
 items. One replicate draws, per size, as many seeds as it has, with replacement, and for each drawn seed its items
@@ -13,6 +14,9 @@ carry item noise only) and the verdicts say so.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
+
+from .load import TaskData
 
 REPLICATES = 1000
 LEVEL = 0.95
@@ -72,3 +76,31 @@ def seed_stats(seeds: list[dict[str, np.ndarray]], metric: str) -> dict:
     values = np.array([value(s, metric) for s in seeds])
     return {"value": float(values.mean()), "seed_min": float(values.min()), "seed_max": float(values.max()),
             "n_seeds": len(values)}
+
+
+class Boot:
+    """The bootstrap's replicates, [size, replicate] per (what, metric), what a variant key or "icl"/"copy"; sizes
+    in the order of `sizes` (those where what was scored)."""
+
+    def __init__(self, data: TaskData, series: pd.DataFrame, replicates: int = REPLICATES, seed: int = 0):
+        self.rng, self.n = np.random.default_rng(seed), replicates
+        self.runs = {size: list(g["run_name"]) for size, g in series.groupby("size")}
+        self.data = data
+        self._cache: dict[str, tuple[list[int], dict[str, np.ndarray], dict[str, list[dict]]]] = {}
+
+    def of(self, what: str):
+        """(sizes, {metric: replicates [size, B]}, {metric: per-size seed stats}) for a variant key or icl/copy."""
+        if what not in self._cache:
+            sizes, reps, stats = [], {}, {}
+            for size, runs in sorted(self.runs.items()):
+                seeds = [self.data.items[(r, what)] for r in runs if (r, what) in self.data.items]
+                if not seeds:
+                    continue
+                metrics = metrics_of(seeds[0])
+                sizes.append(size)
+                for m, r in replicates(seeds, metrics, self.rng, self.n).items():
+                    reps.setdefault(m, []).append(r)
+                for m in metrics:
+                    stats.setdefault(m, []).append(seed_stats(seeds, m))
+            self._cache[what] = (sizes, {m: np.stack(r) for m, r in reps.items()}, stats)
+        return self._cache[what]

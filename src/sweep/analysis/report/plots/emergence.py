@@ -164,7 +164,7 @@ def icl_figure(icl: list[IclSize]):
 
 
 def two_step_figure(rows: list[TwoStep]):
-    from ...emergence.trends import power_law_nll, sigmoid_acc
+    from ...emergence.two_step import power_law_nll, sigmoid_acc
 
     done = [r for r in rows if r.skipped is None][:MAX_TWO_STEP]
     if not done:
