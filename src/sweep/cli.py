@@ -14,7 +14,7 @@ USAGE = """usage: sweep COMMAND [ARGS]
 
 commands:
   train [-m] [OVERRIDES]    one training run, or a grid with -m (sweep=cpu|isoflop|ladder|lr|isoflop_cooldown|
-                            emergence|emergence_gpu selects a preset)
+                            emergence|emergence_add|emergence_gpu selects a preset)
   demo [law|emergence] [OVERRIDES]
                             the embedded default end to end on CPU: the `cpu` isoFLOP grid, then analyze;
                             `demo law`: sizes √2 apart and two seeds per cell, for a law with a narrow interval
