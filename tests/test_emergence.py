@@ -330,7 +330,8 @@ def test_the_section_says_per_task_what_it_found(emergence):
     assert "consistent with a metric artefact" in lines["copy"]
     assert "a candidate emergent ability under this suite" in lines["muladd"]
     assert lines["redefine"].count("(at chance)") == 2 and "no signal" in lines["redefine"]
-    assert "exact 0 [0, 0.00255] (at chance) at N=3e+04 → 0.778 [" in lines["copy"] and "(difference +0.778 [+0." in lines["copy"]
+    assert "exact 0 [0, 0.00255] (at chance) at N=3e+04 → 0.778 [" in lines["copy"]
+    assert "(difference +0.778 [+0." in lines["copy"]
     assert "no trend with size" in lines["probe"]
     assert "hierarchical bootstrap (400 replicates)" in text and "3 seed(s) each" in text
     assert "the scratchpad helps significantly from N=3e+05 on" in text
@@ -387,3 +388,26 @@ def test_sweep_analyze_writes_the_abilities_section(tmp_path):
     assert all(f"]({name})" in section for name in figures)  # shown in the section, not again under Plots
     assert "emergence_" not in report[report.index("## Plots"):]
     assert "emergence_overlay" in (out / "report.html").read_text()
+
+
+def test_one_seed_per_size_gives_no_verdict_across_seeds(tmp_path):
+    em = analyze_emergence(load_tasks(write_task_sweep(tmp_path / "one", seeds=1), "non_embedding"), 200, 5)
+    assert em.seeds_per_size == [1] * len(SIZES)
+    v = em.variants["probe/jump"]
+    assert v.verdict == "one_seed" and v.verdict_text.startswith("one seed: no significance across seeds")
+    assert "with item noise alone: sharp under both" in v.verdict_text  # what items alone would say
+    assert {x.verdict for x in em.variants.values()} == {"one_seed"}
+    assert "it says *one seed*" in "\n".join(section_lines(em, {}))
+
+
+def test_a_tasks_json_without_per_item_outcomes_is_left_out_and_named(tmp_path):
+    root = write_task_sweep(tmp_path / "old", sizes=4, seeds=1)
+    old = next(root.iterdir()) / "tasks.json"
+    doc = json.loads(old.read_text())
+    for v in doc["variants"].values():
+        v.pop("items")
+    old.write_text(json.dumps(doc))
+    data = load_tasks(root, "non_embedding")
+    (skipped,) = data.skipped
+    assert skipped["run_name"] == old.parent.name and "sweep evaluate RUN_DIR" in skipped["reason"]
+    assert old.parent.name not in set(data.runs["run_name"])

@@ -218,7 +218,8 @@ def test_no_eval_item_shares_a_canonical_form_with_any_training_item(items500):
     eval_forms = {core(i) for i in held}
     codec = check_tokenizer(train_tokenizer([ALPHABET * 4] * 20, 300))
     rows = TaskRows(suite, 0, 0.5, codec, 128)
-    trained = [t for step in range(400) for row in range(50) for t in codec.decode(rows.window(step, row)).split(SEP)[:-1]]
+    trained = [t for step in range(400) for row in range(50)
+               for t in codec.decode(rows.window(step, row)).split(SEP)[:-1]]
     assert len(trained) > 100_000
     shown = set()
     for text in trained:

@@ -135,7 +135,7 @@ def cot_vs_direct(variants: dict, boot: Boot) -> list[dict]:
         if not v["task"].endswith("_cot") or direct not in variants:
             continue
         m = "exact_final" if "exact_final" in v["per_size"] else "exact"
-        (c_sizes, c_reps, _), (d_sizes, d_reps, _) = boot.of(key), boot.of(direct)
+        (_, c_reps, _), (_, d_reps, _) = boot.of(key), boot.of(direct)
         a = {round(np.log(p["N"]), 2): (i, p) for i, p in enumerate(variants[direct]["per_size"].get("exact", []))}
         rows = []
         for j, p in enumerate(v["per_size"].get(m, [])):
@@ -238,8 +238,8 @@ def analyze_emergence(data: TaskData, replicates: int = resample.REPLICATES,
            "runs_used": len(series), "seeds_per_size": series.groupby("size")["run_name"].nunique().tolist(),
            "sizes": sizes.drop(columns="size").to_dict("records"), "skipped": data.skipped,
            "variants": variants, "cot": cot_vs_direct(variants, boot), "shots": shots(variants),
-           "icl": icl_table(data, series, boot), "two_step": two_step(data, series, table, variants, boot, two_step_replicates),
-           "recall": recall(variants)}
+           "icl": icl_table(data, series, boot),
+           "two_step": two_step(data, series, table, variants, boot, two_step_replicates), "recall": recall(variants)}
     return Emergence.from_json(json_safe(out), "emergence")
 
 

@@ -117,7 +117,8 @@ def verdict(trends: dict, all_at_chance: bool, n_sizes: int, largest_at_chance: 
     if ds != "sharp" and all_at_chance:
         key = "below_threshold" if c_moved else "no_signal"
     elif ds == "sharp":
-        key = "emergent" if c_sharp else ("artefact" if explained_by_per_token is not False else "beyond_per_token")             if c_smooth else "sharp_discontinuous_only"
+        per_token = "artefact" if explained_by_per_token is not False else "beyond_per_token"
+        key = "emergent" if c_sharp else per_token if c_smooth else "sharp_discontinuous_only"
     elif ds == "smooth":
         key = "smooth" if c_smooth else "sharp_continuous_only" if c_sharp else "discontinuous_only"
     else:

@@ -110,7 +110,8 @@ def _overlay(variants: dict, tolerance: float) -> list[str]:
     L = ["**Schaeffer's relation** (exact match against p̄^L, the per-token probability p̄ = exp(−nll) to the "
          "answer's L tokens including END: the deviation measured − p̄^L per size with its bootstrap interval; exact "
          f"match counts as explained by the per-token metric when every size's interval reaches within ±{tolerance:g} "
-         "of 0):", "", "| variant (L) | N | measured | p̄^L | p_seq | deviation | explained |", "|---|---|---|---|---|---|---|"]
+         "of 0):", "", "| variant (L) | N | measured | p̄^L | p_seq | deviation | explained |",
+         "|---|---|---|---|---|---|---|"]
     for key, v in rows:
         for i, p in enumerate(v.overlay):
             dev = "—" if p.deviation is None else ci_text(p.deviation, [p.deviation_lo, p.deviation_hi], "{:+.3g}")

@@ -1,8 +1,8 @@
 """The abilities figures, drawn from the result's `emergence` alone (result/emergence.py): per task each
 metric against N, training FLOPs and val_loss (one line per variant, chance dashed, 95% intervals (seeds, then
-items) as bars, values at chance hollow); the Schaeffer overlay (measured exact match beside p̄^L and mean p_seq); CoT against direct
-answers; accuracy against shots with the random-label control; the per-position loss and ICL score per size; the
-two-step prediction.
+items) as bars, values at chance hollow); the Schaeffer overlay (measured exact match beside p̄^L and mean p_seq);
+CoT against direct answers; accuracy against shots with the random-label control; the per-position loss and ICL
+score per size; the two-step prediction.
 `emergence_figures` yields (name, figure) for plots.make_plots, which saves them; names start with "emergence".
 """
 
@@ -23,7 +23,8 @@ MAX_TWO_STEP = 4
 PREFIX = "emergence"
 EMERGENCE_CAPTIONS = {
     "emergence_overlay": "Schaeffer overlay: measured exact match (bars: 95% interval, seeds then items) beside "
-                         "exact match predicted from the per-token probability, p̄^L with p̄ = exp(−nll) and L the answer's tokens (dashed), "
+                         "exact match predicted from the per-token probability, p̄^L with p̄ = exp(−nll) and L the "
+                         "answer's tokens (dashed), "
                          "and the mean sequence probability p_seq (dotted)",
     "emergence_cot": "Scratchpad (CoT) against direct answers per size: the result's exact match of each; ★ where "
                      "the scratchpad helps significantly (the 95% interval of the difference above 0)",
