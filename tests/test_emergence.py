@@ -228,8 +228,7 @@ def test_a_jump_made_by_one_lucky_seed_is_not_significant(emergence):
     lo3, hi3 = wilson(pts[3]["value"], pts[3]["n"])
     lo4, hi4 = wilson(pts[4]["value"], pts[4]["n"])
     assert hi3 < lo4  # what pooling the items would say
-    jump = next(j for j in v["trend"]["mc_acc"].get("significant_jumps", []) if False) if False else None
-    assert jump is None and not any(j["from_N"] == pytest.approx(SIZES[3]) for j in
+    assert not any(j["from_N"] == pytest.approx(SIZES[3]) for j in
                                     v["trend"]["mc_acc"]["significant_jumps"])
     assert v["verdict"] != "emergent" and v["trend"]["mc_acc"]["state"] != "sharp"
 
@@ -250,6 +249,19 @@ def test_a_rise_within_the_noise_is_not_a_trend():
     line = [2.47, 2.38, 2.30, 2.21, 2.12]
     assert trend(N, line, "nll", _boot(line, 0.01, rng))["state"] == "smooth"
     assert trend(N, line, "nll", _boot(line, 0.2, rng))["state"] == "flat"
+
+
+def test_a_jump_then_a_significant_fall_is_neither_sharp_nor_smooth():
+    """The 1.5M-token demo's add d1 nll: 1.94 → 1.42 at the first step, then back up to 1.56 (the larger sizes
+    undertrained at that horizon). Its largest step carries all of the net, but the curve is no trend in scale."""
+    N, rng = np.array([5.9e3, 1.2e4, 2.5e4, 5e4, 9.8e4]), np.random.default_rng(0)
+    values = [1.94, 1.416, 1.441, 1.566, 1.559]
+    t = trend(N, values, "nll", _boot(values, 0.02, rng))
+    assert t["jump_share"] == 1.0 and t["regresses"] and t["state"] == "uneven"
+    # the same first step with the rest flat within the noise is sharp
+    flat_after = [1.94, 1.416, 1.43, 1.42, 1.41]
+    t = trend(N, flat_after, "nll", _boot(flat_after, 0.02, rng))
+    assert not t["regresses"] and t["state"] == "sharp"
 
 
 def test_the_verdict_needs_a_smooth_continuous_metric_for_an_artefact():

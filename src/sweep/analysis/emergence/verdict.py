@@ -5,8 +5,10 @@ then items within a seed) excludes 0, so a jump between sizes must stand beyond 
 
 The stated test of smoothness: a metric is *smooth* when its net improvement counts, its Spearman ρ with log N is
 ≥ smooth_rank_correlation and no step between adjacent sizes carries sharp_jump_share of the net or more; *sharp*
-when that largest step is significant and carries ≥ sharp_jump_share of a net improvement that counts; *uneven*
-when it improved out of the noise but is neither; *flat* otherwise. Schaeffer et al. 2023's argument needs a
+when that largest step is significant and carries ≥ sharp_jump_share of a net improvement that counts; neither when
+some step between adjacent sizes is a significant worsening (a rise, then a significant fall, is no trend in scale:
+at a horizon too short for the larger sizes, say); *uneven* when it improved out of the noise but is neither; *flat*
+otherwise. Schaeffer et al. 2023's argument needs a
 continuous metric that is smooth while exact match jumps, and exact match that per-token probability explains:
 its deviation from p̄^L within schaeffer_tolerance at every size (the interval reaching that band).
 """
@@ -70,7 +72,7 @@ def trend(N, values, metric: str, boot: np.ndarray) -> dict:
     out = {"smallest": float(v[0]), "largest": float(v[-1]), "spearman": rho, "jump_share": share, "net": net,
            "difference": None, "jump": None, "significant_jumps": []}
     if k < 2:
-        return {**out, "state": "flat", "within_noise": False}
+        return {**out, "state": "flat", "within_noise": False, "regresses": False}
     jumps = []
     for i in range(k - 1):
         lo, hi = interval(boot[i + 1] - boot[i])
@@ -82,17 +84,21 @@ def trend(N, values, metric: str, boot: np.ndarray) -> dict:
         (lambda j: j["hi"] is not None and j["hi"] < 0)
     net_stands_out = better({"lo": lo, "hi": hi})
     significant = [better(j) for j in jumps]
+    worse = (lambda j: j["hi"] is not None and j["hi"] < 0) if sign > 0 else \
+        (lambda j: j["lo"] is not None and j["lo"] > 0)
+    regresses = any(worse(j) for j in jumps)
     out["jump"] = jumps[at]
     out["significant_jumps"] = [j for j, s in zip(jumps, significant) if s]
     enough = net >= THRESHOLDS["min_change"][metric] and net_stands_out  # the floor: a change too small to matter
     concentrated = share is not None and share >= THRESHOLDS["sharp_jump_share"]
-    if enough and concentrated and significant[at] and k >= THRESHOLDS["min_sizes"]:
+    if enough and concentrated and significant[at] and k >= THRESHOLDS["min_sizes"] and not regresses:
         state = "sharp"
-    elif enough and not concentrated and rho is not None and rho >= THRESHOLDS["smooth_rank_correlation"]:
+    elif enough and not concentrated and not regresses and rho is not None \
+            and rho >= THRESHOLDS["smooth_rank_correlation"]:
         state = "smooth"
     else:
         state = "uneven" if enough else "flat"
-    return {**out, "state": state, "within_noise": bool(net > 0 and not net_stands_out)}
+    return {**out, "state": state, "within_noise": bool(net > 0 and not net_stands_out), "regresses": regresses}
 
 
 def _single_jump(j: dict) -> str:

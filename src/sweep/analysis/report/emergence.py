@@ -39,7 +39,9 @@ def _ends(v: Variant, metric: str) -> str:
 
 
 def _state(t: Trend) -> str:
-    return "flat (within noise)" if t.state == "flat" and t.within_noise else t.state
+    if t.state == "flat" and t.within_noise:
+        return "flat (within noise)"
+    return f"{t.state} (worsens at a step)" if t.regresses else t.state
 
 
 def _best_generative(variants: dict) -> tuple[str, float] | None:
@@ -233,8 +235,9 @@ def section_lines(em: Emergence | None, plots: dict) -> list[str]:
          f"largest size counts, so does its largest improvement between adjacent sizes, and that jump is ≥ "
          f"{th.sharp_jump_share} of the net (its jump share), over ≥ {th.min_sizes} sizes; **smooth** (the stated "
          f"test of smoothness) when its net improvement counts, its Spearman ρ with log N is ≥ "
-         f"{th.smooth_rank_correlation} and no step carries {th.sharp_jump_share} of the net or more; **uneven** "
-         f"when it improved out of the noise but is neither; **flat** otherwise (*flat (within noise)* when it "
+         f"{th.smooth_rank_correlation} and no step carries {th.sharp_jump_share} of the net or more; neither when "
+         f"a step between adjacent sizes is a significant worsening; **uneven** when it improved out of the noise "
+         f"but is neither; **flat** otherwise (*flat (within noise)* when it "
          f"improved, but not out of the noise), or when its net improvement is below "
          + ", ".join(f"{v:g} ({k})" for k, v in th.min_change.items()) + ". "
          "A variant's verdict compares its discontinuous metric (mc_acc, else exact_final, else exact) with its "

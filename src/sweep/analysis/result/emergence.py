@@ -78,6 +78,7 @@ class Trend(Record):
     significant_jumps: list[Jump]
     state: str
     within_noise: bool
+    regresses: bool = False  # some adjacent step is a significant worsening: neither sharp nor smooth
 
 
 @dataclass(kw_only=True)
