@@ -224,12 +224,12 @@ def test_demo_emergence_end_to_end(tmp_path, corpus):
     # suite and few tokens: task events, tasks.json per run, and the report's abilities section.
     args = ["demo", "emergence", f"out_dir={tmp_path}", "data=local", f"data.path={corpus}", "data.val_tokens=4096",
             "data.allow_repeat=true", "train.tokens=20480", "model=gpt-3k,gpt-6k,gpt-12k,gpt-25k", "tasks.items=30",
-            "tasks.items_during=10", "tasks.icl_windows=8", "train.eval_every=10"]
+            "tasks.items_during=10", "tasks.icl_windows=8", "train.eval_every=10", "sweep.seeds=[0,1]"]
     result = sweep_cmd(*args, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     sweep_dir = tmp_path / "emergence"
     cells = summaries(sweep_dir)
-    assert len(cells) == 4 and all(c["status"] == "completed" for c in cells.values())
+    assert len(cells) == 8 and all(c["status"] == "completed" for c in cells.values())  # four sizes, two seeds
     for name in cells:
         events = [json.loads(line) for line in (sweep_dir / name / "metrics.jsonl").read_text().splitlines()]
         assert sum("tasks" in e for e in events) == sum("val_loss" in e for e in events) >= 2
