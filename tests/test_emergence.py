@@ -228,8 +228,7 @@ def test_a_jump_made_by_one_lucky_seed_is_not_significant(emergence):
     lo3, hi3 = wilson(pts[3]["value"], pts[3]["n"])
     lo4, hi4 = wilson(pts[4]["value"], pts[4]["n"])
     assert hi3 < lo4  # what pooling the items would say
-    assert not any(j["from_N"] == pytest.approx(SIZES[3]) for j in
-                                    v["trend"]["mc_acc"]["significant_jumps"])
+    assert not any(j["from_N"] == pytest.approx(SIZES[3]) for j in v["trend"]["mc_acc"]["significant_jumps"])
     assert v["verdict"] != "emergent" and v["trend"]["mc_acc"]["state"] != "sharp"
 
 

@@ -8,9 +8,9 @@ The stated test of smoothness: a metric is *smooth* when its net improvement cou
 when that largest step is significant and carries ≥ sharp_jump_share of a net improvement that counts; neither when
 some step between adjacent sizes is a significant worsening (a rise, then a significant fall, is no trend in scale:
 at a horizon too short for the larger sizes, say); *uneven* when it improved out of the noise but is neither; *flat*
-otherwise. Schaeffer et al. 2023's argument needs a
-continuous metric that is smooth while exact match jumps, and exact match that per-token probability explains:
-its deviation from p̄^L within schaeffer_tolerance at every size (the interval reaching that band).
+otherwise. Schaeffer et al. 2023's argument needs a continuous metric that is smooth while exact match jumps, and
+exact match that per-token probability explains: its deviation from p̄^L within schaeffer_tolerance at every size
+(the interval reaching that band).
 """
 
 from __future__ import annotations
@@ -57,6 +57,15 @@ def _sign(metric: str) -> float:
     return -1.0 if metric in LOWER_BETTER else 1.0
 
 
+def _significance(lo: float | None, hi: float | None, sign: float) -> int:
+    """+1 when a change's interval lies wholly on the better side of 0 (sign: +1 when higher is better), −1 when
+    wholly on the worse side, 0 when it holds 0 or has no interval."""
+    if lo is None or hi is None:
+        return 0
+    lo, hi = sorted((sign * lo, sign * hi))
+    return 1 if lo > 0 else -1 if hi < 0 else 0
+
+
 def trend(N, values, metric: str, boot: np.ndarray) -> dict:
     """How a metric moves across sizes: its ends, Spearman ρ with log N (sign-aware: + is better), the jump share
     (largest improvement between adjacent sizes ÷ net improvement, at most 1), the net difference and every
@@ -80,13 +89,9 @@ def trend(N, values, metric: str, boot: np.ndarray) -> dict:
                       "lo": lo, "hi": hi})
     lo, hi = interval(boot[-1] - boot[0])
     out["difference"] = [float(v[-1] - v[0]), lo, hi]
-    better = (lambda j: j["lo"] is not None and j["lo"] > 0) if sign > 0 else \
-        (lambda j: j["hi"] is not None and j["hi"] < 0)
-    net_stands_out = better({"lo": lo, "hi": hi})
-    significant = [better(j) for j in jumps]
-    worse = (lambda j: j["hi"] is not None and j["hi"] < 0) if sign > 0 else \
-        (lambda j: j["lo"] is not None and j["lo"] > 0)
-    regresses = any(worse(j) for j in jumps)
+    net_stands_out = _significance(lo, hi, sign) > 0
+    significant = [_significance(j["lo"], j["hi"], sign) > 0 for j in jumps]
+    regresses = any(_significance(j["lo"], j["hi"], sign) < 0 for j in jumps)
     out["jump"] = jumps[at]
     out["significant_jumps"] = [j for j, s in zip(jumps, significant) if s]
     enough = net >= THRESHOLDS["min_change"][metric] and net_stands_out  # the floor: a change too small to matter
