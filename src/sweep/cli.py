@@ -15,6 +15,9 @@ USAGE = """usage: sweep COMMAND [ARGS]
 commands:
   train [-m] [OVERRIDES]    one training run, or a grid with -m (sweep=cpu|isoflop|ladder|lr|isoflop_cooldown|
                             emergence|emergence_add|emergence_gpu selects a preset)
+  submit [OVERRIDES]        a grid sent to SLURM as a job array, and back at once with the job ids (fire and
+                            forget; hydra.launcher.* sets partition, time, GPUs); then `sweep status`
+  status SWEEP_DIR [--json] each cell planned / queued / running / done / failed, and the next command
   demo [law|emergence] [OVERRIDES]
                             the embedded default end to end on CPU: the `cpu` isoFLOP grid, then analyze;
                             `demo law`: sizes √2 apart and two seeds per cell, for a law with a narrow interval
@@ -40,7 +43,7 @@ LOG_FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"  # Hydra's j
 
 
 COMPLETION_FLAGS = ("-sc", "--shell-completion")
-COMPLETES_OVERRIDES = ("train", "demo", "prepare", "bench")  # commands that take config overrides
+COMPLETES_OVERRIDES = ("train", "submit", "demo", "prepare", "bench")  # commands that take config overrides
 
 
 def complete(argv: list[str]) -> int:
@@ -72,6 +75,26 @@ def cmd_train(argv: list[str]) -> int:
     from .launch import launch
 
     return launch(argv)
+
+
+def cmd_submit(argv: list[str]) -> int:
+    from .grid import submit_grid
+
+    return submit_grid(argv)
+
+
+def cmd_status(argv: list[str]) -> int:
+    import argparse
+
+    from .status import as_json, report
+
+    parser = argparse.ArgumentParser(prog="sweep status", description="each cell of a sweep directory's grid as "
+                                     "planned, queued, running, done or failed, and the next command")
+    parser.add_argument("sweep_dir", type=Path)
+    parser.add_argument("--json", action="store_true", help="one JSON list of the cells instead of a table")
+    args = parser.parse_args(argv)
+    print(json.dumps(as_json(args.sweep_dir), indent=2) if args.json else report(args.sweep_dir))
+    return 0
 
 
 DEMOS = {"law": "cpu_law", "emergence": "emergence"}  # `sweep demo NAME` → its preset (plain `sweep demo`: cpu)
@@ -159,7 +182,8 @@ def cmd_evaluate(argv: list[str]) -> int:
     return EXIT_FAILED if failed else 0
 
 
-COMMANDS = {"train": cmd_train, "demo": cmd_demo, "sizes": cmd_sizes, "prepare": cmd_prepare, "analyze": cmd_analyze,
+COMMANDS = {"train": cmd_train, "submit": cmd_submit, "status": cmd_status, "demo": cmd_demo,
+            "sizes": cmd_sizes, "prepare": cmd_prepare, "analyze": cmd_analyze,
             "compare": cmd_compare, "bench": cmd_bench, "evaluate": cmd_evaluate}
 
 

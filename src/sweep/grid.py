@@ -71,10 +71,9 @@ def cell_table(sweep_dir: Path, cells: list[Cell]) -> str:
     return "\n".join(lines)
 
 
-def launch_grid(argv: list[str]) -> tuple[int, Path]:
-    """Run every cell of the grid; 1 when a cell failed (each named on stderr), else Hydra's exit code. Ends with
-    the table of cells and the next command."""
-    grid = plan_grid(argv)
+def _run_cells(grid: Grid) -> int:
+    """The shared corpus and the suite prepared and checked, the manifest written, then Hydra's launcher runs the
+    cells; Hydra's exit code."""
     if not any(k == "data" or k.startswith("data.") for k in grid.keys):
         from .data import prepare  # parallel cells share one corpus: tokenize it once, up front
 
@@ -83,7 +82,14 @@ def launch_grid(argv: list[str]) -> tuple[int, Path]:
         check_tasks(grid, prepared)
     write_manifest(grid)  # before any cell starts: the cells read their skip decision from it
     os.environ[GRID_CELLS_ENV] = str(grid.processes)  # cells side by side divide the cores (launch.parallel_cells)
-    code = hydra_run(grid.argv)
+    return hydra_run(grid.argv)
+
+
+def launch_grid(argv: list[str]) -> tuple[int, Path]:
+    """Run every cell of the grid; 1 when a cell failed (each named on stderr), else Hydra's exit code. Ends with
+    the table of cells and the next command."""
+    grid = plan_grid(argv)
+    code = _run_cells(grid)
     skipped = len(grid.skipped)
     print(f"\n{grid.sweep_dir}: {len(grid.planned)} cell(s)" + (f", {skipped} skipped" if skipped else "")
           + f"\n{cell_table(grid.sweep_dir, grid.planned)}")
@@ -97,3 +103,43 @@ def launch_grid(argv: list[str]) -> tuple[int, Path]:
     if code == 0:
         print(f"next: sweep analyze {grid.sweep_dir}")
     return code, grid.sweep_dir
+
+
+SUBMIT_LAUNCHER = ["hydra/launcher=slurm", "hydra.launcher.wait=false"]
+
+
+def submit_grid(argv: list[str]) -> int:
+    """`sweep submit`: every cell checked, the cells with work to do submitted to SLURM as one job array, and back
+    at once with the job ids (the SLURM launcher records them in jobs.jsonl; `sweep status` follows them)."""
+    import time
+
+    from .scheduler import read_jobs, reachable
+
+    chosen = [a for a in argv if a.startswith("hydra/launcher=")]
+    if chosen not in ([], ["hydra/launcher=slurm"]):
+        raise ConfigError(f"sweep submit sends a grid to SLURM (hydra/launcher=slurm), not {chosen[-1]}: drop it, "
+                          f"or run `sweep train -m ...` for that launcher")
+    reachable()  # before anything is written: no sbatch or no controller is one line
+    argv = [a for a in argv if a not in ("-m", "--multirun") and not a.startswith("hydra/launcher=")]
+    grid = plan_grid(["-m", *argv, *SUBMIT_LAUNCHER])
+    from hydra_plugins.sweep_slurm import SchedulerRefused, try_settings
+
+    from .config import compose_raw
+
+    try:  # the scheduler's word on partition, account, time and resources, before anything is written
+        try_settings(compose_raw(list(grid.planned[0].overrides)).hydra.launcher)
+    except SchedulerRefused as err:
+        raise ConfigError(str(err.code).removeprefix("error: ")) from None
+    started = time.time()
+    code = _run_cells(grid)
+    if code != 0:
+        return code
+    new = {name: job for name, job in read_jobs(grid.sweep_dir).items() if job.get("submitted", 0) >= started}
+    todo = [c.name for c in grid.planned if not c.skipped and c.packed_in is None and c.trunk is None]
+    print(f"\n{grid.sweep_dir}: {len(grid.planned)} cell(s); {len(new)} job(s) submitted")
+    for name, job in new.items():
+        print(f"  {job['job_id']:<12}{name}")
+    if len(new) < len(todo):
+        print(f"  ({len(todo) - len(new)} cell(s) already done: not resubmitted)")
+    print(f"next: sweep status {grid.sweep_dir}")
+    return 0

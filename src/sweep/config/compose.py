@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import re
+from pathlib import Path
 
 from .naming import horizon_tag, run_suffix
 from .schema import ConfigError, RunConfig, load
@@ -22,6 +23,22 @@ def register() -> None:
     OmegaConf.register_new_resolver("sweep_horizon_tag", horizon_tag, replace=True)
     OmegaConf.register_new_resolver("sweep_suffix", run_suffix, replace=True)
     ConfigStore.instance().store(name="run_schema", node=RunConfig)
+    _expose_launcher_plugin()
+
+
+def _expose_launcher_plugin() -> None:
+    """Hydra finds launchers by walking the folders of the `hydra_plugins` namespace; an editable install (pip
+    install -e, setuptools' default mode) serves sweep's SLURM launcher through an import hook that this walk does
+    not see, so the launcher's folder is added to the namespace's folders (a no-op for a regular install)."""
+    import importlib.util
+
+    import hydra_plugins
+
+    spec = importlib.util.find_spec("hydra_plugins.sweep_slurm")
+    if spec is not None and spec.origin:
+        folder = str(Path(spec.origin).parent.parent)
+        if folder not in list(hydra_plugins.__path__):
+            hydra_plugins.__path__.append(folder)
 
 
 def compose_raw(overrides: list[str]):
