@@ -19,12 +19,14 @@ STAGES = [
     ["__init__", "files", "stats", "exits"],
     ["config"],
     ["data"],
-    ["rundir"],
+    ["rundir", "scheduler"],  # the run directory; the scheduler's view of a sweep's jobs (jobs.jsonl, squeue, sacct)
     ["tasks"],
     ["train"],  # train/loop.py runs the task suite (tasks/runner.py): tasks sit below train
     ["evaluate"],
     ["analysis"],
-    ["launch"],  # one run, and a cell's own process: preflight, Hydra's entry point, its task train_cell
+    # launch: one run, and a cell's own process (preflight, Hydra's entry point, its task train_cell); status:
+    # `sweep status`, over rundir and scheduler
+    ["launch", "status"],
     ["grid"],  # grids: planned once (grid_plan.py), their cells run through launch's entry point and task
     ["cli"],  # dispatches `train` to launch, `train -m` to grid
     ["__main__"],

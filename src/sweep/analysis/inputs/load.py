@@ -134,6 +134,11 @@ def _run_facts(summary: dict, plan: dict) -> dict:
 NO_FACTS = _run_facts({}, {})  # a CSV row's (only its epochs, from an optional column)
 
 
+INCOMPLETE = "incomplete: no summary.json (running, or stopped)"
+NOT_STARTED = "not started: a cell of the grid's manifest with no run directory yet (queued, or never submitted)"
+UNFINISHED = (INCOMPLETE, NOT_STARTED)  # a cell of the grid not done yet: `sweep status` says where it is
+
+
 def load_sweep(sweep_dir: Path, params: str) -> Dataset:
     if not sweep_dir.is_dir():
         raise AnalysisError(f"{sweep_dir} is not a directory; pass a sweep directory (<out_dir>/<sweep name>) "
@@ -143,7 +148,7 @@ def load_sweep(sweep_dir: Path, params: str) -> Dataset:
         s = rundir.read_summary(d)
         if s is None:
             if (d / rundir.CONFIG).exists() or (d / rundir.METRICS).exists():
-                excluded.append({"run_name": d.name, "reason": "incomplete: no summary.json (running, or stopped)"})
+                excluded.append({"run_name": d.name, "reason": INCOMPLETE})
             continue
         if s.get("status") == "unreadable":
             excluded.append({"run_name": d.name, "reason": s.get("error") or "unreadable summary.json"})
@@ -177,6 +182,9 @@ def load_sweep(sweep_dir: Path, params: str) -> Dataset:
         if n_bad:
             notes.append(f"{rows[-1]['run_name']}: {n_bad} eval point(s) with a non-finite value (null, NaN, inf or "
                          f"|value| >= {HUGE:.0e}) left out of the fits")
+    started = {d.name for d in rundir.run_dirs(sweep_dir)}
+    excluded += [{"run_name": cell["name"], "reason": NOT_STARTED} for cell in rundir.read_manifest(sweep_dir) or []
+                 if cell["status"] == rundir.PLANNED and cell["name"] not in started]
     if not rows:
         raise AnalysisError(f"no completed runs in {sweep_dir} (expected <run>/summary.json with status "
                             f"'completed'; {len(excluded)} incomplete or failed)")

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ...files import write_text_atomic
+from ..inputs.load import UNFINISHED
 from ..result.laws import Approach1
 from ..result.fits import Fits
 from .fmt import sci, value_text as _get, why_none as _why_none
@@ -203,10 +204,14 @@ def summary_text(fits: Fits, report_path: Path) -> str:
     """The few lines `sweep analyze` prints: the key laws with their intervals, warnings, where the report is."""
     a3, a2, agg = fits.approach3, fits.approach2, fits.aggregation
     binned = f" (aggregated into {agg.bins} bins: see the report)" if agg.applied else ""
-    lines = [f"runs used: {fits.runs.used}{binned}, excluded: {len(fits.runs.excluded)} (parameters: {fits.params})",
-             f"Approach 3  not fitted: {a3.error}" if not a3.fitted else
-             "Approach 3  L = E + A/N^alpha + B/D^beta:  " + ", ".join(f"{k}={_get(getattr(a3, k))}"
-                                                                    for k in ("E", "A", "B", "alpha", "beta"))]
+    lines = [f"runs used: {fits.runs.used}{binned}, excluded: {len(fits.runs.excluded)} (parameters: {fits.params})"]
+    unfinished = sum(e.reason in UNFINISHED for e in fits.runs.excluded)
+    if unfinished:
+        lines.append(f"{unfinished} cell(s) of the grid not done yet (queued, running or stopped: `sweep status` says "
+                     f"which); these fits are of the {fits.runs.used} done")
+    lines.append(f"Approach 3  not fitted: {a3.error}" if not a3.fitted else
+                 "Approach 3  L = E + A/N^alpha + B/D^beta:  " + ", ".join(f"{k}={_get(getattr(a3, k))}"
+                                                                        for k in ("E", "A", "B", "alpha", "beta")))
     if a2.a is not None:
         lines.append(f"Approach 2  N_opt ∝ C^a, D_opt ∝ C^b:  a={_get(a2.a)}, b={_get(a2.b)}")
     else:
