@@ -147,9 +147,15 @@ EOF
 start() {
     [ "$(id -u)" -eq 0 ] || die "run as root: slurmd must be root to start jobs"
     if [ -s "$state/pids" ]; then
+        local up=0 down=0
         while read -r name pid; do
-            alive "$pid" && die "$name (pid $pid) from an earlier start still runs; run '$0 stop' first"
+            if alive "$pid"; then up=$((up + 1)); else down=$((down + 1)); fi
         done < "$state/pids"
+        if [ "$down" -eq 0 ] && sinfo -h -n "$host" -o %t 2>/dev/null | grep -qE '^(idle|mix|alloc)$'; then
+            say "already up (started earlier by this script; $state/pids)"
+            return 0
+        fi
+        [ "$up" -eq 0 ] || die "a cluster from an earlier start is half up ($up daemons alive); run '$0 stop' first"
         rm -f "$state/pids"
     fi
     install_packages

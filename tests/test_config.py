@@ -89,10 +89,18 @@ def test_unknown_model_names_the_options():
         compose(["model=gpt-7b"])
 
 
-@pytest.mark.parametrize("launcher", ["slurm", "submitit_slurm", "submitit_local", "joblib"])
+@pytest.mark.parametrize("launcher", ["slurm", "slurm_multinode", "submitit_slurm", "submitit_local", "joblib"])
 def test_launchers_compose(launcher):
     cfg = compose_raw([f"hydra/launcher={launcher}", "sweep=isoflop"])
-    assert launcher.split("_")[-1].lower() in cfg.hydra.launcher._target_.lower()
+    expected = "slurm" if launcher.startswith("slurm") else launcher.split("_")[-1]  # slurm_multinode: slurm's
+    assert expected in cfg.hydra.launcher._target_.lower()
+
+
+def test_the_multinode_preset_is_the_slurm_launcher_with_several_ranks_per_cell():
+    launcher = compose_raw(["hydra/launcher=slurm_multinode"]).hydra.launcher
+    assert launcher._target_ == "hydra_plugins.sweep_slurm.SweepSlurmLauncher"
+    assert launcher.nodes == 2 and launcher.tasks_per_node == launcher.gpus_per_node == 8
+    assert launcher.max_num_timeout > 0 and launcher.wait is True  # the rest is slurm.yaml's
 
 
 def test_slurm_config_requeues_on_preemption_and_timeout():

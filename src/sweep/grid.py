@@ -116,12 +116,13 @@ def submit_grid(argv: list[str]) -> int:
     from .scheduler import read_jobs, reachable
 
     chosen = [a for a in argv if a.startswith("hydra/launcher=")]
-    if chosen not in ([], ["hydra/launcher=slurm"]):
-        raise ConfigError(f"sweep submit sends a grid to SLURM (hydra/launcher=slurm), not {chosen[-1]}: drop it, "
-                          f"or run `sweep train -m ...` for that launcher")
+    launcher = chosen[-1] if chosen else SUBMIT_LAUNCHER[0]
+    if not launcher.startswith(SUBMIT_LAUNCHER[0]):  # slurm, or a preset over it (slurm_multinode)
+        raise ConfigError(f"sweep submit sends a grid to SLURM (hydra/launcher=slurm or slurm_multinode), not "
+                          f"{launcher}: drop it, or run `sweep train -m ...` for that launcher")
     reachable()  # before anything is written: no sbatch or no controller is one line
     argv = [a for a in argv if a not in ("-m", "--multirun") and not a.startswith("hydra/launcher=")]
-    grid = plan_grid(["-m", *argv, *SUBMIT_LAUNCHER])
+    grid = plan_grid(["-m", *argv, launcher, *SUBMIT_LAUNCHER[1:]])
     from hydra_plugins.sweep_slurm import SchedulerRefused, try_settings
 
     from .config import compose_raw
