@@ -183,7 +183,7 @@ def test_one_job_trains_a_pack(tmp_path, corpus, cluster):
 
 
 def test_a_two_task_gloo_ddp_job(tmp_path, corpus, cluster):
-    args = [*base(tmp_path, corpus, "model=gpt-25k", "train.tokens=10240"), "sweep.name=ddp",
+    args = [*base(tmp_path, corpus, "model=gpt-25k", "train.tokens=10240", "train.threads=auto"), "sweep.name=ddp",
             "hydra.launcher.tasks_per_node=2"]
     submitted = sweep("submit", *args)
     assert submitted.returncode == 0, submitted.stderr[-3000:]
@@ -192,7 +192,8 @@ def test_a_two_task_gloo_ddp_job(tmp_path, corpus, cluster):
     [run_dir] = [p.parent for p in sweep_dir.glob("*/summary.json")]
     from omegaconf import OmegaConf
 
-    assert OmegaConf.load(run_dir / "config.yaml").runtime.world_size == 2
+    runtime = OmegaConf.load(run_dir / "config.yaml").runtime
+    assert runtime.world_size == 2 and runtime.threads == 1  # cpus_per_task=1: one thread per rank, not the node's
     single = sweep("train", *base(tmp_path / "single", corpus, "model=gpt-25k", "train.tokens=10240", job=False),
                    "sweep.name=ddp")
     assert single.returncode == 0, single.stderr[-3000:]

@@ -119,3 +119,24 @@ def test_submit_with_a_controller_down_names_it(tmp_path, capsys, monkeypatch):
 def test_submit_refuses_another_launcher(tmp_path, capsys):
     code = main(["submit", f"out_dir={tmp_path}", "hydra/launcher=joblib"])
     assert code == EXIT_INPUT_ERROR and "not hydra/launcher=joblib" in capsys.readouterr().err
+
+
+def test_analyze_on_a_partly_finished_sweep_fits_the_done_and_counts_the_rest(tmp_path, capsys):
+    from helpers import write_sweep as write_synthetic_sweep
+
+    sweep_dir = write_synthetic_sweep(tmp_path)  # 12 completed runs, one running (no summary), one failed
+    done = [p.name for p in sweep_dir.iterdir() if
+            (p / "summary.json").exists() and json.loads((p / "summary.json").read_text())["status"] == "completed"]
+    waiting = ["gpt-big_queued_s0", "gpt-big_never_s0"]
+    (sweep_dir / "gpt-big_running_s0").mkdir()
+    (sweep_dir / "gpt-big_running_s0" / "metrics.jsonl").write_text('{"step": 1, "tokens": 8, "flops": 1.0}\n')
+    rows = [{"name": n, "status": "planned", "reason": None, "overrides": [], "plan": {}}
+            for n in [*done, "gpt-big_running_s0", *waiting]]
+    (sweep_dir / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["analyze", str(sweep_dir), "--bootstrap", "0", "--wandb", "off"]) == 0
+    out = capsys.readouterr().out
+    assert f"runs used: {len(done)}," in out
+    # two running (no summary), two never started; the failed run is failed, not unfinished
+    assert "4 cell(s) of the grid not done yet" in out and f"these fits are of the {len(done)} done" in out
+    report = (sweep_dir / "analysis" / "report.md").read_text()
+    assert all(f"`{name}`: not started" in report for name in waiting)

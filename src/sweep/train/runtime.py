@@ -85,10 +85,12 @@ def cpu_has_native_bf16() -> bool:
 
 def usable_cpus() -> int:
     """CPUs this process may use: its affinity mask (a SLURM allocation, a container's cpuset) and a cgroup CPU
-    quota, as joblib counts them, so threads per cell and joblib's number of parallel cells agree."""
+    quota, as joblib counts them, so threads per cell and joblib's number of parallel cells agree; under SLURM no
+    more than the job's cpus_per_task (a cluster that does not bind tasks to their CPUs leaves the mask whole)."""
     from joblib import cpu_count
 
-    return max(1, cpu_count())
+    allotted = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    return max(1, min(cpu_count(), int(allotted)) if allotted.isdigit() else cpu_count())
 
 
 def _export_slurm_ranks() -> None:
