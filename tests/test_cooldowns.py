@@ -116,6 +116,7 @@ def test_a_run_directory_older_than_the_cooldown_keys_still_resumes(tmp_path):
         rundir.check_same_cell(run, tmp_path, saved)
 
 
+@pytest.mark.slow
 def test_the_grid_lists_each_trunks_branches_and_skips_those_outside_the_range(tmp_path):
     from sweep.grid import plan_grid
 

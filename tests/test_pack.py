@@ -78,6 +78,7 @@ def test_cells_of_different_shapes_cannot_be_packed():
         PackedGPT([GPT(small), GPT(replace(small, d_model=32))])
 
 
+@pytest.mark.slow
 def test_a_packed_cell_trains_as_it_would_alone(tmp_path, corpus):
     """fp32: each cell's eval curve in a pack of three (other seeds, another lr) within 1e-4 nats of the same cell
     trained alone; its checkpoint is a plain GPT checkpoint of the same size."""

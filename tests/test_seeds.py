@@ -36,6 +36,7 @@ def test_bad_seeds_are_refused_at_composition(override, match):
         compose([override])
 
 
+@pytest.mark.slow
 def test_sweep_seeds_add_the_seed_axis_to_a_grid(tmp_path):
     from sweep.grid_plan import plan_grid
 

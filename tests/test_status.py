@@ -6,6 +6,8 @@ import os
 import stat
 from pathlib import Path
 
+import pytest
+
 from sweep import scheduler
 from sweep.cli import main
 from sweep.exits import EXIT_INPUT_ERROR
@@ -121,6 +123,7 @@ def test_submit_refuses_another_launcher(tmp_path, capsys):
     assert code == EXIT_INPUT_ERROR and "not hydra/launcher=joblib" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_analyze_on_a_partly_finished_sweep_fits_the_done_and_counts_the_rest(tmp_path, capsys):
     from helpers import write_sweep as write_synthetic_sweep
 

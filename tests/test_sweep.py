@@ -272,6 +272,7 @@ def planning_calls(monkeypatch) -> tuple[list, list]:
     return checked, made
 
 
+@pytest.mark.slow
 def test_every_cell_and_branch_is_planned_once_and_the_manifest_lists_them(tmp_path, monkeypatch):
     from sweep import rundir
     from sweep.grid_plan import plan_grid, write_manifest
@@ -293,6 +294,7 @@ def test_every_cell_and_branch_is_planned_once_and_the_manifest_lists_them(tmp_p
     assert all(c["overrides"][-1].startswith("sweep.grid=") for c in cells)
 
 
+@pytest.mark.slow
 def test_a_relaunch_rewrites_the_manifest_identically_and_another_grid_keeps_the_first_grids_cells(tmp_path, corpus):
     from sweep import rundir
     from sweep.grid_plan import plan_grid, write_manifest
