@@ -100,6 +100,10 @@ def test_a_grid_submitted_as_an_array_then_resubmitted_queues_nothing_and_analyz
     arrays = {job["job_id"].split("_")[0] for job in jobs.values()}
     assert len(arrays) == 1, jobs  # one job array, one task per cell
     assert all(job["job_id"] in submitted.stdout for job in jobs.values())
+    # Submitted again at once, while the array is queued and running: no second job for any cell.
+    again = sweep("submit", *args)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert scheduler.read_jobs(sweep_dir) == jobs and "0 job(s) submitted" in again.stdout
 
     cells = wait_until(lambda: all_done(sweep_dir), 300, "every cell done")
     assert {c["job_id"] for c in cells.values()} == {job["job_id"] for job in jobs.values()}

@@ -141,6 +141,6 @@ def submit_grid(argv: list[str]) -> int:
     for name, job in new.items():
         print(f"  {job['job_id']:<12}{name}")
     if len(new) < len(todo):
-        print(f"  ({len(todo) - len(new)} cell(s) already done: not resubmitted)")
+        print(f"  ({len(todo) - len(new)} cell(s) already done, queued or running: not submitted again)")
     print(f"next: sweep status {grid.sweep_dir}")
     return 0

@@ -1,7 +1,8 @@
 """The grid's SLURM launcher (`hydra/launcher=slurm`): submitit's, with three changes a ladder on a cluster needs.
 
 1. Only cells with work to do get a job: a cell the grid's manifest lists as skipped, or as trained in another
-   cell's pack, and a cell whose summary.json says completed, get none (a relaunch of a finished grid queues nothing).
+   cell's pack, a cell whose summary.json says completed, and a cell whose job is still queued or running get none
+   (a relaunch of a finished grid queues nothing; one of a grid in flight adds only what failed or never ran).
 2. The job settings are tried on the scheduler first (`sbatch --test-only` on the very script submitit would submit),
    so a bad partition, account or time limit is the scheduler's one-line message before any cell is queued.
 3. `wait: false` submits and returns (fire and forget: Hydra's multirun otherwise waits for every job). Either way
@@ -48,6 +49,17 @@ def try_settings(launcher_config) -> None:
     SweepSlurmLauncher(**params).try_on_scheduler()
 
 
+def _queued_or_running(sweep_dir: Path) -> set:
+    """The cells whose latest job the scheduler still holds (queued, running, requeued): a second job for one of
+    them would find its directory locked, fail, and hide the first job from `sweep status`."""
+    from sweep import scheduler
+
+    jobs = scheduler.read_jobs(sweep_dir)
+    states = scheduler.job_states([job["job_id"] for job in jobs.values()]) or {}
+    live = scheduler.QUEUED_STATES | scheduler.RUNNING_STATES
+    return {name for name, job in jobs.items() if states.get(job["job_id"]) in live}
+
+
 def _cell_key(overrides) -> tuple:
     """A cell's overrides without Hydra's own, as the manifest and Hydra's sweeper both spell the rest."""
     return tuple(o for o in overrides if not o.startswith(("hydra.", "hydra/")))
@@ -80,18 +92,21 @@ class SweepSlurmLauncher(SlurmLauncher):
         assert self.config is not None
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         entries = {_cell_key(e["overrides"]): e for e in rundir.read_manifest(sweep_dir) or []}
+        in_flight = _queued_or_running(sweep_dir)
         todo, returns = [], []
         for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
             entry = entries.get(_cell_key(overrides), {})
             name = entry.get("name")
             done = name is not None and (rundir.read_summary(sweep_dir / name) or {}).get("status") == "completed"
-            if entry.get("status") == rundir.SKIPPED or entry.get("packed_in") or done:
+            if entry.get("status") == rundir.SKIPPED or entry.get("packed_in") or done or name in in_flight:
                 returns.append(JobReturn(overrides=list(overrides), status=JobStatus.COMPLETED, _return_value=None))
                 continue
             todo.append((idx, list(overrides), name))
             returns.append(None)
+        if in_flight:
+            log.info("%d cell(s) of %s already queued or running: not submitted again", len(in_flight), sweep_dir)
         if not todo:
-            log.info("every cell of %s is done, skipped or in a pack: no job submitted", sweep_dir)
+            log.info("every cell of %s is done, skipped, in a pack or in flight: no job submitted", sweep_dir)
             return returns
         executor = self._executor()
         self.try_on_scheduler(executor)
