@@ -97,7 +97,7 @@ class SweepSlurmLauncher(SlurmLauncher):
         for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
             entry = entries.get(_cell_key(overrides), {})
             name = entry.get("name")
-            done = name is not None and (rundir.read_summary(sweep_dir / name) or {}).get("status") == "completed"
+            done = name is not None and rundir.is_completed(sweep_dir / name)
             if entry.get("status") == rundir.SKIPPED or entry.get("packed_in") or done or name in in_flight:
                 returns.append(JobReturn(overrides=list(overrides), status=JobStatus.COMPLETED, _return_value=None))
                 continue
